@@ -1,0 +1,392 @@
+"""The run configuration: frozen dataclasses built once from the parsed flags.
+
+`config_from_flags` is the only reader of `FLAGS`; everything below
+`dlrm_main.py` receives these dataclasses. All checks that involve more than
+one flag live in `validate`, which reports every problem at once, each naming
+the flags and values involved.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from absl import flags
+
+NUM_CATEGORICAL_FEATURES = 26
+INFERENCE_DEFAULT_STEPS = 1000
+
+
+class ConfigError(ValueError):
+    """Invalid flag values or combinations; the message lists every problem."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """What to run and for how long."""
+
+    mode: str = "train"
+    epochs: int = 1
+    max_steps: int = -1  # -1: whole split; inference resolves it to 1000
+    evals_per_epoch: int = 1
+    skip_eval: bool = False
+    print_freq: int = 1000
+    benchmark_warmup_steps: int = 0
+    seed: int = 12345
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where samples come from and how they are batched (global batch sizes)."""
+
+    dataset_type: str = "raw"
+    dataset_path: str | None = None
+    batch_size: int = 65536
+    valid_batch_size: int = 65536
+    prefetch_batches: int = 10
+    num_numerical_features: int = 13
+    synthetic_train_batches: int = 64008
+    synthetic_valid_batches: int = 1350
+    synthetic_cardinalities: tuple[int, ...] = (1000,) * NUM_CATEGORICAL_FEATURES
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """DLRM dimensions (cardinalities come from the data, not from here)."""
+
+    embedding_dim: int = 128
+    bottom_mlp_dims: tuple[int, ...] = (512, 256, 128)
+    top_mlp_dims: tuple[int, ...] = (1024, 1024, 512, 256, 1)
+    num_numerical_features: int = 13
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """Optimizer and the reference learning-rate schedule."""
+
+    name: str = "sgd"
+    learning_rate: float = 24.0
+    warmup_steps: int = 8000
+    decay_start_step: int = 48000
+    decay_steps: int = 24000
+    loss_scale: float = 1024.0
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    """Device selection, precision and threading, resolved by `models/device.py`."""
+
+    device: str = "auto"
+    use_mlus: bool = False
+    use_gpus: bool = False
+    use_horovod: bool = False
+    use_amp: bool = False
+    enable_xla: bool = False
+    memory_limit_gb: int | None = None
+    inter_op_parallelism: int | None = None
+    intra_op_parallelism: int | None = None
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """Checkpoints, logs and exports."""
+
+    save_checkpoint_path: str | None = None
+    restore_checkpoint_path: str | None = None
+    checkpoint_every_n_steps: int = 0
+    log_path: str = "dlrm_tf_log.json"
+    tensorboard_log_dir: str | None = None
+    export_saved_model_path: str | None = None
+    use_performance: bool = False
+
+
+@dataclass(frozen=True)
+class ProfilerConfig:
+    """The `tf.profiler` window: steps [start_step, start_step + num_steps) on `rank`."""
+
+    enabled: bool = False
+    start_step: int = 1
+    num_steps: int = 1
+    rank: int = 0
+    log_dir: str = "profile"
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole run configuration."""
+
+    run: RunConfig = RunConfig()
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    optimizer: OptimizerConfig = OptimizerConfig()
+    device: DeviceConfig = DeviceConfig()
+    output: OutputConfig = OutputConfig()
+    profiler: ProfilerConfig = ProfilerConfig()
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _int_list(flag_name: str, values: Sequence[str], problems: list[str]) -> tuple[int, ...]:
+    """Parses a list flag of integers, recording a problem instead of raising."""
+    try:
+        return tuple(int(v) for v in values)
+    except (TypeError, ValueError):
+        problems.append(f"--{flag_name} must be a comma-separated list of integers, got {values!r}")
+        return ()
+
+
+def config_from_flags(flag_values: flags.FlagValues) -> Config:
+    """Builds and validates the configuration from parsed flags.
+
+    Raises:
+        ConfigError: naming every invalid flag value or combination.
+    """
+    f = flag_values
+    problems: list[str] = []
+    cardinalities = _int_list(
+        "synthetic_dataset_cardinalities", f.synthetic_dataset_cardinalities, problems
+    )
+    bottom = _int_list("bottom_mlp_dims", f.bottom_mlp_dims, problems)
+    top = _int_list("top_mlp_dims", f.top_mlp_dims, problems)
+    max_steps = f.max_steps
+    if f.mode == "inference" and max_steps == -1:
+        max_steps = INFERENCE_DEFAULT_STEPS
+    log_dir = os.path.dirname(os.path.abspath(f.log_path))
+    config = Config(
+        run=RunConfig(
+            mode=f.mode,
+            epochs=f.epochs,
+            max_steps=max_steps,
+            evals_per_epoch=f.evals_per_epoch,
+            skip_eval=f.skip_eval,
+            print_freq=f.print_freq,
+            benchmark_warmup_steps=f.benchmark_warmup_steps,
+            seed=f.seed,
+        ),
+        data=DataConfig(
+            dataset_type=f.dataset_type,
+            dataset_path=f.dataset_path,
+            batch_size=f.batch_size,
+            valid_batch_size=f.valid_batch_size,
+            prefetch_batches=f.prefetch_batches,
+            num_numerical_features=f.num_numerical_features,
+            synthetic_train_batches=f.synthetic_dataset_train_batches,
+            synthetic_valid_batches=f.synthetic_dataset_valid_batches,
+            synthetic_cardinalities=cardinalities,
+        ),
+        model=ModelConfig(
+            embedding_dim=f.embedding_dim,
+            bottom_mlp_dims=bottom,
+            top_mlp_dims=top,
+            num_numerical_features=f.num_numerical_features,
+        ),
+        optimizer=OptimizerConfig(
+            name=f.optimizer,
+            learning_rate=f.learning_rate,
+            warmup_steps=f.warmup_steps,
+            decay_start_step=f.decay_start_step,
+            decay_steps=f.decay_steps,
+            loss_scale=float(f.loss_scale),
+        ),
+        device=DeviceConfig(
+            device=f.device,
+            use_mlus=f.use_mlus,
+            use_gpus=f.use_gpus,
+            use_horovod=f.use_horovod,
+            use_amp=f.use_amp,
+            enable_xla=f.enable_xla,
+            memory_limit_gb=f.tf_mlu_memory_limit_gb,
+            inter_op_parallelism=f.inter_op_parallelism,
+            intra_op_parallelism=f.intra_op_parallelism,
+        ),
+        output=OutputConfig(
+            save_checkpoint_path=f.save_checkpoint_path,
+            restore_checkpoint_path=f.restore_checkpoint_path,
+            checkpoint_every_n_steps=f.checkpoint_every_n_steps,
+            log_path=f.log_path,
+            tensorboard_log_dir=f.tensorboard_log_dir,
+            export_saved_model_path=f.export_saved_model_path,
+            use_performance=f.use_performance,
+        ),
+        profiler=ProfilerConfig(
+            enabled=f.use_profiler,
+            start_step=f.profiler_start_step,
+            num_steps=f.profiler_steps,
+            rank=f.profiled_rank,
+            log_dir=f.profiler_log_dir or os.path.join(log_dir, "profile"),
+        ),
+    )
+    problems.extend(validate(config) if not problems else [])
+    if problems:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+    return config
+
+
+def _positive(problems: list[str], **values: int | float) -> None:
+    for name, value in values.items():
+        if value <= 0:
+            problems.append(f"--{name} must be positive, got {value}")
+
+
+def _non_negative(problems: list[str], **values: int | float | None) -> None:
+    for name, value in values.items():
+        if value is not None and value < 0:
+            problems.append(f"--{name} must be >= 0, got {value}")
+
+
+def _validate_run(c: Config, problems: list[str]) -> None:
+    run = c.run
+    _positive(problems, epochs=run.epochs, print_freq=run.print_freq)
+    _non_negative(problems, benchmark_warmup_steps=run.benchmark_warmup_steps)
+    if run.max_steps != -1 and run.max_steps <= 0:
+        problems.append(f"--max_steps must be -1 (no limit) or positive, got {run.max_steps}")
+    if run.mode == "train" and not run.skip_eval and run.evals_per_epoch < 1:
+        problems.append(
+            f"--evals_per_epoch must be >= 1 when evaluating, got {run.evals_per_epoch} "
+            "(use --skip_eval to train without evaluation)"
+        )
+    if run.mode == "eval" and not c.output.restore_checkpoint_path:
+        problems.append("--mode=eval needs --restore_checkpoint_path (nothing to evaluate)")
+    if run.mode == "inference" and run.benchmark_warmup_steps >= run.max_steps:
+        problems.append(
+            f"--benchmark_warmup_steps={run.benchmark_warmup_steps} must be smaller than the "
+            f"inference steps (--max_steps={run.max_steps}), or nothing is measured"
+        )
+
+
+def _validate_data(c: Config, problems: list[str]) -> None:
+    data = c.data
+    _positive(problems, batch_size=data.batch_size, valid_batch_size=data.valid_batch_size)
+    _positive(problems, num_numerical_features=data.num_numerical_features)
+    _non_negative(problems, prefetch_batches=data.prefetch_batches)
+    if data.valid_batch_size != data.batch_size:
+        problems.append(
+            f"--valid_batch_size ({data.valid_batch_size}) must equal --batch_size "
+            f"({data.batch_size}), as in the original implementation"
+        )
+    if data.dataset_type == "raw" and not data.dataset_path:
+        problems.append("--dataset_type=raw needs --dataset_path (or use --dataset_type=synthetic)")
+    if data.dataset_type == "synthetic":
+        _positive(
+            problems,
+            synthetic_dataset_train_batches=data.synthetic_train_batches,
+            synthetic_dataset_valid_batches=data.synthetic_valid_batches,
+        )
+        n = len(data.synthetic_cardinalities)
+        if n != NUM_CATEGORICAL_FEATURES:
+            problems.append(
+                f"--synthetic_dataset_cardinalities: {NUM_CATEGORICAL_FEATURES} cardinalities "
+                f"expected, got {n}"
+            )
+        bad = [(i, v) for i, v in enumerate(data.synthetic_cardinalities) if v < 1]
+        if bad:
+            problems.append(
+                f"--synthetic_dataset_cardinalities must be >= 1, got (index, value) {bad}"
+            )
+
+
+def _validate_model(c: Config, problems: list[str]) -> None:
+    model = c.model
+    _positive(problems, embedding_dim=model.embedding_dim)
+    for name, dims in (
+        ("bottom_mlp_dims", model.bottom_mlp_dims),
+        ("top_mlp_dims", model.top_mlp_dims),
+    ):
+        if not dims or any(d < 1 for d in dims):
+            problems.append(f"--{name} must be a non-empty list of positive widths, got {dims}")
+    if model.top_mlp_dims and model.top_mlp_dims[-1] != 1:
+        problems.append(f"--top_mlp_dims must end with 1 (one logit), got {model.top_mlp_dims}")
+    # The dot interaction treats the bottom-MLP output as one more embedding.
+    if (
+        model.num_numerical_features > 0
+        and model.bottom_mlp_dims
+        and model.bottom_mlp_dims[-1] != model.embedding_dim
+    ):
+        problems.append(
+            f"--bottom_mlp_dims must end with --embedding_dim ({model.embedding_dim}) for the "
+            f"dot interaction, got {model.bottom_mlp_dims}"
+        )
+
+
+def _validate_optimizer(c: Config, problems: list[str]) -> None:
+    opt = c.optimizer
+    _positive(problems, learning_rate=opt.learning_rate, loss_scale=opt.loss_scale)
+    _non_negative(
+        problems,
+        warmup_steps=opt.warmup_steps,
+        decay_start_step=opt.decay_start_step,
+        decay_steps=opt.decay_steps,
+    )
+    if opt.decay_steps > 0 and opt.decay_start_step < opt.warmup_steps:
+        problems.append(
+            f"--decay_start_step ({opt.decay_start_step}) must not be before the end of the "
+            f"warm-up (--warmup_steps={opt.warmup_steps})"
+        )
+
+
+def _validate_device(c: Config, problems: list[str]) -> None:
+    dev = c.device
+    if dev.use_mlus and dev.use_gpus:
+        problems.append("--use_mlus and --use_gpus are mutually exclusive")
+    for flag_name, kind, on in (
+        ("use_mlus", "mlu", dev.use_mlus),
+        ("use_gpus", "gpu", dev.use_gpus),
+    ):
+        if on and dev.device not in ("auto", kind):
+            problems.append(f"--{flag_name} contradicts --device={dev.device}")
+    if dev.memory_limit_gb is not None:
+        _positive(problems, tf_mlu_memory_limit_gb=dev.memory_limit_gb)
+    _non_negative(
+        problems,
+        inter_op_parallelism=dev.inter_op_parallelism,
+        intra_op_parallelism=dev.intra_op_parallelism,
+    )
+
+
+def _validate_output(c: Config, problems: list[str]) -> None:
+    out, prof = c.output, c.profiler
+    _non_negative(problems, checkpoint_every_n_steps=out.checkpoint_every_n_steps)
+    if out.checkpoint_every_n_steps > 0 and not out.save_checkpoint_path:
+        problems.append(
+            f"--checkpoint_every_n_steps={out.checkpoint_every_n_steps} needs "
+            "--save_checkpoint_path"
+        )
+    if prof.enabled:
+        _positive(problems, profiler_start_step=prof.start_step, profiler_steps=prof.num_steps)
+        _non_negative(problems, profiled_rank=prof.rank)
+
+
+def validate(config: Config) -> list[str]:
+    """Returns every problem of `config` (empty when valid); checks across flags live here."""
+    problems: list[str] = []
+    for check in (
+        _validate_run,
+        _validate_data,
+        _validate_model,
+        _validate_optimizer,
+        _validate_device,
+        _validate_output,
+    ):
+        check(config, problems)
+    return problems
+
+
+def config_path_for(log_path: str) -> str:
+    """Where the configuration JSON goes: next to the results log, same stem."""
+    stem, _ = os.path.splitext(log_path)
+    return stem + ".config.json"
+
+
+def write_config(config: Config, path: str) -> None:
+    """Writes the configuration as indented JSON (atomically: temporary file, rename)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as out:
+        json.dump(config.to_dict(), out, indent=2, sort_keys=True)
+        out.write("\n")
+    os.replace(tmp, path)

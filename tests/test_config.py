@@ -1,0 +1,118 @@
+"""Flags -> frozen configuration, and the cross-flag validation."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+from absl import flags
+
+from models import flags as dlrm_flags
+from models.config import (
+    INFERENCE_DEFAULT_STEPS,
+    Config,
+    ConfigError,
+    config_from_flags,
+    config_path_for,
+    write_config,
+)
+
+
+def _parse(*args: str) -> flags.FlagValues:
+    return dlrm_flags.parse(["dlrm_main.py", *args])
+
+
+def test_defaults_follow_the_reference_table() -> None:
+    config = config_from_flags(_parse("--dataset_path=/data"))
+    assert config.run.mode == "train"
+    assert config.data.batch_size == 65536 == config.data.valid_batch_size
+    assert config.run.max_steps == -1
+    assert config.run.print_freq == 1000
+    assert config.optimizer.learning_rate == 24.0
+    assert config.optimizer.warmup_steps == 8000
+    assert config.optimizer.decay_start_step == 48000
+    assert config.optimizer.decay_steps == 24000
+    assert config.model.bottom_mlp_dims == (512, 256, 128)
+    assert config.model.top_mlp_dims == (1024, 1024, 512, 256, 1)
+    assert config.profiler.start_step == 1 and config.profiler.rank == 0
+    assert config.output.log_path == "dlrm_tf_log.json"
+
+
+def test_config_is_frozen() -> None:
+    config = config_from_flags(_parse("--dataset_path=/data"))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.data.batch_size = 1  # type: ignore[misc]
+
+
+def test_aliases_set_the_canonical_flags() -> None:
+    config = config_from_flags(_parse("--dataset_path=/d", "--amp", "--xla"))
+    assert config.device.use_amp and config.device.enable_xla
+
+
+def test_inference_defaults_to_1000_steps() -> None:
+    config = config_from_flags(_parse("--dataset_path=/d", "--mode=inference"))
+    assert config.run.max_steps == INFERENCE_DEFAULT_STEPS
+    config = config_from_flags(_parse("--dataset_path=/d", "--mode=inference", "--max_steps=7"))
+    assert config.run.max_steps == 7
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--batch_size=1024"], "--valid_batch_size (65536) must equal --batch_size (1024)"),
+        (["--mode=eval"], "--mode=eval needs --restore_checkpoint_path"),
+        (
+            ["--dataset_type=synthetic", "--synthetic_dataset_cardinalities=5,6"],
+            "26 cardinalities expected, got 2",
+        ),
+        (["--bottom_mlp_dims=512,256,64"], "must end with --embedding_dim (128)"),
+        (["--top_mlp_dims=16,2"], "--top_mlp_dims must end with 1"),
+        (["--bottom_mlp_dims=a,b"], "--bottom_mlp_dims must be a comma-separated list"),
+        (["--use_mlus", "--use_gpus"], "mutually exclusive"),
+        (["--use_gpus", "--device=cpu"], "--use_gpus contradicts --device=cpu"),
+        (["--checkpoint_every_n_steps=10"], "needs --save_checkpoint_path"),
+        (["--decay_start_step=10"], "--decay_start_step (10) must not be before"),
+        (["--max_steps=0"], "--max_steps must be -1"),
+        (
+            ["--mode=inference", "--max_steps=5", "--benchmark_warmup_steps=5"],
+            "nothing is measured",
+        ),
+        (["--evals_per_epoch=0"], "--skip_eval"),
+        (["--epochs=0"], "--epochs must be positive, got 0"),
+    ],
+)
+def test_invalid_combinations_name_flags_and_values(args: list[str], expected: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        config_from_flags(_parse("--dataset_path=/d", *args))
+    assert expected in str(error.value)
+
+
+def test_raw_data_needs_a_path() -> None:
+    with pytest.raises(ConfigError, match="--dataset_type=raw needs --dataset_path"):
+        config_from_flags(_parse())
+
+
+def test_all_problems_are_reported_together() -> None:
+    with pytest.raises(ConfigError) as error:
+        config_from_flags(_parse("--batch_size=8", "--epochs=0"))
+    message = str(error.value)
+    assert "--dataset_path" in message and "--epochs" in message and "--valid_batch_size" in message
+
+
+def test_written_config_round_trips_as_json(tmp_path) -> None:
+    config = config_from_flags(
+        _parse("--dataset_type=synthetic", "--batch_size=64", "--valid_batch_size=64")
+    )
+    path = config_path_for(str(tmp_path / "log.json"))
+    assert path.endswith("log.config.json")
+    write_config(config, path)
+    with open(path, encoding="utf-8") as f:
+        written = json.load(f)
+    assert written["data"]["batch_size"] == 64
+    assert written["data"]["synthetic_cardinalities"] == [1000] * 26
+    assert (
+        set(written)
+        == set(Config().to_dict())
+        == {"run", "data", "model", "optimizer", "device", "output", "profiler"}
+    )
