@@ -1,0 +1,173 @@
+"""The DLRM model: bottom MLP, embedding tables, dot interaction, top MLP.
+
+Shapes: ``B`` global batch, ``b`` local batch, ``F`` number of tables,
+``T`` tables looked up by this process, ``D`` embedding dim, ``N`` numerical
+features. On one process B == b and T == F; under model parallelism the
+distributed code calls :meth:`DLRM.lookup` for the tables a rank owns and
+:meth:`DLRM.dense_forward` on its slice of the batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+import tensorflow as tf
+
+from models.layers import MLP, DotInteraction, EmbeddingTable
+
+
+def _positive_ints(name: str, values: Sequence[int]) -> tuple[int, ...]:
+    values = tuple(values)
+    if not values:
+        raise ValueError(f"DLRM {name} must not be empty")
+    bad = [v for v in values if not isinstance(v, int) or isinstance(v, bool) or v <= 0]
+    if bad:
+        raise ValueError(f"DLRM {name} must be positive integers, got {bad} in {values}")
+    return values
+
+
+@keras.saving.register_keras_serializable(package="dlrm")
+class DLRM(keras.Model):
+    """Deep Learning Recommendation Model (Naumov et al., 2019, arXiv:1906.00091).
+
+    Args:
+        cardinalities: rows of each embedding table (F tables).
+        embedding_dim: D, also the width of the last bottom-MLP layer.
+        bottom_mlp_dims: widths of the bottom MLP; the last must equal D.
+        top_mlp_dims: widths of the top MLP; the last must be 1 (the logit).
+        num_numerical_features: N.
+
+    Tables stay float32 under a mixed-precision policy; the dense part runs in
+    the compute dtype and returns float32 logits.
+    """
+
+    def __init__(
+        self,
+        cardinalities: Sequence[int],
+        embedding_dim: int = 128,
+        bottom_mlp_dims: Sequence[int] = (512, 256, 128),
+        top_mlp_dims: Sequence[int] = (1024, 1024, 512, 256, 1),
+        num_numerical_features: int = 13,
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.cardinalities = _positive_ints("cardinalities", cardinalities)
+        (self.embedding_dim,) = _positive_ints("embedding_dim", (embedding_dim,))
+        self.bottom_mlp_dims = _positive_ints("bottom_mlp_dims", bottom_mlp_dims)
+        self.top_mlp_dims = _positive_ints("top_mlp_dims", top_mlp_dims)
+        (self.num_numerical_features,) = _positive_ints(
+            "num_numerical_features", (num_numerical_features,)
+        )
+        if self.bottom_mlp_dims[-1] != self.embedding_dim:
+            raise ValueError(
+                f"the last bottom_mlp_dims entry ({self.bottom_mlp_dims[-1]}) must equal "
+                f"embedding_dim ({self.embedding_dim}) for the dot interaction"
+            )
+        if self.top_mlp_dims[-1] != 1:
+            raise ValueError(f"the last top_mlp_dims entry must be 1, got {self.top_mlp_dims}")
+
+        self.tables = [
+            EmbeddingTable(rows, self.embedding_dim, name=f"embedding_{i}")
+            for i, rows in enumerate(self.cardinalities)
+        ]
+        self.bottom_mlp = MLP(self.bottom_mlp_dims, final_activation="relu", name="bottom_mlp")
+        self.interaction = DotInteraction(name="interaction")
+        # The logit layer runs in float32 so that logits and loss keep full precision.
+        self.top_mlp = MLP(
+            self.top_mlp_dims,
+            final_activation=None,
+            final_layer_dtype="float32",
+            name="top_mlp",
+        )
+        num_features = len(self.cardinalities) + 1
+        interaction_dim = self.embedding_dim + num_features * (num_features - 1) // 2
+        self.bottom_mlp.build((None, self.num_numerical_features))
+        self.top_mlp.build((None, interaction_dim))
+        # Every variable exists now: the model never needs Keras' deferred build.
+        self.built = True
+
+    @property
+    def num_tables(self) -> int:
+        return len(self.tables)
+
+    def lookup(self, categorical: tf.Tensor, table_ids: Sequence[int]) -> list[tf.Tensor]:
+        """Looks up the given tables.
+
+        Args:
+            categorical: ``[B, T]`` integer ids; column k belongs to table
+                ``table_ids[k]``.
+            table_ids: indices into :attr:`tables`.
+
+        Returns:
+            T float32 tensors ``[B, D]``, in ``table_ids`` order.
+        """
+        table_ids = list(table_ids)
+        bad = [t for t in table_ids if not 0 <= t < self.num_tables]
+        if bad:
+            raise ValueError(f"table ids {bad} out of range for {self.num_tables} tables")
+        if len(categorical.shape) != 2:
+            raise ValueError(f"categorical must be [B, T], got shape {categorical.shape}")
+        if categorical.shape[1] is not None and categorical.shape[1] != len(table_ids):
+            raise ValueError(
+                f"categorical has {categorical.shape[1]} columns but {len(table_ids)} "
+                f"table ids were given: {table_ids}"
+            )
+        return [self.tables[t](categorical[:, k]) for k, t in enumerate(table_ids)]
+
+    def dense_forward(self, numerical: tf.Tensor, embeddings: tf.Tensor) -> tf.Tensor:
+        """Bottom MLP, interaction and top MLP.
+
+        Args:
+            numerical: ``[b, N]`` float.
+            embeddings: ``[b, F, D]`` float32, all tables for this batch slice.
+
+        Returns:
+            ``[b, 1]`` float32 logits.
+        """
+        if embeddings.shape[1] is not None and embeddings.shape[1] != self.num_tables:
+            raise ValueError(
+                f"embeddings must hold {self.num_tables} tables, got shape {embeddings.shape}"
+            )
+        if numerical.shape[-1] is not None and numerical.shape[-1] != self.num_numerical_features:
+            raise ValueError(
+                f"{self.num_numerical_features} numerical features expected, "
+                f"got shape {numerical.shape}"
+            )
+        bottom = self.bottom_mlp(numerical)
+        # Tables are float32; the interaction runs in the compute dtype.
+        embeddings = tf.cast(embeddings, bottom.dtype)
+        logits = self.top_mlp(self.interaction(bottom, embeddings))
+        return tf.cast(logits, tf.float32)
+
+    def call(self, inputs: dict[str, tf.Tensor]) -> tf.Tensor:
+        """``{"numerical": [B, N], "categorical": [B, F]}`` -> ``[B, 1]`` float32 logits."""
+        missing = {"numerical", "categorical"} - set(inputs)
+        if missing:
+            raise ValueError(f"DLRM inputs lack {sorted(missing)}; got keys {sorted(inputs)}")
+        vectors = self.lookup(inputs["categorical"], range(self.num_tables))
+        return self.dense_forward(inputs["numerical"], tf.stack(vectors, axis=1))
+
+    @property
+    def embedding_variables(self) -> list:
+        """The F table variables (float32), for the sparse optimizer."""
+        return [table.embeddings for table in self.tables]
+
+    @property
+    def dense_variables(self) -> list:
+        """Bottom and top MLP variables, for the dense (data-parallel) optimizer."""
+        return [*self.bottom_mlp.trainable_variables, *self.top_mlp.trainable_variables]
+
+    def get_config(self) -> dict:
+        return {
+            "name": self.name,
+            "cardinalities": list(self.cardinalities),
+            "embedding_dim": self.embedding_dim,
+            "bottom_mlp_dims": list(self.bottom_mlp_dims),
+            "top_mlp_dims": list(self.top_mlp_dims),
+            "num_numerical_features": self.num_numerical_features,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict) -> DLRM:
+        return cls(**config)

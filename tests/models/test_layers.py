@@ -1,0 +1,201 @@
+"""Layers against hand-computed numpy values, forward and gradients."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from models.layers import MLP, DotInteraction, EmbeddingTable
+
+
+@pytest.fixture(autouse=True)
+def _float32_policy():
+    keras.mixed_precision.set_global_policy("float32")
+    yield
+    keras.mixed_precision.set_global_policy("float32")
+
+
+def _relu(x):
+    return np.maximum(x, 0.0)
+
+
+def test_mlp_forward_and_gradients_match_numpy():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(5, 3)).astype(np.float32)
+    mlp = MLP((4, 2), final_activation=None)
+    mlp.build((None, 3))
+    w1, b1 = (v.numpy().astype(np.float64) for v in mlp.dense_layers[0].weights)
+    w2, b2 = (v.numpy().astype(np.float64) for v in mlp.dense_layers[1].weights)
+    upstream = rng.normal(size=(5, 2))
+
+    xt = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(xt)
+        out = mlp(xt)
+        loss = tf.reduce_sum(out * tf.constant(upstream, tf.float32))
+    grads = tape.gradient(loss, [xt, *mlp.trainable_variables])
+
+    z1 = x @ w1 + b1
+    h1 = _relu(z1)
+    expected = h1 @ w2 + b2
+    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-5, atol=1e-6)
+
+    d_w2 = h1.T @ upstream
+    d_b2 = upstream.sum(0)
+    d_z1 = (upstream @ w2.T) * (z1 > 0)
+    d_w1 = x.T @ d_z1
+    d_b1 = d_z1.sum(0)
+    d_x = d_z1 @ w1.T
+    for got, want in zip(grads, [d_x, d_w1, d_b1, d_w2, d_b2], strict=True):
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-5)
+
+
+def test_mlp_final_relu_clips_negative_outputs():
+    mlp = MLP((3,), final_activation="relu")
+    mlp.build((None, 2))
+    mlp.dense_layers[0].kernel.assign(-np.ones((2, 3), np.float32))
+    mlp.dense_layers[0].bias.assign(np.zeros(3, np.float32))
+    out = mlp(tf.ones((1, 2))).numpy()
+    np.testing.assert_array_equal(out, np.zeros((1, 3)))
+
+
+def test_mlp_initialisation_follows_reference_dlrm():
+    keras.utils.set_random_seed(1)
+    mlp = MLP((400, 300))
+    mlp.build((None, 500))
+    kernel = mlp.dense_layers[0].kernel.numpy()
+    bias = mlp.dense_layers[1].bias.numpy()
+    # weights N(0, sqrt(2 / (fan_in + fan_out))), biases N(0, sqrt(1 / units))
+    assert kernel.std() == pytest.approx(np.sqrt(2.0 / 900), rel=0.02)
+    assert abs(kernel.mean()) < 0.002
+    # untruncated: values beyond 2 sigma exist (a truncated normal has none)
+    assert np.abs(kernel).max() > 3 * np.sqrt(2.0 / 900)
+    assert bias.std() == pytest.approx(np.sqrt(1.0 / 300), rel=0.15)
+
+
+def test_mlp_validates_arguments():
+    with pytest.raises(ValueError, match="at least one layer"):
+        MLP(())
+    with pytest.raises(ValueError, match=r"\[0\]"):
+        MLP((4, 0))
+    with pytest.raises(ValueError, match="final_activation"):
+        MLP((4,), final_activation="sigmoid")
+
+
+def test_mlp_config_round_trip_and_float32_last_layer_under_mixed_policy():
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    mlp = MLP((4, 1), final_activation=None, final_layer_dtype="float32", name="top")
+    out = mlp(tf.ones((2, 3)))
+    assert out.dtype == tf.float32
+    assert mlp.dense_layers[0].compute_dtype == "bfloat16"
+    clone = MLP.from_config(mlp.get_config())
+    assert clone.units == (4, 1)
+    assert clone.final_activation is None
+    assert clone.final_layer_dtype == "float32"
+    assert clone.name == "top"
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(mlp))
+    assert restored.units == (4, 1)
+
+
+def _numpy_dot_interaction(bottom, embeddings):
+    features = np.concatenate([bottom[:, None, :], embeddings], axis=1)
+    n = features.shape[1]
+    out = []
+    for row in range(features.shape[0]):
+        pairs = [features[row, i] @ features[row, j] for i in range(n) for j in range(i)]
+        out.append(np.concatenate([bottom[row], pairs]))
+    return np.array(out)
+
+
+def test_dot_interaction_forward_by_hand():
+    bottom = np.array([[1.0, 2.0]], np.float32)
+    embeddings = np.array([[[3.0, 4.0], [5.0, 6.0]]], np.float32)
+    out = DotInteraction()(tf.constant(bottom), tf.constant(embeddings)).numpy()
+    # [bottom, e0.b, e1.b, e1.e0] = [1, 2, 3+8, 5+12, 15+24]
+    np.testing.assert_allclose(out, [[1.0, 2.0, 11.0, 17.0, 39.0]])
+
+
+def test_dot_interaction_default_size_and_random_values():
+    rng = np.random.default_rng(3)
+    bottom = rng.normal(size=(3, 128)).astype(np.float32)
+    embeddings = rng.normal(size=(3, 26, 128)).astype(np.float32)
+    out = DotInteraction()(tf.constant(bottom), tf.constant(embeddings)).numpy()
+    assert out.shape == (3, 479)
+    want = _numpy_dot_interaction(bottom.astype(np.float64), embeddings.astype(np.float64))
+    np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-4)
+
+
+def test_dot_interaction_gradients_match_numpy():
+    rng = np.random.default_rng(4)
+    b, f, d = 2, 3, 4
+    bottom = tf.constant(rng.normal(size=(b, d)), tf.float32)
+    embeddings = tf.constant(rng.normal(size=(b, f, d)), tf.float32)
+    n = f + 1
+    upstream = rng.normal(size=(b, d + n * (n - 1) // 2))
+    with tf.GradientTape() as tape:
+        tape.watch([bottom, embeddings])
+        out = DotInteraction()(bottom, embeddings)
+        loss = tf.reduce_sum(out * tf.constant(upstream, tf.float32))
+    d_bottom, d_emb = tape.gradient(loss, [bottom, embeddings])
+
+    features = np.concatenate([bottom.numpy()[:, None], embeddings.numpy()], 1).astype(np.float64)
+    rows, cols = np.tril_indices(n, k=-1)
+    want = np.zeros_like(features)
+    for r in range(b):
+        g = np.zeros((n, n))
+        g[rows, cols] = upstream[r, d:]
+        # d/dx_i of sum_{i>j} g_ij <x_i, x_j> = sum_j (g + g^T)_ij x_j
+        want[r] = (g + g.T) @ features[r]
+    want[:, 0] += upstream[:, :d]  # the pass-through of the bottom output
+    np.testing.assert_allclose(d_bottom.numpy(), want[:, 0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(d_emb.numpy(), want[:, 1:], rtol=1e-5, atol=1e-5)
+
+
+def test_dot_interaction_rejects_bad_shapes():
+    layer = DotInteraction()
+    with pytest.raises(ValueError, match="bottom dim 3 differs from embedding dim 4"):
+        layer(tf.ones((2, 3)), tf.ones((2, 5, 4)))
+    with pytest.raises(ValueError, match=r"embeddings \[b, F, D\]"):
+        layer(tf.ones((2, 4)), tf.ones((2, 4)))
+    assert DotInteraction.from_config(DotInteraction(name="x").get_config()).name == "x"
+
+
+def test_embedding_lookup_gradient_and_init():
+    keras.utils.set_random_seed(5)
+    table = EmbeddingTable(400, 3)
+    table.build((None,))
+    values = table.embeddings.numpy()
+    limit = np.sqrt(1 / 400)
+    assert values.min() >= -limit and values.max() <= limit
+    assert values.max() > 0.9 * limit and values.min() < -0.9 * limit
+
+    ids = tf.constant([7, 2, 7], tf.int32)
+    upstream = np.arange(9, dtype=np.float32).reshape(3, 3)
+    with tf.GradientTape() as tape:
+        out = table(ids)
+        loss = tf.reduce_sum(out * upstream)
+    np.testing.assert_array_equal(out.numpy(), values[[7, 2, 7]])
+    grad = tape.gradient(loss, table.embeddings)
+    assert isinstance(grad, tf.IndexedSlices)
+    dense = tf.convert_to_tensor(grad).numpy()
+    want = np.zeros((400, 3), np.float32)
+    np.add.at(want, [7, 2, 7], upstream)
+    np.testing.assert_array_equal(dense, want)
+
+
+def test_embedding_stays_float32_under_mixed_policy_and_round_trips():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    table = EmbeddingTable(10, 4, name="t0")
+    out = table(tf.constant([1, 2]))
+    assert table.embeddings.dtype == "float32"
+    assert out.dtype == tf.float32
+    clone = EmbeddingTable.from_config(table.get_config())
+    assert (clone.num_rows, clone.dim, clone.name) == (10, 4, "t0")
+    assert clone.embeddings.dtype == "float32"
+
+
+def test_embedding_validates_arguments():
+    with pytest.raises(ValueError, match="num_rows must be a positive integer, got 0"):
+        EmbeddingTable(0, 4)
+    with pytest.raises(ValueError, match="ids of shape"):
+        EmbeddingTable(3, 2)(tf.zeros((2, 2), tf.int32))
