@@ -1,0 +1,150 @@
+"""Unit tests of the pure placement planner (no TensorFlow, no Horovod)."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from models.distributed.placement import Shard, embedding_table_bytes, plan_placement
+
+# Criteo 1TB cardinalities at frequency threshold 15, capped at 200,000 rows (the
+# benchmark configuration of the model issue).
+CRITEO_CAPPED = [
+    7912889,
+    33823,
+    17139,
+    7339,
+    20046,
+    4,
+    7105,
+    1382,
+    63,
+    5554114,
+    582469,
+    245828,
+    11,
+    2209,
+    10667,
+    104,
+    4,
+    968,
+    15,
+    8165896,
+    2675940,
+    7156453,
+    302516,
+    12022,
+    97,
+    35,
+]
+CRITEO_CAPPED = [min(rows, 200_000) for rows in CRITEO_CAPPED]
+
+
+def test_single_rank_owns_everything():
+    placement = plan_placement([40, 10, 30], world_size=1)
+    assert placement.owner_of == (0, 0, 0)
+    assert placement.tables_per_rank == ((0, 1, 2),)
+    assert placement.bytes_per_rank == (80,)
+    assert placement.split_tables == ()
+
+
+def test_greedy_largest_first_to_least_loaded_rank():
+    # Sorted: t1=50 -> r0, t3=40 -> r1, t0=30 -> r1 (40 < 50), t2=20 -> r0 (50 < 70).
+    placement = plan_placement([30, 50, 20, 40], world_size=2)
+    assert placement.owner_of == (1, 0, 0, 1)
+    assert placement.tables_per_rank == ((1, 2), (0, 3))
+    assert placement.bytes_per_rank == (70, 70)
+
+
+def test_ties_go_to_lower_table_and_lower_rank():
+    placement = plan_placement([8, 8, 8, 8], world_size=3)
+    assert placement.owner_of == (0, 1, 2, 0)
+
+
+def test_balance_on_criteo_sizes_is_close_to_half():
+    sizes = embedding_table_bytes(CRITEO_CAPPED, 128)
+    placement = plan_placement(sizes, world_size=2)
+    total = sum(sizes)
+    assert sum(placement.bytes_per_rank) == total
+    # Greedy LPT: the heavier rank exceeds the mean by at most the largest table.
+    assert max(placement.bytes_per_rank) - total / 2 <= max(sizes)
+    assert max(placement.bytes_per_rank) / (total / 2) < 1.05
+    assert sorted(itertools.chain(*placement.tables_per_rank)) == list(range(26))
+
+
+def test_more_ranks_than_tables_leaves_ranks_empty():
+    placement = plan_placement([5, 7], world_size=4)
+    assert placement.tables_per_rank == ((1,), (0,), (), ())
+    assert "rank 3: 0 tables" in placement.describe()
+
+
+def test_budget_respected_when_it_fits():
+    placement = plan_placement([60, 50, 40, 30], world_size=2, budget_bytes=90)
+    assert max(placement.bytes_per_rank) <= 90
+    assert placement.budget_bytes == 90
+
+
+def test_budget_impossible_names_table_size_and_budget():
+    with pytest.raises(
+        ValueError, match=r"table 2 \(40 bytes\).*rank 1 already holds 50 bytes of a 70-byte"
+    ):
+        plan_placement([60, 50, 40, 30], world_size=2, budget_bytes=70)
+
+
+def test_table_over_budget_without_rows_fails_with_sizes():
+    with pytest.raises(ValueError, match=r"table 1 is 500 bytes, larger than .* 100 bytes"):
+        plan_placement([10, 500], world_size=8, budget_bytes=100)
+
+
+def test_table_over_budget_is_split_by_rows():
+    # Table 0: 10 rows of 12 bytes = 120 bytes, budget 50 -> 3 shards of 4, 3, 3 rows
+    # (48, 36, 36 bytes); table 1: 2 rows of 12 bytes.
+    placement = plan_placement([120, 24], world_size=4, budget_bytes=50, table_rows=[10, 2])
+    assert placement.split_tables == (0,)
+    shards0 = [s for s in placement.shards if s.table == 0]
+    assert [(s.row_start, s.row_end, s.nbytes) for s in shards0] == [
+        (0, 4, 48),
+        (4, 7, 36),
+        (7, 10, 36),
+    ]
+    assert len(set(placement.owners(0))) == 3
+    assert max(placement.bytes_per_rank) <= 50
+    assert sum(placement.bytes_per_rank) == 144
+    assert placement.shards[-1] == Shard(1, 0, 2, 24, 3)
+    assert "table 0 split by rows: rows [0, 4) -> rank 0" in placement.describe()
+    with pytest.raises(ValueError, match="split by rows"):
+        _ = placement.owner_of
+
+
+def test_split_that_still_does_not_fit_fails():
+    with pytest.raises(ValueError, match=r"cannot place table 0 rows \[\d+, \d+\)"):
+        plan_placement([120], world_size=2, budget_bytes=50, table_rows=[10])
+
+
+def test_row_larger_than_budget_fails():
+    with pytest.raises(ValueError, match="one row is 64 bytes"):
+        plan_placement([128], world_size=4, budget_bytes=50, table_rows=[2])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (([], 2), "no tables"),
+        (([10], 0), "world_size"),
+        (([10, -1], 2), r"\(1, -1\)"),
+        (([10], 2, 0), "budget_bytes"),
+        (([10, 20], 2, None, [5]), "table_rows has 1 entries"),
+        (([10], 2, None, [3]), "not a whole number of rows"),
+    ],
+)
+def test_invalid_arguments(args, message):
+    with pytest.raises(ValueError, match=message):
+        plan_placement(*args)
+
+
+def test_describe_lists_every_rank_and_bytes():
+    text = plan_placement([3 * 1024**2, 1024], world_size=2).describe()
+    assert "2 tables, 3.0 MiB over 2 rank(s)" in text
+    assert "rank 0: 1 tables, 3.0 MiB (3145728 B): 0" in text
+    assert "rank 1: 1 tables, 1.0 KiB (1024 B): 1" in text
