@@ -1,0 +1,338 @@
+"""Checkpoints: exact round trip, mismatch messages, atomicity, cross-world-size restore."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from models.dlrm import DLRM
+from models.training import checkpoint
+from models.training.checkpoint import (
+    CheckpointError,
+    TrainingState,
+    list_checkpoints,
+    restore_checkpoint,
+    save_checkpoint,
+)
+
+CARDINALITIES = (5, 7, 3, 4)
+DIMS = {"embedding_dim": 4, "bottom_mlp_dims": (6, 4), "top_mlp_dims": (5, 1)}
+
+
+class LocalComm:
+    rank = 0
+    size = 1
+
+    def barrier(self) -> None:
+        pass
+
+
+class ThreadComm:
+    """One simulated rank of an in-process world; ranks are threads."""
+
+    def __init__(self, rank: int, barrier: threading.Barrier) -> None:
+        self.rank = rank
+        self.size = barrier.parties
+        self._barrier = barrier
+
+    def barrier(self) -> None:
+        self._barrier.wait()
+
+
+def run_ranks(size: int, fn) -> list:
+    """Runs ``fn(comm)`` on ``size`` threads; re-raises the first failure."""
+    barrier = threading.Barrier(size, timeout=60)
+    results: list = [None] * size
+    errors: list = [None] * size
+
+    def body(rank: int) -> None:
+        try:
+            results[rank] = fn(ThreadComm(rank, barrier))
+        except BaseException as err:  # reported to the test thread
+            errors[rank] = err
+            barrier.abort()  # the other ranks fail instead of waiting forever
+
+    threads = [threading.Thread(target=body, args=(r,)) for r in range(size)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for err in errors:
+        if err is not None and not isinstance(err, threading.BrokenBarrierError):
+            raise err
+    return results
+
+
+class FakeEmbeddingOptimizer:
+    """Stand-in for the sparse optimizer: named slots per table variable."""
+
+    def __init__(self, variables, slot_names=("accumulator", "momentum")) -> None:
+        self.iterations = tf.Variable(0, dtype=tf.int64)
+        self._slots = {
+            id(v): {n: tf.Variable(tf.zeros(v.shape)) for n in slot_names} for v in variables
+        }
+
+    def slots_for(self, variable):
+        return self._slots[id(variable)]
+
+
+def make_state(cardinalities=CARDINALITIES, owned=None, seed=0, optimizer="adam", **dims):
+    keras.utils.set_random_seed(seed)
+    model = DLRM(cardinalities, num_numerical_features=3, **{**DIMS, **dims})
+    emb_opt = FakeEmbeddingOptimizer(model.embedding_variables)
+    dense_opt = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD}[optimizer](0.1)
+    owned = range(len(cardinalities)) if owned is None else owned
+    return TrainingState(model, list(owned), emb_opt, dense_opt)
+
+
+def randomize(state: TrainingState, seed: int) -> None:
+    """Gives every saved value (weights, slots, optimizer state) a distinct random value."""
+    rng = np.random.default_rng(seed)
+    state.dense_optimizer.build(state.model.dense_variables)
+    variables = [*state.model.embedding_variables, *state.model.dense_variables]
+    variables += [s for v in state.model.embedding_variables for s in slot_values(state, v)]
+    variables += list(state.dense_optimizer.variables)
+    for v in variables:
+        dtype = np.dtype(getattr(v.dtype, "as_numpy_dtype", v.dtype))
+        v.assign(rng.integers(1, 1000, size=v.shape).astype(dtype))
+    state.embedding_optimizer.iterations.assign(int(rng.integers(1, 1000)))
+    state.step, state.epoch, state.batch = 1234, 2, 56
+
+
+def slot_values(state: TrainingState, variable) -> list:
+    return [s for _, s in sorted(state.embedding_optimizer.slots_for(variable).items())]
+
+
+def snapshot(state: TrainingState, tables=None) -> dict[str, np.ndarray]:
+    tables = range(len(state.model.embedding_variables)) if tables is None else tables
+    values = {}
+    for t in tables:
+        var = state.model.embedding_variables[t]
+        values[f"table{t}"] = var.numpy()
+        for k, s in enumerate(slot_values(state, var)):
+            values[f"table{t}.slot{k}"] = s.numpy()
+    for k, v in enumerate(state.model.dense_variables):
+        values[f"dense{k}"] = v.numpy()
+    if state.dense_optimizer.built:
+        for k, v in enumerate(state.dense_optimizer.variables):
+            values[f"opt{k}"] = np.asarray(v.numpy())
+    values["emb_iterations"] = state.embedding_optimizer.iterations.numpy()
+    return values
+
+
+def assert_same(actual: dict, expected: dict) -> None:
+    assert sorted(actual) == sorted(expected)
+    for key in expected:
+        np.testing.assert_array_equal(actual[key], expected[key], err_msg=key)
+
+
+def test_round_trip_is_exact(tmp_path: Path) -> None:
+    saved = make_state(seed=1)
+    randomize(saved, seed=2)
+    path = save_checkpoint(tmp_path, saved, LocalComm())
+    assert path == tmp_path / "ckpt-000001234"
+
+    restored = make_state(seed=3)
+    info = restore_checkpoint(tmp_path, restored, LocalComm())
+
+    assert (info.step, info.epoch, info.batch, info.world_size) == (1234, 2, 56, 1)
+    assert (restored.step, restored.epoch, restored.batch) == (1234, 2, 56)
+    assert info.path == path
+    assert_same(snapshot(restored), snapshot(saved))
+
+
+def test_metadata_records_dims_optimizers_and_arrays(tmp_path: Path) -> None:
+    state = make_state()
+    randomize(state, seed=4)
+    path = save_checkpoint(tmp_path, state, LocalComm())
+    meta = json.loads((path / "checkpoint.json").read_text())
+    assert meta["model"] == {
+        "embedding_dim": 4,
+        "bottom_mlp_dims": [6, 4],
+        "top_mlp_dims": [5, 1],
+        "num_numerical_features": 3,
+        "cardinalities": list(CARDINALITIES),
+    }
+    assert meta["optimizers"]["dense"] == "Adam"
+    assert meta["optimizers"]["embedding"] == "FakeEmbeddingOptimizer"
+    assert meta["data_position"] == {"epoch": 2, "batch": 56}
+    assert meta["arrays"]["tables/table_1.npy"]["shape"] == [7, 4]
+    assert meta["arrays"]["tables/table_1.momentum.npy"]["shape"] == [7, 4]
+    assert meta["table_owners"] == {"0": 0, "1": 0, "2": 0, "3": 0}
+    assert not list(path.glob("manifest.*")), "per-rank manifests are merged and removed"
+
+
+def test_mismatched_model_names_every_difference(tmp_path: Path) -> None:
+    save_checkpoint(tmp_path, make_state(), LocalComm())
+    other = make_state(cardinalities=(5, 9, 3, 4), embedding_dim=8, bottom_mlp_dims=(6, 8))
+    before = snapshot(other)
+    with pytest.raises(CheckpointError) as err:
+        restore_checkpoint(tmp_path, other, LocalComm())
+    message = str(err.value)
+    assert "table 1: checkpoint has 7 rows, model has 9" in message
+    assert "embedding_dim: checkpoint 4, model 8" in message
+    assert "bottom_mlp_dims: checkpoint [6, 4], model [6, 8]" in message
+    assert "table 0" not in message
+    assert_same(snapshot(other), before)
+
+
+def test_mismatched_table_count_and_optimizer(tmp_path: Path) -> None:
+    save_checkpoint(tmp_path, make_state(), LocalComm())
+    with pytest.raises(CheckpointError, match="number of tables: checkpoint 4, model 3"):
+        restore_checkpoint(tmp_path, make_state(cardinalities=(5, 7, 3)), LocalComm())
+    with pytest.raises(CheckpointError, match="dense optimizer: checkpoint Adam, run SGD"):
+        restore_checkpoint(tmp_path, make_state(optimizer="sgd"), LocalComm())
+
+
+def test_weights_only_restore_without_optimizers(tmp_path: Path) -> None:
+    saved = make_state(seed=1)
+    randomize(saved, seed=5)
+    save_checkpoint(tmp_path, saved, LocalComm())
+    model = make_state(seed=2).model
+    state = TrainingState(model, range(len(CARDINALITIES)))
+    restore_checkpoint(tmp_path, state, LocalComm())
+    for a, b in zip(model.embedding_variables, saved.model.embedding_variables, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    for a, b in zip(model.dense_variables, saved.model.dense_variables, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+@pytest.mark.parametrize(
+    ("damage", "expected"),
+    [
+        ("truncate", r"table_2\.npy: corrupt array file \(table 2\)"),
+        ("delete", r"table_3\.accumulator\.npy: missing \(table 3 slot accumulator\)"),
+        ("garbage_json", r"checkpoint\.json: unreadable checkpoint metadata"),
+        ("reshape", r"table_0\.npy: holds <f4\[2, 4\] but checkpoint\.json says <f4\[5, 4\]"),
+    ],
+)
+def test_damaged_files_are_named_and_model_untouched(tmp_path: Path, damage, expected) -> None:
+    saved = make_state(seed=1)
+    randomize(saved, seed=6)
+    path = save_checkpoint(tmp_path, saved, LocalComm())
+    if damage == "truncate":
+        file = path / "tables/table_2.npy"
+        file.write_bytes(file.read_bytes()[:-10])
+    elif damage == "delete":
+        (path / "tables/table_3.accumulator.npy").unlink()
+    elif damage == "garbage_json":
+        (path / "checkpoint.json").write_text('{"format_version": 1,')
+    else:
+        np.save(path / "tables/table_0.npy", np.zeros((2, 4), np.float32))
+    state = make_state(seed=2)
+    before = snapshot(state)
+    with pytest.raises(CheckpointError, match=expected):
+        restore_checkpoint(tmp_path, state, LocalComm())
+    assert_same(snapshot(state), before)
+
+
+def test_crash_during_save_keeps_previous_checkpoint(tmp_path: Path, monkeypatch) -> None:
+    first = make_state(seed=1)
+    randomize(first, seed=7)
+    first.step = 10
+    save_checkpoint(tmp_path, first, LocalComm())
+    expected = snapshot(first)
+
+    second = make_state(seed=2)
+    randomize(second, seed=8)
+    second.step = 20
+    real_write = checkpoint._write_array
+    calls = []
+
+    def crashing_write(*args):
+        calls.append(args[1])
+        if len(calls) == 3:
+            raise OSError("disk full (simulated)")
+        return real_write(*args)
+
+    monkeypatch.setattr(checkpoint, "_write_array", crashing_write)
+    with pytest.raises(OSError, match="simulated"):
+        save_checkpoint(tmp_path, second, LocalComm())
+    monkeypatch.setattr(checkpoint, "_write_array", real_write)
+
+    assert (tmp_path / "ckpt-000000020.tmp").is_dir()
+    assert [step for step, _ in list_checkpoints(tmp_path)] == [10]
+    fresh = make_state(seed=3)
+    assert restore_checkpoint(tmp_path, fresh, LocalComm()).step == 10
+    assert_same(snapshot(fresh), expected)
+
+    # The next save cleans the partial directory and becomes the latest.
+    save_checkpoint(tmp_path, second, LocalComm())
+    assert not list(tmp_path.glob("*.tmp"))
+    assert restore_checkpoint(tmp_path, make_state(), LocalComm()).step == 20
+
+
+def test_keeps_last_k_and_resaving_a_step_replaces_it(tmp_path: Path) -> None:
+    state = make_state()
+    for step in (1, 2, 3, 4):
+        state.step = step
+        save_checkpoint(tmp_path, state, LocalComm(), keep=2)
+    assert [step for step, _ in list_checkpoints(tmp_path)] == [3, 4]
+    state.batch = 99
+    save_checkpoint(tmp_path, state, LocalComm(), keep=2)
+    assert [step for step, _ in list_checkpoints(tmp_path)] == [3, 4]
+    assert restore_checkpoint(tmp_path / "ckpt-000000004", make_state(), LocalComm()).batch == 99
+    assert not list(tmp_path.glob("*.replaced"))
+
+
+def test_missing_checkpoint_is_named(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="nowhere does not exist"):
+        restore_checkpoint(tmp_path / "nowhere", make_state(), LocalComm())
+    (tmp_path / "ckpt-000000005").mkdir()  # no checkpoint.json: incomplete
+    with pytest.raises(CheckpointError, match="holds no complete checkpoint"):
+        restore_checkpoint(tmp_path, make_state(), LocalComm())
+
+
+def test_saved_on_two_ranks_restored_on_one(tmp_path: Path) -> None:
+    # Each rank has its own model replica with the same weights; each writes the tables it owns.
+    owners = {0: [0, 3], 1: [1, 2]}
+    replicas = [make_state(owned=owners[r], seed=1) for r in range(2)]
+    for replica in replicas:
+        randomize(replica, seed=9)
+
+    run_ranks(2, lambda comm: save_checkpoint(tmp_path, replicas[comm.rank], comm))
+
+    meta = json.loads((tmp_path / "ckpt-000001234/checkpoint.json").read_text())
+    assert meta["world_size"] == 2
+    assert meta["table_owners"] == {"0": 0, "1": 1, "2": 1, "3": 0}
+    single = make_state(seed=2)
+    info = restore_checkpoint(tmp_path, single, LocalComm())
+    assert info.world_size == 2
+    assert_same(snapshot(single), snapshot(replicas[0]))
+
+
+def test_saved_on_one_rank_restored_on_two(tmp_path: Path) -> None:
+    saved = make_state(seed=1)
+    randomize(saved, seed=10)
+    save_checkpoint(tmp_path, saved, LocalComm())
+    owners = {0: [1, 2, 3], 1: [0]}
+    ranks = [make_state(owned=owners[r], seed=2) for r in range(2)]
+    untouched = [snapshot(s) for s in ranks]
+
+    run_ranks(2, lambda comm: restore_checkpoint(tmp_path, ranks[comm.rank], comm))
+
+    expected = snapshot(saved)
+    for rank, state in enumerate(ranks):
+        actual = snapshot(state)
+        for key, value in actual.items():
+            owned_table = key.startswith("table") and int(key[5:].split(".")[0]) in owners[rank]
+            source = expected if owned_table or not key.startswith("table") else untouched[rank]
+            np.testing.assert_array_equal(value, source[key], err_msg=f"rank {rank} {key}")
+
+
+def test_overlapping_or_missing_ownership_fails(tmp_path: Path) -> None:
+    overlap = {0: [0, 1, 2], 1: [2, 3]}
+    states = [make_state(owned=overlap[r]) for r in range(2)]
+    with pytest.raises(CheckpointError, match="table 2 was written by ranks 0 and 1"):
+        run_ranks(2, lambda comm: save_checkpoint(tmp_path, states[comm.rank], comm))
+    gap = {0: [0], 1: [2, 3]}
+    states = [make_state(owned=gap[r]) for r in range(2)]
+    with pytest.raises(CheckpointError, match=r"tables \[1\] are owned by no rank"):
+        run_ranks(2, lambda comm: save_checkpoint(tmp_path, states[comm.rank], comm))
+    assert list_checkpoints(tmp_path) == []
