@@ -1,0 +1,122 @@
+"""Unit tests of the set-up logic that does not need a network or a build."""
+
+import stat
+import sys
+import textwrap
+
+import pytest
+
+from tools import setup_env
+
+
+def test_requirement_name_normalises_and_skips_comments():
+    assert setup_env.requirement_name("absl-py==2.5.1  # flags") == "absl-py"
+    assert setup_env.requirement_name("PyYAML==6.0.3") == "pyyaml"
+    assert setup_env.requirement_name("scikit_learn>=1.0") == "scikit-learn"
+    assert setup_env.requirement_name("   # only a comment") is None
+    assert setup_env.requirement_name("") is None
+    with pytest.raises(setup_env.SetupError, match="cannot parse"):
+        setup_env.requirement_name("==1.0")
+
+
+def test_preinstalled_packages_are_reused_not_reinstalled():
+    lines = ["# header", "numpy==2.4.6", "tqdm==4.70.1  # bars", "absl_py==2.5.1"]
+    install, reused = setup_env.split_requirements(lines, {"numpy": "1.23.5", "absl-py": "1.4.0"})
+    assert install == ["tqdm==4.70.1"]
+    assert reused == {"numpy": "1.23.5", "absl-py": "1.4.0"}
+
+
+def test_no_preinstalled_packages_installs_everything():
+    install, reused = setup_env.split_requirements(["numpy==2.4.6", "tqdm==4.70.1"], {})
+    assert install == ["numpy==2.4.6", "tqdm==4.70.1"]
+    assert reused == {}
+
+
+def test_constraints_pin_every_preinstalled_package():
+    text = setup_env.constraints_for({"tensorflow": "2.10.1", "numpy": "1.23.5"})
+    assert text == "numpy==1.23.5\ntensorflow==2.10.1\n"
+
+
+def test_cache_key_names_every_ingredient():
+    key = setup_env.horovod_cache_key("0.28.1", "2.21.0", "3.11.7", "x86_64", "gloo")
+    assert key == "horovod-0.28.1-tf2.21.0-py3.11.7-x86_64-gloo"
+    other_tf = setup_env.horovod_cache_key("0.28.1", "2.20.0", "3.11.7", "x86_64", "gloo")
+    with_nccl = setup_env.horovod_cache_key("0.28.1", "2.21.0", "3.11.7", "x86_64", "gloo-nccl")
+    assert len({key, other_tf, with_nccl}) == 3
+    with pytest.raises(setup_env.SetupError, match="invalid"):
+        setup_env.horovod_cache_key("0.28.1", "", "3.11.7", "x86_64", "gloo")
+    with pytest.raises(setup_env.SetupError, match="invalid"):
+        setup_env.horovod_cache_key("0.28.1", "2.21/0", "3.11.7", "x86_64", "gloo")
+
+
+def test_patch_removes_only_the_xla_source_line():
+    text = textwrap.dedent(
+        """\
+        list(APPEND TF_SOURCES "${PROJECT_SOURCE_DIR}/horovod/tensorflow/mpi_ops.cc")
+        list(APPEND TF_SOURCES "${PROJECT_SOURCE_DIR}/horovod/tensorflow/xla_mpi_ops.cc")
+        add_library(x)
+        """
+    )
+    patched, removed = setup_env.patch_horovod_cmake(text)
+    assert removed == 1
+    assert "xla_mpi_ops" not in patched
+    assert "/mpi_ops.cc" in patched and "add_library(x)" in patched
+    assert setup_env.patch_horovod_cmake(patched) == (patched, 0)
+
+
+def test_check_build_summary_lists_enabled_items_per_section():
+    out = textwrap.dedent(
+        """\
+        Horovod v0.28.1:
+
+        Available Frameworks:
+            [X] TensorFlow
+            [ ] MXNet
+
+        Available Controllers:
+            [ ] MPI
+            [X] Gloo
+
+        Available Tensor Operations:
+            [ ] NCCL
+        """
+    )
+    assert setup_env.summarise_check_build(out) == (
+        "Frameworks: TensorFlow; Controllers: Gloo; Tensor Operations: none"
+    )
+
+
+def _fake_python(tmp_path, body: str):
+    script = tmp_path / "python"
+    script.write_text(f"#!/bin/sh\n{body}\n")
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    return script
+
+
+def test_detect_tensorflow_reports_the_version_or_none(tmp_path):
+    (tmp_path / "with").mkdir()
+    (tmp_path / "without").mkdir()
+    has_tf = _fake_python(tmp_path / "with", "echo 'some warning' >&2; echo noise; echo 2.10.1")
+    no_tf = _fake_python(tmp_path / "without", "echo 'ModuleNotFoundError' >&2; exit 1")
+    assert setup_env.detect_tensorflow(has_tf) == "2.10.1"
+    assert setup_env.detect_tensorflow(no_tf) is None
+    assert setup_env.detect_tensorflow(tmp_path / "missing") is None
+
+
+def test_detect_tensorflow_on_this_interpreter():
+    try:
+        import tensorflow as tf
+    except ImportError:
+        pytest.skip("TensorFlow is not importable here")
+    assert setup_env.detect_tensorflow(sys.executable) == tf.__version__
+
+
+def test_existing_venv_with_other_site_packages_mode_is_refused(tmp_path):
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").write_text("")
+    (venv / "pyvenv.cfg").write_text("include-system-site-packages = false\n")
+    env = setup_env.Environment(venv, tmp_path / "cache")
+    with pytest.raises(setup_env.SetupError, match="without the system site-packages"):
+        env.create(sys.executable, system_site_packages=True)
+    env.create(sys.executable, system_site_packages=False)  # same mode: reused, no error
