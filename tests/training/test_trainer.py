@@ -1,0 +1,205 @@
+"""Train step (loss, loss scaling, sparse + dense updates) and the training loop."""
+
+from __future__ import annotations
+
+import os
+import types
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from models.dlrm import DLRM
+from models.training.trainer import (
+    LoopSettings,
+    ProfilerWindow,
+    Trainer,
+    TrainStep,
+    bce_with_logits,
+)
+
+CARDINALITIES = (7, 5, 3)
+
+
+class _SingleProcess:
+    """The world-size-1 behaviour of HybridParallel: forward is the model, no reduction."""
+
+    def __init__(self, model: DLRM) -> None:
+        self.model = model
+
+    def forward(self, features):
+        return self.model(features)
+
+    def reduce_gradients(self, gradients):
+        return list(gradients)
+
+
+def _model(seed: int = 1) -> DLRM:
+    keras.utils.set_random_seed(seed)
+    return DLRM(CARDINALITIES, embedding_dim=4, bottom_mlp_dims=(8, 4), top_mlp_dims=(8, 1))
+
+
+def _batch(rows: int = 32, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    categorical = np.stack([rng.integers(0, n, rows) for n in CARDINALITIES], axis=1)
+    numerical = rng.normal(size=(rows, 13)).astype(np.float32)
+    # Learnable labels: a function of one table's id and one numerical feature.
+    labels = ((categorical[:, 0] % 2 == 0) ^ (numerical[:, 0] > 0)).astype(np.float32)
+    features = {
+        "numerical": tf.constant(numerical),
+        "categorical": tf.constant(categorical.astype(np.int32)),
+    }
+    return features, tf.constant(labels[:, None])
+
+
+def _step(model: DLRM, loss_scale: float | None = None, lr: float = 0.1) -> TrainStep:
+    return TrainStep(
+        _SingleProcess(model),
+        model.dense_variables,
+        model.embedding_variables,
+        keras.optimizers.SGD(lr),
+        keras.optimizers.SGD(lr),
+        loss_scale=loss_scale,
+    )
+
+
+def test_bce_matches_the_formula_in_float32() -> None:
+    labels = tf.constant([[1.0], [0.0], [1.0]])
+    logits = tf.constant([[2.0], [-1.0], [-3.0]], tf.float16)
+    p = 1 / (1 + np.exp(-np.array([2.0, -1.0, -3.0])))
+    expected = -np.mean(np.log([p[0], 1 - p[1], p[2]]))
+    loss = bce_with_logits(labels, logits)
+    assert loss.dtype == tf.float32
+    np.testing.assert_allclose(loss.numpy(), expected, rtol=1e-6)
+
+
+def test_loss_scaling_gives_the_same_update_as_no_scaling() -> None:
+    features, labels = _batch()
+    plain, scaled = _model(), _model()
+    _step(plain)(features, labels)
+    _step(scaled, loss_scale=1024.0)(features, labels)
+    for a, b in zip(plain.trainable_variables, scaled.trainable_variables, strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-7)
+
+
+def test_step_updates_only_the_looked_up_rows_and_lowers_the_loss() -> None:
+    model = _model()
+    features, labels = _batch()
+    # Table 0 only sees ids 0..3 in this batch: rows 4..6 must not move.
+    features["categorical"] = tf.concat(
+        [features["categorical"][:, :1] % 4, features["categorical"][:, 1:]], axis=1
+    )
+    before = model.embedding_variables[0].numpy().copy()
+    step = _step(model)
+    losses = [float(step(features, labels)) for _ in range(60)]
+    after = model.embedding_variables[0].numpy()
+    np.testing.assert_array_equal(before[4:], after[4:])
+    assert not np.allclose(before[:4], after[:4])
+    assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_eval_points_are_evenly_spaced_and_include_the_epoch_end() -> None:
+    assert LoopSettings(epochs=1, steps_per_epoch=10, evals_per_epoch=2).eval_points() == {4, 9}
+    assert LoopSettings(epochs=1, steps_per_epoch=10, evals_per_epoch=1).eval_points() == {9}
+    assert LoopSettings(epochs=1, steps_per_epoch=3, evals_per_epoch=5).eval_points() == {0, 1, 2}
+    assert LoopSettings(epochs=1, steps_per_epoch=10, evals_per_epoch=0).eval_points() == set()
+    assert LoopSettings(epochs=2, steps_per_epoch=10, max_steps=15).total_steps == 15
+
+
+class _RecordingHooks:
+    def __init__(self) -> None:
+        self.progress_steps: list[int] = []
+        self.eval_steps: list[int] = []
+        self.checkpoints: list[tuple[int, int, int]] = []
+
+    def progress(self, step: int, metrics: dict[str, float]) -> None:
+        assert {"loss", "learning_rate", "samples_per_second"} <= set(metrics)
+        self.progress_steps.append(step)
+
+    def evaluate(self, step: int) -> types.SimpleNamespace:
+        self.eval_steps.append(step)
+        return types.SimpleNamespace(auc=0.5 + step / 1000, log_loss=0.6)
+
+    def save_checkpoint(self, step: int, epoch: int, batch: int) -> None:
+        self.checkpoints.append((step, epoch, batch))
+
+
+def _fake_batches(seen: list[tuple[int, int]], steps_per_epoch: int):
+    def batches(epoch: int, start_batch: int):
+        for batch in range(start_batch, steps_per_epoch):
+            seen.append((epoch, batch))
+            yield {"x": tf.constant([float(batch)])}, tf.constant([[0.0]])
+
+    return batches
+
+
+def _run(settings: LoopSettings, **position):
+    hooks, seen = _RecordingHooks(), []
+    trainer = Trainer(
+        lambda features, labels: tf.reduce_sum(features["x"]),
+        settings,
+        hooks,
+        learning_rate=lambda step: 0.1,
+    )
+    result = trainer.fit(_fake_batches(seen, settings.steps_per_epoch), **position)
+    return result, hooks, seen
+
+
+def test_loop_evaluates_checkpoints_and_prints_on_schedule() -> None:
+    settings = LoopSettings(
+        epochs=2,
+        steps_per_epoch=6,
+        evals_per_epoch=2,
+        print_freq=4,
+        checkpoint_every_n_steps=5,
+        global_batch_size=8,
+    )
+    result, hooks, seen = _run(settings)
+    assert result.steps == 12 and len(seen) == 12
+    assert hooks.eval_steps == [3, 6, 9, 12]
+    assert hooks.progress_steps == [4, 8, 12]
+    # (step, next epoch, next batch): step 5 leaves batch 5 of epoch 0 to read next.
+    assert hooks.checkpoints == [(5, 0, 5), (10, 1, 4), (12, 2, 0)]
+    assert result.best_auc == pytest.approx(0.512) and result.last_auc == pytest.approx(0.512)
+    assert result.measured_steps == 12 and result.samples_per_second > 0
+
+
+def test_max_steps_stops_and_evaluates_the_final_weights() -> None:
+    settings = LoopSettings(epochs=3, steps_per_epoch=6, max_steps=8, evals_per_epoch=1)
+    result, hooks, seen = _run(settings)
+    assert result.steps == 8 and len(seen) == 8
+    assert hooks.eval_steps == [6, 8]
+    assert hooks.checkpoints == [(8, 1, 2)]
+
+
+def test_resume_continues_from_the_data_position() -> None:
+    settings = LoopSettings(epochs=2, steps_per_epoch=6, evals_per_epoch=0)
+    result, hooks, seen = _run(settings, start_step=8, start_epoch=1, start_batch=2)
+    assert seen == [(1, b) for b in range(2, 6)]
+    assert result.steps == 12 and hooks.eval_steps == []
+
+
+def test_warmup_steps_are_not_measured_and_step_times_recorded() -> None:
+    settings = LoopSettings(
+        epochs=1,
+        steps_per_epoch=10,
+        evals_per_epoch=0,
+        benchmark_warmup_steps=3,
+        record_step_times=True,
+    )
+    result, _, _ = _run(settings)
+    assert result.measured_steps == 7 and len(result.step_times_s) == 7
+
+
+def test_profiler_window_writes_a_trace(tmp_path) -> None:
+    log_dir = str(tmp_path / "profile")
+    window = ProfilerWindow(True, start=2, steps=2, log_dir=log_dir)
+    x = tf.Variable(1.0)
+    for step in range(1, 6):
+        window.before_step(step)
+        x.assign_add(1.0)
+        window.after_step(step, lambda: None)
+    window.close(lambda: None)
+    traces = [f for _, _, files in os.walk(log_dir) for f in files if ".xplane.pb" in f]
+    assert traces, f"no trace under {log_dir}"
