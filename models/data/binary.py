@@ -1,0 +1,232 @@
+"""Reader of one split of a binary dataset, in whole batches.
+
+Batch ``i`` covers rows ``[i*B, min((i+1)*B, N))`` of the split. Each rank
+reads the categorical files of the tables it owns for the whole global batch
+(the embedding lookups are model parallel) and only its data-parallel slice
+(``batch_slice``) of ``label.bin`` and ``numerical.bin``. Files are read with
+``os.preadv`` straight into numpy buffers at computed offsets: one system
+call per file per batch, no per-sample Python, and thread safe without locks
+because no file position is shared.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from models.data import layout, pipeline
+from models.data.metadata import DatasetError, DatasetMetadata, load_metadata
+from models.data.slicing import batch_slice
+
+
+class BinaryDataset:
+    """Batches of one split, as numpy arrays or as a ``tf.data.Dataset``.
+
+    Args:
+        root: Dataset directory (ours or NVIDIA's layout).
+        split: ``"train"``, ``"test"`` or ``"validation"``.
+        global_batch_size: ``B``, rows of a batch summed over all ranks.
+        table_ids: Tables whose ids this rank reads, in column order of
+            ``categorical``; all tables when None.
+        rank: This rank's data-parallel index.
+        world_size: Number of data-parallel ranks.
+        drop_remainder: Drop the short last batch (static shapes, e.g. XLA).
+        prefetch_batches: Batches prepared ahead of the consumer.
+        metadata: Already loaded metadata (its files are re-checked for this
+            split only); loaded from ``root`` when None.
+        shuffle: Visit batches in a per-epoch random order (rows inside a
+            batch keep their order: preproc already shuffled the rows).
+        seed: Seed of the batch order when shuffling.
+        parallel_batches: Batches read concurrently.
+        check_ids: Check every id against its table's rows (an out-of-range
+            id would fail the lookup or, on some devices, read zeros).
+
+    Example:
+        >>> data = BinaryDataset("/data/criteo", "train", 65536)
+        >>> for features, labels in data.as_dataset(epoch=0):
+        ...     ...
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str,
+        global_batch_size: int,
+        table_ids: Sequence[int] | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+        drop_remainder: bool = False,
+        prefetch_batches: int = 8,
+        metadata: DatasetMetadata | None = None,
+        shuffle: bool = False,
+        seed: int = 0,
+        parallel_batches: int = 2,
+        check_ids: bool = True,
+    ) -> None:
+        if global_batch_size < 1:
+            raise ValueError(f"global_batch_size must be >= 1, got {global_batch_size}")
+        if prefetch_batches < 1 or parallel_batches < 1:
+            raise ValueError(
+                f"prefetch_batches and parallel_batches must be >= 1, "
+                f"got {prefetch_batches} and {parallel_batches}"
+            )
+        batch_slice(global_batch_size, rank, world_size)  # validates rank and world size
+        if metadata is None:
+            metadata = load_metadata(root, validate=False)
+        metadata.validate_split(split)
+        self.metadata = metadata
+        self.split = split
+        self.global_batch_size = global_batch_size
+        self.rank, self.world_size = rank, world_size
+        self.drop_remainder = drop_remainder
+        self.prefetch_batches = prefetch_batches
+        self.parallel_batches = parallel_batches
+        self.shuffle, self.seed = shuffle, seed
+        self.check_ids = check_ids
+        self.table_ids = _check_table_ids(table_ids, metadata.num_tables)
+        self.num_rows = metadata.split_rows(split)
+        if drop_remainder:
+            self.num_batches = self.num_rows // global_batch_size
+            if self.num_rows and not self.num_batches:
+                raise ValueError(
+                    f"split {split!r} has {self.num_rows} rows, fewer than one batch of "
+                    f"{global_batch_size}, and drop_remainder is set: no batch would be read"
+                )
+        else:
+            self.num_batches = math.ceil(self.num_rows / global_batch_size)
+        self._paths: dict[str, Path] = {}
+        self._fds: dict[str, int] = {}
+        directory = layout.split_dir(metadata.root, split)
+        names = [layout.LABEL_FILE, layout.NUMERICAL_FILE]
+        names += [layout.categorical_file(t) for t in self.table_ids]
+        if self.num_rows:
+            for name in names:
+                self._paths[name] = directory / name
+                self._fds[name] = os.open(directory / name, os.O_RDONLY)
+
+    def __len__(self) -> int:
+        return self.num_batches
+
+    def __enter__(self) -> BinaryDataset:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Closes the files; the object cannot read afterwards."""
+        fds, self._fds = getattr(self, "_fds", {}), {}
+        for fd in fds.values():
+            os.close(fd)
+
+    @property
+    def element_spec(self) -> pipeline.Element:
+        """Shapes are static when every batch has the same size."""
+        full_local = batch_slice(self.global_batch_size, self.rank, self.world_size)[1]
+        fixed = self.drop_remainder or self.num_rows % self.global_batch_size == 0
+        return pipeline.element_spec(
+            full_local if fixed else None,
+            self.global_batch_size if fixed else None,
+            self.metadata.num_numerical_features,
+            len(self.table_ids),
+        )
+
+    def as_dataset(self, epoch: int = 0, start_batch: int = 0) -> tf.data.Dataset:
+        """The batches of one epoch from ``start_batch`` on (to resume mid-epoch).
+
+        ``epoch`` only matters with ``shuffle``: it selects the batch order.
+        """
+        order = pipeline.batch_order(self.num_batches, start_batch, self.shuffle, self.seed, epoch)
+        return pipeline.make_dataset(
+            order, self.read_batch, self.element_spec, self.prefetch_batches, self.parallel_batches
+        )
+
+    def read_batch(self, index: int) -> pipeline.BatchArrays:
+        """Reads batch ``index``.
+
+        Returns:
+            ``numerical`` float32 ``[b, N]``, ``categorical`` int32 ``[B, T]``
+            (``T = len(table_ids)``), ``labels`` float32 ``[b, 1]``, where
+            ``B`` is this batch's global size and ``b`` this rank's slice.
+        """
+        if not 0 <= index < self.num_batches:
+            raise IndexError(f"batch {index} out of range [0, {self.num_batches})")
+        first = index * self.global_batch_size
+        rows = min(self.global_batch_size, self.num_rows - first)
+        offset, local = batch_slice(rows, self.rank, self.world_size)
+        offset += first
+        num_numerical = self.metadata.num_numerical_features
+
+        labels = self._read(layout.LABEL_FILE, layout.LABEL_DTYPE, offset, local)
+        if local and labels.view(np.uint8).max() > 1:
+            raise DatasetError(
+                f"{self._paths[layout.LABEL_FILE]}: rows {offset}..{offset + local - 1} "
+                "hold label bytes other than 0 and 1"
+            )
+        numerical = self._read(
+            layout.NUMERICAL_FILE,
+            layout.NUMERICAL_DTYPE,
+            offset * num_numerical,
+            local * num_numerical,
+        )
+        categorical = np.empty((rows, len(self.table_ids)), np.int32)
+        for column, table in enumerate(self.table_ids):
+            ids = self._read(
+                layout.categorical_file(table), self.metadata.categorical_dtypes[table], first, rows
+            )
+            if self.check_ids and rows:
+                self._check_ids(ids, table, first)
+            categorical[:, column] = ids
+        return (
+            numerical.astype(np.float32).reshape(local, num_numerical),
+            categorical,
+            labels.astype(np.float32).reshape(local, 1),
+        )
+
+    def _read(self, name: str, dtype: np.dtype, first: int, count: int) -> np.ndarray:
+        """Reads ``count`` items of ``dtype`` starting at item ``first`` of file ``name``."""
+        buffer = np.empty(count, dtype)
+        view = memoryview(buffer.view(np.uint8))
+        position, done = first * dtype.itemsize, 0
+        # A regular file may return fewer bytes than asked (Linux caps one
+        # read at ~2 GiB); only 0 bytes means the file ended early.
+        while done < len(view):
+            got = os.preadv(self._fds[name], [view[done:]], position + done)
+            if got == 0:
+                raise DatasetError(
+                    f"{self._paths[name]}: short read, wanted bytes {position}.."
+                    f"{position + len(view) - 1} but the file ends at {position + done} "
+                    "(was it truncated after the dataset was opened?)"
+                )
+            done += got
+        return buffer
+
+    def _check_ids(self, ids: np.ndarray, table: int, first: int) -> None:
+        rows = self.metadata.cardinalities[table]
+        low, high = int(ids.min()), int(ids.max())
+        if low < 0 or high >= rows:
+            bad = int(np.flatnonzero((ids < 0) | (ids >= rows))[0])
+            raise DatasetError(
+                f"{self._paths[layout.categorical_file(table)]}: row {first + bad} holds id "
+                f"{int(ids[bad])}, outside table {table}'s [0, {rows})"
+            )
+
+
+def _check_table_ids(table_ids: Sequence[int] | None, num_tables: int) -> tuple[int, ...]:
+    if table_ids is None:
+        return tuple(range(num_tables))
+    ids = tuple(int(t) for t in table_ids)
+    bad = [t for t in ids if not 0 <= t < num_tables]
+    if bad:
+        raise ValueError(f"table_ids {bad} out of range: the dataset has {num_tables} tables")
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"table_ids must be unique, got {list(ids)}")
+    return ids

@@ -1,0 +1,82 @@
+"""Shared tf.data plumbing of the binary and synthetic datasets.
+
+Both produce whole batches with numpy (vectorised, no per-sample Python) and
+expose them through the same element structure (DEVELOPERS.md, "Input
+element"): ``({"numerical": float32 [b, N], "categorical": int32 [B, T]},
+labels float32 [b, 1])``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import tensorflow as tf
+
+# (numerical [b, N] float32, categorical [B, T] int32, labels [b, 1] float32)
+BatchArrays = tuple[np.ndarray, np.ndarray, np.ndarray]
+Element = tuple[dict[str, tf.Tensor], tf.Tensor]
+
+
+def batch_order(
+    num_batches: int, start_batch: int = 0, shuffle: bool = False, seed: int = 0, epoch: int = 0
+) -> np.ndarray:
+    """Indices of the batches an epoch visits, from ``start_batch`` on.
+
+    With ``shuffle`` the order is a permutation drawn from ``(seed, epoch)``,
+    so a run resumed at ``start_batch`` of an epoch visits the same batches
+    as the uninterrupted run did.
+
+    Raises:
+        ValueError: If ``start_batch`` is outside ``[0, num_batches]``.
+    """
+    if not 0 <= start_batch <= num_batches:
+        raise ValueError(f"start_batch must be in [0, {num_batches}], got {start_batch}")
+    if shuffle:
+        order = np.random.default_rng([seed, epoch]).permutation(num_batches)
+    else:
+        order = np.arange(num_batches)
+    return order[start_batch:].astype(np.int64)
+
+
+def element_spec(
+    local_rows: int | None, global_rows: int | None, num_numerical: int, num_tables: int
+) -> Element:
+    """TensorSpecs of one element; ``None`` rows where batch sizes vary."""
+    features = {
+        "numerical": tf.TensorSpec([local_rows, num_numerical], tf.float32),
+        "categorical": tf.TensorSpec([global_rows, num_tables], tf.int32),
+    }
+    return features, tf.TensorSpec([local_rows, 1], tf.float32)
+
+
+def make_dataset(
+    order: np.ndarray,
+    read_batch: Callable[[int], BatchArrays],
+    spec: Element,
+    prefetch_batches: int,
+    parallel_batches: int,
+) -> tf.data.Dataset:
+    """A dataset that calls ``read_batch(i)`` for each ``i`` in ``order``.
+
+    ``read_batch`` runs in TensorFlow's thread pool, ``parallel_batches`` at a
+    time; the order of elements is kept (deterministic map).
+    """
+    features_spec, labels_spec = spec
+
+    def read(index: np.ndarray) -> BatchArrays:
+        return read_batch(int(index))
+
+    def to_element(index: tf.Tensor) -> Element:
+        numerical, categorical, labels = tf.numpy_function(
+            read, [index], [tf.float32, tf.int32, tf.float32], stateful=False
+        )
+        # numpy_function loses shapes; restore what is static.
+        numerical.set_shape(features_spec["numerical"].shape)
+        categorical.set_shape(features_spec["categorical"].shape)
+        labels.set_shape(labels_spec.shape)
+        return {"numerical": numerical, "categorical": categorical}, labels
+
+    dataset = tf.data.Dataset.from_tensor_slices(order)
+    dataset = dataset.map(to_element, num_parallel_calls=parallel_batches, deterministic=True)
+    return dataset.prefetch(prefetch_batches)
