@@ -1,0 +1,129 @@
+"""Step timing summaries from synthetic timings, and the results-log summary command."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.training.results_log import ResultsLogger
+from tools.record_time import StepTimer, describe, main, summarize
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_summary_excludes_warmup_and_interpolates_percentiles() -> None:
+    # Two slow warmup steps, then 10, 20, 30, 40 ms at 100 samples each.
+    summary = summarize([5.0, 3.0, 0.010, 0.020, 0.030, 0.040], samples=100, warmup_steps=2)
+    assert summary.steps_recorded == 6
+    assert summary.steps_measured == 4
+    assert summary.samples_measured == 400
+    assert summary.mean_ms == pytest.approx(25.0)
+    assert summary.p50_ms == pytest.approx(25.0)
+    assert summary.p90_ms == pytest.approx(37.0)  # 30 + 0.7 * 10 (linear interpolation)
+    assert summary.p99_ms == pytest.approx(39.7)
+    assert (summary.min_ms, summary.max_ms) == (pytest.approx(10.0), pytest.approx(40.0))
+    assert summary.samples_per_second == pytest.approx(400 / 0.1)
+
+
+def test_throughput_uses_per_step_samples() -> None:
+    # A short last batch: throughput is total samples over total time, not a mean of rates.
+    summary = summarize([0.1, 0.1, 0.05], samples=[1000, 1000, 100])
+    assert summary.samples_per_second == pytest.approx(2100 / 0.25)
+
+
+def test_step_timer_with_fake_clock(tmp_path: Path) -> None:
+    ticks = iter([100.0, 100.5, 100.6, 100.8, 101.1, 101.5])
+    timer = StepTimer(samples_per_step=64, warmup_steps=1, clock=lambda: next(ticks))
+    timer.start()
+    seconds = [timer.step_end() for _ in range(4)]
+    timer.step_end(samples=16)  # short last batch
+    np.testing.assert_allclose(seconds, [0.5, 0.1, 0.2, 0.3])
+    np.testing.assert_allclose(timer.durations, [0.5, 0.1, 0.2, 0.3, 0.4])
+
+    summary = timer.write_summary(tmp_path / "perf" / "step_times.json")
+    saved = json.loads((tmp_path / "perf" / "step_times.json").read_text())
+    assert saved == summary.as_dict()
+    assert saved["steps_measured"] == 4
+    assert saved["mean_ms"] == pytest.approx(250.0)
+    assert saved["samples_per_second"] == pytest.approx((3 * 64 + 16) / 1.0)
+    assert "samples_per_second" in describe(tmp_path / "perf" / "step_times.json")
+
+
+def test_restart_after_pause_does_not_count_the_pause() -> None:
+    ticks = iter([0.0, 1.0, 50.0, 51.0])
+    timer = StepTimer(samples_per_step=1, clock=lambda: next(ticks))
+    timer.start()
+    timer.step_end()
+    timer.start()  # after an evaluation
+    timer.step_end()
+    assert timer.durations == [1.0, 1.0]
+
+
+@pytest.mark.parametrize(
+    ("durations", "kwargs", "message"),
+    [
+        ([0.1, 0.2], {"warmup_steps": 2}, "2 steps recorded and 2 warmup steps excluded"),
+        ([0.1, -0.2], {}, "step 1 has an invalid duration"),
+        ([0.1, float("nan")], {}, "step 1 has an invalid duration"),
+        ([0.1], {"samples": [1, 2]}, "2 sample counts for 1 step durations"),
+    ],
+)
+def test_invalid_timings(durations, kwargs, message) -> None:
+    kwargs = {"samples": 10, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        summarize(durations, **kwargs)
+
+
+def test_step_end_before_start() -> None:
+    with pytest.raises(RuntimeError, match="before start"):
+        StepTimer(samples_per_step=8).step_end()
+
+
+def write_log(path: Path) -> None:
+    with ResultsLogger(path, stream=io.StringIO()) as log:
+        log.parameters({"batch_size": 4096})
+        for step, ms in ((100, 10.0), (200, 30.0), (300, 20.0)):
+            log.log(step, {"loss": 1.0 / step, "step_time_ms": ms})
+        log.result({"throughput": 2048.0, "auc": 0.75})
+
+
+def test_describe_results_log(tmp_path: Path, capsys) -> None:
+    write_log(tmp_path / "log.json")
+    assert main([str(tmp_path / "log.json")]) == 0
+    out = capsys.readouterr().out
+    assert "batch_size = 4096" in out
+    assert "metrics over 3 log lines, steps 100 .. 300" in out
+    assert "step_time_ms  n=3 mean=20 min=10 max=30 last=20 p50=20 p90=28" in out
+    assert "throughput = 2048 samples/s" in out
+    assert "auc = 0.75" in out
+
+
+def test_command_line_errors_name_the_line(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "log.json"
+    write_log(path)
+    with open(path, "a") as f:
+        f.write("{broken\n")
+    lines = len(path.read_text().splitlines())
+    assert main([str(path)]) == 1
+    assert f"log.json:{lines}: not a JSON line" in capsys.readouterr().err
+    assert main([str(tmp_path / "missing.json")]) == 1
+
+
+def test_runs_as_module_from_repository_root(tmp_path: Path) -> None:
+    write_log(tmp_path / "log.json")
+    done = subprocess.run(
+        [sys.executable, "-m", "tools.record_time", str(tmp_path / "log.json")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "auc = 0.75" in done.stdout
