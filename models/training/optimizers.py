@@ -1,0 +1,219 @@
+"""Optimizers: Keras for the dense MLPs, row-sparse ones for the embedding tables.
+
+An embedding table receives ``IndexedSlices`` gradients (the rows looked up
+in the batch). The optimizers here update only those rows, and only those
+rows of their slot variables, so a step costs O(batch x D) whatever the
+table size: Criteo 1TB tables have up to 40M rows, and a dense Adam step
+would read and write all of them and both moments every step.
+
+Adam and Adagrad are *lazy*: rows absent from a batch keep their moments
+unchanged (as TensorFlow's LazyAdam), which is the usual choice for
+embeddings; their formulas otherwise match Keras' (``epsilon`` placement,
+bias correction folded into the rate), so touched rows equal dense Keras on
+a first step. Duplicate ids of a batch are summed before the update.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+LearningRate = float | Callable[[tf.Tensor], tf.Tensor]
+OPTIMIZER_NAMES = ("sgd", "adam", "adagrad")
+
+
+def backing_variable(variable: Any) -> tf.Variable:
+    """The ``tf.Variable`` behind a Keras 3 variable (or the variable itself).
+
+    Keras 3 variables on the TensorFlow backend wrap a ``tf.Variable`` in
+    ``.value``; the scatter ops live on the latter.
+    """
+    if isinstance(variable, tf.Variable):
+        return variable
+    value = getattr(variable, "value", None)
+    if isinstance(value, tf.Variable):
+        return value
+    raise TypeError(f"expected a tf.Variable or a Keras variable, got {type(variable).__name__}")
+
+
+def _variable_key(variable: Any) -> str:
+    # Keras paths ("dlrm/embedding_3/embeddings") are unique and independent of
+    # creation order and of the process, so checkpoints can match slots by name.
+    key = getattr(variable, "path", None) or backing_variable(variable).name
+    return key.removesuffix(":0")
+
+
+class SparseOptimizer(tf.Module):
+    """Base class: slot bookkeeping, learning rate, duplicate summing.
+
+    Subclasses define ``slot_initial_values`` and ``_update_rows``.
+
+    Args:
+        learning_rate: a float or a schedule called with the number of updates
+            already applied (as Keras optimizers do).
+    """
+
+    slot_initial_values: dict[str, float] = {}
+
+    def __init__(self, learning_rate: LearningRate, name: str | None = None) -> None:
+        super().__init__(name=name)
+        self.learning_rate = learning_rate
+        self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False, name="iterations")
+        self._slots: dict[str, dict[str, tf.Variable]] = {}
+
+    def build(self, variables: Iterable[Any]) -> None:
+        """Creates the slots of ``variables`` (float32, each table's shape) if missing."""
+        for variable in variables:
+            key = _variable_key(variable)
+            if key in self._slots:
+                continue
+            table = backing_variable(variable)
+            with tf.init_scope():
+                self._slots[key] = {
+                    name: tf.Variable(
+                        tf.fill(table.shape, tf.constant(init, tf.float32)),
+                        trainable=False,
+                        name=f"{key.replace('/', '_')}_{name}",
+                    )
+                    for name, init in self.slot_initial_values.items()
+                }
+
+    def slots_for(self, variable: Any) -> dict[str, tf.Variable]:
+        """The slot variables of ``variable`` by slot name (empty for SGD)."""
+        key = _variable_key(variable)
+        if key not in self._slots:
+            raise KeyError(f"no slots for {key}: build() or apply_gradients() it first")
+        return dict(self._slots[key])
+
+    @property
+    def variables_with_slots(self) -> list[str]:
+        """Keys (variable paths) of the variables that have slots, sorted."""
+        return sorted(self._slots)
+
+    def current_learning_rate(self) -> tf.Tensor:
+        lr = self.learning_rate
+        if callable(lr):
+            return tf.cast(lr(self.iterations), tf.float32)
+        return tf.constant(lr, tf.float32)
+
+    def apply_gradients(self, grads_and_vars: Iterable[tuple[Any, Any]]) -> None:
+        """Applies one step of row-sparse updates and advances ``iterations``.
+
+        Args:
+            grads_and_vars: pairs of ``IndexedSlices`` gradient and table
+                variable. A dense gradient is refused: it would mean a
+                densified (O(table)) step upstream.
+        """
+        pairs = list(grads_and_vars)
+        self.build(variable for _, variable in pairs)
+        lr = self.current_learning_rate()
+        step = tf.cast(self.iterations + 1, tf.float32)
+        for grad, variable in pairs:
+            if grad is None:
+                continue
+            if not isinstance(grad, tf.IndexedSlices):
+                raise TypeError(
+                    f"sparse optimizer got a dense {type(grad).__name__} gradient for "
+                    f"{_variable_key(variable)}; embedding gradients must stay IndexedSlices"
+                )
+            table = backing_variable(variable)
+            values = tf.cast(grad.values, table.dtype)
+            slots = self._slots[_variable_key(variable)]
+            self._update_rows(table, slots, grad.indices, values, lr, step)
+        self.iterations.assign_add(1)
+
+    @staticmethod
+    def _sum_duplicates(indices: tf.Tensor, values: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """Unique row ids and the sum of their gradient rows."""
+        unique, position = tf.unique(indices)
+        summed = tf.math.unsorted_segment_sum(values, position, tf.shape(unique)[0])
+        return unique, summed
+
+    def _update_rows(
+        self,
+        table: tf.Variable,
+        slots: dict[str, tf.Variable],
+        indices: tf.Tensor,
+        values: tf.Tensor,
+        lr: tf.Tensor,
+        step: tf.Tensor,
+    ) -> None:
+        raise NotImplementedError
+
+
+class SparseSGD(SparseOptimizer):
+    """``row -= lr * grad_row``; duplicate ids accumulate in the scatter."""
+
+    def _update_rows(self, table, slots, indices, values, lr, step) -> None:
+        table.scatter_sub(tf.IndexedSlices(lr * values, indices))
+
+
+class SparseAdam(SparseOptimizer):
+    """Lazy Adam: moments and rows change only for the ids in the batch."""
+
+    slot_initial_values = {"m": 0.0, "v": 0.0}
+
+    def __init__(
+        self,
+        learning_rate: LearningRate,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-7,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(learning_rate, name=name)
+        self.beta_1, self.beta_2, self.epsilon = beta_1, beta_2, epsilon
+
+    def _update_rows(self, table, slots, indices, values, lr, step) -> None:
+        ids, grad = self._sum_duplicates(indices, values)
+        m = self.beta_1 * tf.gather(slots["m"], ids) + (1.0 - self.beta_1) * grad
+        v = self.beta_2 * tf.gather(slots["v"], ids) + (1.0 - self.beta_2) * tf.square(grad)
+        slots["m"].scatter_update(tf.IndexedSlices(m, ids))
+        slots["v"].scatter_update(tf.IndexedSlices(v, ids))
+        alpha = lr * tf.sqrt(1.0 - tf.pow(self.beta_2, step)) / (1.0 - tf.pow(self.beta_1, step))
+        table.scatter_sub(tf.IndexedSlices(alpha * m / (tf.sqrt(v) + self.epsilon), ids))
+
+
+class SparseAdagrad(SparseOptimizer):
+    """Adagrad on the rows in the batch (untouched accumulators are unchanged anyway)."""
+
+    def __init__(
+        self,
+        learning_rate: LearningRate,
+        initial_accumulator_value: float = 0.1,
+        epsilon: float = 1e-7,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(learning_rate, name=name)
+        self.slot_initial_values = {"accumulator": float(initial_accumulator_value)}
+        self.epsilon = epsilon
+
+    def _update_rows(self, table, slots, indices, values, lr, step) -> None:
+        ids, grad = self._sum_duplicates(indices, values)
+        acc = tf.gather(slots["accumulator"], ids) + tf.square(grad)
+        slots["accumulator"].scatter_update(tf.IndexedSlices(acc, ids))
+        table.scatter_sub(tf.IndexedSlices(lr * grad / tf.sqrt(acc + self.epsilon), ids))
+
+
+def make_optimizers(
+    name: str, lr_schedule: LearningRate
+) -> tuple[keras.optimizers.Optimizer, SparseOptimizer]:
+    """The dense Keras optimizer and the embedding optimizer of one kind.
+
+    Both follow the same learning rate (schedule evaluated at their own
+    ``iterations``, which advance together, once per train step).
+
+    Args:
+        name: "sgd", "adam" or "adagrad".
+        lr_schedule: a float or a schedule such as `DLRMSchedule`.
+    """
+    if name == "sgd":
+        return keras.optimizers.SGD(learning_rate=lr_schedule), SparseSGD(lr_schedule)
+    if name == "adam":
+        return keras.optimizers.Adam(learning_rate=lr_schedule), SparseAdam(lr_schedule)
+    if name == "adagrad":
+        return keras.optimizers.Adagrad(learning_rate=lr_schedule), SparseAdagrad(lr_schedule)
+    raise ValueError(f"--optimizer must be one of {OPTIMIZER_NAMES}, got {name!r}")
