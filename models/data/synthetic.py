@@ -1,0 +1,204 @@
+"""Synthetic batches with the element structure of the binary dataset.
+
+Two modes:
+
+- ``powerlaw``: ids drawn per table from a bounded Zipf-like law (exponent
+  ~1: ``P(id >= k)`` falls like ``log``), numericals shaped like the
+  ``log(x + 3)`` transform of counts, and labels drawn from a known function
+  of both (``synthetic_logits``), so a model can learn them;
+- ``constant``: one batch repeated, for pure throughput measurements.
+
+Global batch ``i`` of epoch ``e`` is generated from ``(seed, e, i)`` and then
+sliced for the rank, so the data do not depend on the world size.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from models.data import pipeline
+from models.data.slicing import batch_slice
+
+MODES = ("powerlaw", "constant")
+
+# Label model: logit = CAT_WEIGHT * mean-normalised per-id effects
+#                    + NUM_WEIGHT * weighted numericals + BIAS.
+# Chosen so that about a quarter of the labels are positive (as Criteo) and
+# the logits' own AUC is around 0.8: learnable but not trivial.
+_CAT_WEIGHT = 2.0
+_NUM_WEIGHT = 1.0
+_BIAS = -1.5
+_NUM_CENTER = 1.6
+
+
+def id_effects(ids: np.ndarray) -> np.ndarray:
+    """Fixed pseudo-random effect in [-1, 1] of each id of each table.
+
+    Args:
+        ids: ``[B, F]`` ids, column ``t`` from table ``t``.
+
+    Returns:
+        ``[B, F]`` float32; the same (id, table) pair always gets the same value.
+    """
+    salts = (np.arange(ids.shape[1], dtype=np.uint32) + np.uint32(1)) * np.uint32(0x85EBCA6B)
+    # Multiplicative hashing (Knuth) of the id salted by the table, then one
+    # xor-shift-multiply round to mix the high bits: effects look independent
+    # across ids and tables. uint32 arithmetic wraps, which is the point.
+    mixed = (ids.astype(np.uint32) + np.uint32(1)) * np.uint32(0x9E3779B1)
+    mixed ^= salts
+    mixed ^= mixed >> np.uint32(15)
+    mixed *= np.uint32(0x2C1B3C6D)
+    bits = (mixed >> np.uint32(8)).astype(np.float32)  # 24 bits, exact in float32
+    return bits * np.float32(2.0 / (1 << 24)) - np.float32(1.0)
+
+
+def synthetic_logits(numerical: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """The known function the ``powerlaw`` labels are drawn from.
+
+    Args:
+        numerical: ``[B, N]`` float32 numerical features.
+        ids: ``[B, F]`` categorical ids.
+
+    Returns:
+        ``[B]`` float32 logits; ``label ~ Bernoulli(sigmoid(logit))``.
+    """
+    logits = np.full(len(numerical), _BIAS, np.float32)
+    if ids.shape[1]:
+        logits += _CAT_WEIGHT * id_effects(ids).sum(axis=1) / np.float32(math.sqrt(ids.shape[1]))
+    if numerical.shape[1]:
+        weights = np.linspace(-1.0, 1.0, numerical.shape[1], dtype=np.float32)
+        centered = numerical - np.float32(_NUM_CENTER)
+        logits += _NUM_WEIGHT * (centered @ weights) / np.float32(math.sqrt(numerical.shape[1]))
+    return logits
+
+
+class SyntheticDataset:
+    """Synthetic batches for one rank, as numpy arrays or a ``tf.data.Dataset``.
+
+    Args:
+        global_batch_size: ``B``, rows of a batch summed over all ranks.
+        num_batches: Batches per epoch.
+        cardinalities: Rows of each table, id 0 included.
+        num_numerical: ``N``, numerical features.
+        table_ids: Tables whose ids this rank receives (all when None).
+        rank: This rank's data-parallel index.
+        world_size: Number of data-parallel ranks.
+        seed: Seed of all generated values.
+        mode: ``"powerlaw"`` (learnable) or ``"constant"`` (one batch repeated).
+        prefetch_batches: Batches prepared ahead of the consumer.
+        parallel_batches: Batches generated concurrently.
+    """
+
+    def __init__(
+        self,
+        global_batch_size: int,
+        num_batches: int,
+        cardinalities: Sequence[int],
+        num_numerical: int = 13,
+        table_ids: Sequence[int] | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+        seed: int = 0,
+        mode: str = "powerlaw",
+        prefetch_batches: int = 8,
+        parallel_batches: int = 2,
+    ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if global_batch_size < 1 or num_batches < 0 or num_numerical < 0:
+            raise ValueError(
+                "need global_batch_size >= 1, num_batches >= 0, num_numerical >= 0; got "
+                f"{global_batch_size}, {num_batches}, {num_numerical}"
+            )
+        bad = [(t, n) for t, n in enumerate(cardinalities) if int(n) < 1]
+        if bad:
+            raise ValueError(f"cardinalities must be >= 1; (table, rows) offending: {bad}")
+        if prefetch_batches < 1 or parallel_batches < 1:
+            raise ValueError(
+                f"prefetch_batches and parallel_batches must be >= 1, "
+                f"got {prefetch_batches} and {parallel_batches}"
+            )
+        if seed < 0:
+            raise ValueError(f"seed must be >= 0, got {seed}")
+        batch_slice(global_batch_size, rank, world_size)  # validates rank and world size
+        self.cardinalities = tuple(int(n) for n in cardinalities)
+        if table_ids is None:
+            table_ids = range(len(self.cardinalities))
+        self.table_ids = tuple(int(t) for t in table_ids)
+        out_of_range = [t for t in self.table_ids if not 0 <= t < len(self.cardinalities)]
+        if out_of_range or len(set(self.table_ids)) != len(self.table_ids):
+            raise ValueError(
+                f"table_ids must be unique and in [0, {len(self.cardinalities)}), "
+                f"got {list(self.table_ids)}"
+            )
+        self.global_batch_size = global_batch_size
+        self.num_batches = num_batches
+        self.num_numerical = num_numerical
+        self.rank, self.world_size = rank, world_size
+        self.seed, self.mode = seed, mode
+        self.prefetch_batches = prefetch_batches
+        self.parallel_batches = parallel_batches
+        self._log_rows = np.log(np.asarray(self.cardinalities, np.float64))
+        self._max_ids = np.asarray(self.cardinalities, np.int64) - 1
+
+    def __len__(self) -> int:
+        return self.num_batches
+
+    @property
+    def element_spec(self) -> pipeline.Element:
+        local = batch_slice(self.global_batch_size, self.rank, self.world_size)[1]
+        return pipeline.element_spec(
+            local, self.global_batch_size, self.num_numerical, len(self.table_ids)
+        )
+
+    def global_batch(self, index: int, epoch: int = 0) -> pipeline.BatchArrays:
+        """The whole global batch ``index`` (all rows, all tables), whatever the rank.
+
+        Returns:
+            ``numerical`` float32 ``[B, N]``, ``categorical`` int32 ``[B, F]``,
+            ``labels`` float32 ``[B, 1]``.
+        """
+        if self.mode == "constant":
+            index, epoch = 0, 0
+        rng = np.random.default_rng([self.seed, epoch, index])
+        rows = self.global_batch_size
+        # Counts are heavy-tailed; log1p of exponential draws gives numericals
+        # in the range the log(x + 3) transform produces. Rounded through
+        # float16 because that is the precision of the binary dataset.
+        raw = rng.standard_exponential((rows, self.num_numerical), np.float32) * np.float32(8.0)
+        numerical = np.log1p(raw).astype(np.float16).astype(np.float32)
+        # Inverse CDF of a bounded log-uniform law: id = floor(rows ** u) - 1.
+        uniform = rng.random((rows, len(self.cardinalities)))
+        ids = np.exp(uniform * self._log_rows).astype(np.int64) - 1
+        categorical = np.minimum(ids, self._max_ids).astype(np.int32)
+        probability = 1.0 / (1.0 + np.exp(-synthetic_logits(numerical, categorical)))
+        labels = (rng.random(rows, np.float32) < probability).astype(np.float32)
+        return numerical, categorical, labels.reshape(rows, 1)
+
+    def read_batch(self, index: int, epoch: int = 0) -> pipeline.BatchArrays:
+        """This rank's view of batch ``index``: its row slice and its tables."""
+        if not 0 <= index < self.num_batches:
+            raise IndexError(f"batch {index} out of range [0, {self.num_batches})")
+        numerical, categorical, labels = self.global_batch(index, epoch)
+        start, size = batch_slice(self.global_batch_size, self.rank, self.world_size)
+        rows = slice(start, start + size)
+        return numerical[rows], np.ascontiguousarray(categorical[:, self.table_ids]), labels[rows]
+
+    def as_dataset(self, epoch: int = 0, start_batch: int = 0) -> tf.data.Dataset:
+        """The batches of one epoch from ``start_batch`` on (to resume mid-epoch)."""
+        order = pipeline.batch_order(self.num_batches, start_batch)
+        if self.mode == "constant" and len(order):
+            numerical, categorical, labels = self.read_batch(0)
+            element = ({"numerical": numerical, "categorical": categorical}, labels)
+            return tf.data.Dataset.from_tensors(element).repeat(len(order))
+        return pipeline.make_dataset(
+            order,
+            lambda index: self.read_batch(index, epoch),
+            self.element_spec,
+            self.prefetch_batches,
+            self.parallel_batches,
+        )
