@@ -115,8 +115,23 @@ def constraints_for(preinstalled: dict[str, str]) -> str:
     return "".join(f"{name}=={version}\n" for name, version in sorted(preinstalled.items()))
 
 
-def cuda_present() -> bool:
-    return shutil.which("nvidia-smi") is not None or Path("/usr/local/cuda").exists()
+def gpu_operations() -> str:
+    """Collective backends to compile into Horovod: "gloo", or "gloo-nccl" with a GPU.
+
+    A CUDA toolkit alone is not enough (machines without a GPU may ship one, and
+    Horovod's CMake then fails on a partial toolkit), so NCCL is chosen only when
+    `nvidia-smi -L` lists a GPU, or when DLRM_HOROVOD_GPU_OPERATIONS=NCCL asks for it.
+    """
+    requested = os.environ.get("DLRM_HOROVOD_GPU_OPERATIONS", "").upper()
+    if requested:
+        if requested not in ("NCCL", "NONE"):
+            raise SetupError(f"DLRM_HOROVOD_GPU_OPERATIONS must be NCCL or NONE, got {requested!r}")
+        return "gloo-nccl" if requested == "NCCL" else "gloo"
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return "gloo"
+    return "gloo-nccl" if out.returncode == 0 and "GPU" in out.stdout else "gloo"
 
 
 def horovod_cache_key(
@@ -333,7 +348,7 @@ def setup_horovod(env: Environment, tf_version: str) -> None:
     found = probe(env.python, _PROBE_HVD)
     if found is None:
         version = os.environ.get("DLRM_HOROVOD_VERSION", DEFAULT_HOROVOD_VERSION)
-        gpu_ops = "gloo-nccl" if cuda_present() else "gloo"
+        gpu_ops = gpu_operations()
         key = horovod_cache_key(
             version, tf_version, platform.python_version(), platform.machine(), gpu_ops
         )

@@ -120,3 +120,18 @@ def test_existing_venv_with_other_site_packages_mode_is_refused(tmp_path):
     with pytest.raises(setup_env.SetupError, match="without the system site-packages"):
         env.create(sys.executable, system_site_packages=True)
     env.create(sys.executable, system_site_packages=False)  # same mode: reused, no error
+
+
+def test_gpu_operations_need_a_gpu_not_just_a_toolkit(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("DLRM_HOROVOD_GPU_OPERATIONS", raising=False)
+    assert setup_env.gpu_operations() == "gloo"  # no nvidia-smi at all
+    _fake_python(tmp_path, "exit 9").rename(tmp_path / "nvidia-smi")
+    assert setup_env.gpu_operations() == "gloo"  # nvidia-smi present, no GPU
+    _fake_python(tmp_path, "echo 'GPU 0: NVIDIA A100 (UUID: x)'").rename(tmp_path / "nvidia-smi")
+    assert setup_env.gpu_operations() == "gloo-nccl"
+    monkeypatch.setenv("DLRM_HOROVOD_GPU_OPERATIONS", "none")
+    assert setup_env.gpu_operations() == "gloo"
+    monkeypatch.setenv("DLRM_HOROVOD_GPU_OPERATIONS", "mpi")
+    with pytest.raises(setup_env.SetupError, match="NCCL or NONE"):
+        setup_env.gpu_operations()
