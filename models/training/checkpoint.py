@@ -264,9 +264,7 @@ def save_checkpoint(
     table_vars = state.model.embedding_variables
     for table in tables:
         variable = table_vars[table]
-        slots = {}
-        if state.embedding_optimizer is not None:
-            slots = dict(state.embedding_optimizer.slots_for(variable))
+        slots = _embedding_slots(state.embedding_optimizer, variable)
         files = _table_files(table, sorted(slots))
         manifest["tables"][str(table)] = files
         manifest["arrays"][files["weights"]] = _write_array(tmp, files["weights"], variable)
@@ -311,6 +309,15 @@ def save_checkpoint(
                 shutil.rmtree(old)
     comm.barrier()
     return final
+
+
+def _embedding_slots(optimizer: EmbeddingOptimizer | None, variable: Any) -> dict[str, Any]:
+    if optimizer is None:
+        return {}
+    if hasattr(optimizer, "build"):
+        # Slots are created on first use; a fresh run restoring them has none yet.
+        optimizer.build([variable])
+    return dict(optimizer.slots_for(variable))
 
 
 def _dense_groups(state: TrainingState, build: bool) -> dict[str, list]:
@@ -489,7 +496,7 @@ def restore_checkpoint(
         variable = table_vars[table]
         targets = {"weights": variable}
         if state.embedding_optimizer is not None:
-            slots = dict(state.embedding_optimizer.slots_for(variable))
+            slots = _embedding_slots(state.embedding_optimizer, variable)
             saved_slots = sorted(set(files) - {"weights"})
             if sorted(slots) != saved_slots:
                 raise CheckpointError(

@@ -70,22 +70,26 @@ def run_ranks(size: int, fn) -> list:
 
 
 class FakeEmbeddingOptimizer:
-    """Stand-in for the sparse optimizer: named slots per table variable."""
+    """Stand-in for the sparse optimizer: named slots per table, created by build()."""
 
-    def __init__(self, variables, slot_names=("accumulator", "momentum")) -> None:
+    def __init__(self, slot_names=("accumulator", "momentum")) -> None:
         self.iterations = tf.Variable(0, dtype=tf.int64)
-        self._slots = {
-            id(v): {n: tf.Variable(tf.zeros(v.shape)) for n in slot_names} for v in variables
-        }
+        self.slot_names = slot_names
+        self._slots = {}
+
+    def build(self, variables) -> None:
+        for v in variables:
+            if id(v) not in self._slots:
+                self._slots[id(v)] = {n: tf.Variable(tf.zeros(v.shape)) for n in self.slot_names}
 
     def slots_for(self, variable):
-        return self._slots[id(variable)]
+        return self._slots[id(variable)]  # KeyError before build(), as the real one
 
 
 def make_state(cardinalities=CARDINALITIES, owned=None, seed=0, optimizer="adam", **dims):
     keras.utils.set_random_seed(seed)
     model = DLRM(cardinalities, num_numerical_features=3, **{**DIMS, **dims})
-    emb_opt = FakeEmbeddingOptimizer(model.embedding_variables)
+    emb_opt = FakeEmbeddingOptimizer()
     dense_opt = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD}[optimizer](0.1)
     owned = range(len(cardinalities)) if owned is None else owned
     return TrainingState(model, list(owned), emb_opt, dense_opt)
@@ -106,6 +110,7 @@ def randomize(state: TrainingState, seed: int) -> None:
 
 
 def slot_values(state: TrainingState, variable) -> list:
+    state.embedding_optimizer.build([variable])
     return [s for _, s in sorted(state.embedding_optimizer.slots_for(variable).items())]
 
 
