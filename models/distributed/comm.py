@@ -1,0 +1,220 @@
+"""Collective communication for hybrid-parallel training.
+
+Two implementations of one protocol: :class:`LocalCommunicator` for a single
+process (identity collectives, Horovod never imported) and
+:class:`HorovodCommunicator`. This module is the only place that imports
+Horovod, and it does so lazily, inside :class:`HorovodCommunicator`.
+
+Ordering. Horovod matches collectives across ranks by name. Inside a
+``tf.function`` TensorFlow may run independent ops in any order, and NVIDIA's
+TF2 DLRM documents a hang when two all-to-alls were issued in different orders
+on different ranks. Every collective of :class:`HorovodCommunicator` therefore
+gets a fixed name and, in graph mode, a control dependency on the previous
+collective issued in the same graph: the collectives run in program order,
+which is the same on every rank because every rank traces the same code. The
+backward all-to-all is part of that chain (it is issued by our own gradient
+function, not Horovod's).
+
+Failure of a rank. Measured with ``horovodrun --gloo`` on this machine: when a
+rank's process dies, the TCP connections to it are reset and the survivors'
+next collective fails at once (well under a second) with a Horovod error;
+``horovodrun`` also terminates the remaining ranks as soon as one exits with a
+non-zero status. A peer that vanishes without closing its sockets (lost host)
+is bounded by the Gloo timeout (``timeout_seconds``, default 60 s), and a rank
+that stays alive but never reaches a collective makes Horovod shut down after
+``stall_shutdown_seconds`` (default 300 s; long because the first step traces
+and initialises on every rank at a different pace). The bound for a job whose
+rank dies is therefore: immediate for a dead process, at most 60 s for a lost
+host, at most 300 s for a stuck process.
+"""
+
+from __future__ import annotations
+
+import os
+import weakref
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import tensorflow as tf
+
+
+@runtime_checkable
+class Communicator(Protocol):
+    """Collectives used by :class:`models.distributed.hybrid.HybridParallel`."""
+
+    rank: int
+    size: int
+    local_rank: int
+
+    def alltoall(self, tensor: tf.Tensor, splits: tf.Tensor, name: str) -> tf.Tensor:
+        """Sends ``tensor[sum(splits[:r]) : sum(splits[:r+1])]`` to rank r along axis 0.
+
+        Returns the pieces received from ranks 0..size-1, concatenated along
+        axis 0. Differentiable: the gradient runs the reverse all-to-all.
+        """
+        ...
+
+    def grouped_allreduce(
+        self, tensors: Sequence[tf.Tensor], average: bool, name: str
+    ) -> list[tf.Tensor]:
+        """Sums (or averages) each tensor over ranks, as one collective."""
+        ...
+
+    def allgather(self, tensor: tf.Tensor, name: str) -> tf.Tensor:
+        """Concatenates every rank's ``tensor`` along axis 0, in rank order."""
+        ...
+
+    def broadcast_variables(self, variables: Sequence[Any], root_rank: int = 0) -> None:
+        """Overwrites ``variables`` with their values on ``root_rank``."""
+        ...
+
+    def barrier(self) -> None:
+        """Returns when every rank has called it."""
+        ...
+
+
+class LocalCommunicator:
+    """World size 1: every collective is the identity; Horovod is not imported."""
+
+    rank = 0
+    size = 1
+    local_rank = 0
+
+    def alltoall(self, tensor: tf.Tensor, splits: tf.Tensor, name: str) -> tf.Tensor:
+        del splits, name  # everything stays on this rank
+        return tf.identity(tensor)
+
+    def grouped_allreduce(
+        self, tensors: Sequence[tf.Tensor], average: bool, name: str
+    ) -> list[tf.Tensor]:
+        del average, name
+        return [tf.identity(t) for t in tensors]
+
+    def allgather(self, tensor: tf.Tensor, name: str) -> tf.Tensor:
+        del name
+        return tf.identity(tensor)
+
+    def broadcast_variables(self, variables: Sequence[Any], root_rank: int = 0) -> None:
+        if root_rank != 0:
+            raise ValueError(f"root_rank must be 0 with one process, got {root_rank}")
+
+    def barrier(self) -> None:
+        return None
+
+
+class HorovodCommunicator:
+    """Collectives over Horovod (Gloo or MPI; NCCL for GPU tensors when built).
+
+    Args:
+        timeout_seconds: Gloo timeout for a peer that stops answering; sets
+            ``HOROVOD_GLOO_TIMEOUT_SECONDS`` unless the environment already does.
+        stall_shutdown_seconds: Horovod shuts down when a collective waits this
+            long for a rank that never submits it; sets
+            ``HOROVOD_STALL_SHUTDOWN_TIME_SECONDS`` unless already set.
+
+    The environment variables only act if this constructor is the first to
+    initialise Horovod in the process.
+    """
+
+    def __init__(self, timeout_seconds: int = 60, stall_shutdown_seconds: int = 300) -> None:
+        if timeout_seconds <= 0 or stall_shutdown_seconds <= 0:
+            raise ValueError(
+                f"timeouts must be positive, got timeout_seconds={timeout_seconds}, "
+                f"stall_shutdown_seconds={stall_shutdown_seconds}"
+            )
+        os.environ.setdefault("HOROVOD_GLOO_TIMEOUT_SECONDS", str(timeout_seconds))
+        # The stall inspector only shuts down when its check period is shorter.
+        check = min(60, stall_shutdown_seconds)
+        os.environ.setdefault("HOROVOD_STALL_CHECK_TIME_SECONDS", str(check))
+        os.environ.setdefault("HOROVOD_STALL_SHUTDOWN_TIME_SECONDS", str(stall_shutdown_seconds))
+        import horovod.tensorflow as hvd  # lazy: world size 1 never needs Horovod
+
+        hvd.init()
+        self._hvd = hvd
+        self.rank = hvd.rank()
+        self.size = hvd.size()
+        self.local_rank = hvd.local_rank()
+        # Last collective issued in each graph being traced (see module docstring).
+        self._last: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def _ordered(self, issue: Callable[[], Any]) -> Any:
+        """Runs ``issue`` after the previous collective of the current graph."""
+        if tf.executing_eagerly():
+            return issue()  # eager ops already run in program order
+        graph = tf.compat.v1.get_default_graph()
+        previous = self._last.get(graph)
+        with tf.control_dependencies([] if previous is None else [previous]):
+            result = issue()
+        first = result[0] if isinstance(result, list | tuple) else result
+        self._last[graph] = first
+        return result
+
+    def alltoall(self, tensor: tf.Tensor, splits: tf.Tensor, name: str) -> tf.Tensor:
+        hvd = self._hvd
+        splits = tf.cast(splits, tf.int32)
+
+        @tf.custom_gradient
+        def exchange(x):
+            received, received_splits = self._ordered(
+                lambda: hvd.alltoall(x, splits=splits, name=name)
+            )
+
+            def grad(dy):
+                # The reverse exchange: what we received from rank r goes back to r.
+                back, _ = self._ordered(
+                    lambda: hvd.alltoall(dy, splits=received_splits, name=f"{name}_grad")
+                )
+                return back
+
+            return received, grad
+
+        return exchange(tensor)
+
+    def grouped_allreduce(
+        self, tensors: Sequence[tf.Tensor], average: bool, name: str
+    ) -> list[tf.Tensor]:
+        tensors = list(tensors)
+        if not tensors:
+            return []
+        hvd = self._hvd
+        op = hvd.Average if average else hvd.Sum
+        # Horovod groups need one dtype; group by dtype in first-seen order, which
+        # is the same on every rank.
+        dtypes = list(dict.fromkeys(t.dtype for t in tensors))
+        out: list[tf.Tensor | None] = [None] * len(tensors)
+        for k, dtype in enumerate(dtypes):
+            positions = [i for i, t in enumerate(tensors) if t.dtype == dtype]
+            reduced = self._ordered(
+                lambda positions=positions, k=k: hvd.grouped_allreduce(
+                    [tensors[i] for i in positions], op=op, name=f"{name}_{k}"
+                )
+            )
+            for i, value in zip(positions, reduced, strict=True):
+                out[i] = value
+        return out  # type: ignore[return-value]
+
+    def allgather(self, tensor: tf.Tensor, name: str) -> tf.Tensor:
+        return self._ordered(lambda: self._hvd.allgather(tensor, name=name))
+
+    def broadcast_variables(self, variables: Sequence[Any], root_rank: int = 0) -> None:
+        # hvd.broadcast_variables needs tf.Variable.ref(), which Keras 3 variables
+        # lack: broadcast the values and assign them.
+        for i, variable in enumerate(variables):
+            value = self._ordered(
+                lambda variable=variable, i=i: self._hvd.broadcast(
+                    tf.convert_to_tensor(variable), root_rank=root_rank, name=f"bcast_var_{i}"
+                )
+            )
+            variable.assign(value)
+
+    def barrier(self) -> None:
+        self._ordered(lambda: self._hvd.allreduce(tf.zeros([1]), op=self._hvd.Sum, name="barrier"))
+
+
+def make_communicator(use_horovod: bool) -> Communicator:
+    """The Horovod communicator when asked for, else the single-process one.
+
+    Args:
+        use_horovod: True under ``horovodrun`` (the ``--use_horovod`` flag).
+    """
+    return HorovodCommunicator() if use_horovod else LocalCommunicator()

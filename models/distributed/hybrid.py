@@ -1,0 +1,299 @@
+"""Hybrid parallelism: model-parallel embedding tables, data-parallel MLPs.
+
+Shapes: ``B`` global batch, ``b`` this rank's slice of it (rows given by
+:func:`models.data.slicing.batch_slice`), ``F`` tables, ``T`` tables this rank
+owns, ``D`` embedding dim, ``N`` numerical features, ``W`` world size.
+
+One training step on every rank::
+
+    categorical [B, T] -lookup-> [B, T, D] -all-to-all-> [b, F, D] -+
+    numerical   [b, N] ---------------------------------------------+-> dense_forward -> [b, 1]
+
+The backward pass runs the reverse all-to-all, so each owner receives the
+gradient of its tables from every rank's slice and applies it locally
+(embedding gradients are never allreduced). Dense gradients are averaged with
+one grouped allreduce. World size 1 runs exactly this code with
+:class:`~models.distributed.comm.LocalCommunicator`.
+
+Loss convention: each rank differentiates the mean loss over its own ``b``
+rows. :meth:`HybridParallel.forward` and :meth:`HybridParallel.reduce_gradients`
+then return gradients equal to those of the mean loss over the whole global
+batch in one process, also when the slices differ in size (short last batch).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import tensorflow as tf
+
+from models.data.slicing import batch_slice
+from models.distributed.comm import Communicator
+from models.distributed.placement import Placement
+
+_FLOAT32_BYTES = 4
+
+
+def slice_sizes(rows: tf.Tensor, world: int) -> tf.Tensor:
+    """Rows of each rank's slice of a batch of ``rows``, as int32 ``[world]``.
+
+    The graph-side twin of :func:`models.data.slicing.batch_slice` (the first
+    ``rows % world`` ranks get one row more), for batch sizes only known at
+    run time.
+    """
+    rows = tf.cast(rows, tf.int32)
+    base, extra = rows // world, rows % world
+    return base + tf.cast(tf.range(world) < extra, tf.int32)
+
+
+def _scale_gradient(x: tf.Tensor, scale: tf.Tensor) -> tf.Tensor:
+    """Identity forward; multiplies the incoming gradient by ``scale``."""
+
+    @tf.custom_gradient
+    def scaled(value):
+        return tf.identity(value), lambda dy: dy * tf.cast(scale, dy.dtype)
+
+    return scaled(x)
+
+
+class HybridParallel:
+    """Runs a DLRM-like model with tables placed on ranks by a :class:`Placement`.
+
+    Args:
+        model: exposes ``tables``, ``embedding_dim``, ``lookup(categorical,
+            table_ids)``, ``dense_forward(numerical, embeddings)``,
+            ``dense_variables`` (the DLRM contract in DEVELOPERS.md).
+        comm: the communicator; ``comm.size`` must equal the placement's world.
+        placement: which rank owns which table; row-split tables are rejected
+            (the model has no sharded table yet).
+        global_batch_size: B of a full training batch; used for the byte
+            counts in the log and to reject larger batches.
+    """
+
+    def __init__(
+        self, model: Any, comm: Communicator, placement: Placement, global_batch_size: int
+    ) -> None:
+        num_tables = len(model.tables)
+        if placement.world_size != comm.size:
+            raise ValueError(
+                f"placement is for {placement.world_size} ranks but the job has {comm.size}"
+            )
+        if placement.num_tables != num_tables:
+            raise ValueError(
+                f"placement covers {placement.num_tables} tables, the model has {num_tables}"
+            )
+        if placement.split_tables:
+            raise ValueError(
+                f"tables {list(placement.split_tables)} are split by rows, which the model "
+                "cannot hold yet; raise the per-rank budget or add ranks"
+            )
+        if isinstance(global_batch_size, bool) or not isinstance(global_batch_size, int):
+            raise ValueError(f"global_batch_size must be an integer, got {global_batch_size!r}")
+        if global_batch_size < comm.size:
+            raise ValueError(
+                f"global_batch_size {global_batch_size} is smaller than the world size "
+                f"{comm.size}: some rank would get no rows"
+            )
+        self.model = model
+        self.comm = comm
+        self.placement = placement
+        self.global_batch_size = global_batch_size
+        self.embedding_dim = int(model.embedding_dim)
+        self.owned_tables: tuple[int, ...] = placement.tables_per_rank[comm.rank]
+        self._tables_per_rank = [len(t) for t in placement.tables_per_rank]
+        # After the all-to-all the tables arrive grouped by owner (rank 0's,
+        # then rank 1's, ...); this permutation restores table order.
+        arrival = [t for tables in placement.tables_per_rank for t in tables]
+        self._to_table_order = [arrival.index(t) for t in range(num_tables)]
+        self._identity_order = self._to_table_order == list(range(num_tables))
+
+    def forward(
+        self, numerical: tf.Tensor, categorical: tf.Tensor, training: bool = False
+    ) -> tf.Tensor:
+        """Logits for this rank's slice of the global batch.
+
+        Args:
+            numerical: ``[b, N]`` float, this rank's slice.
+            categorical: ``[B, T]`` int32, the owned tables' ids (columns in
+                :attr:`owned_tables` order) for the whole global batch.
+            training: accepted for the Keras calling convention; the DLRM
+                dense part has no layer that behaves differently in training.
+
+        Returns:
+            ``[b, 1]`` float32 logits. Their gradient is weighted by
+            ``W * b / B`` on the way back, so that with :meth:`reduce_gradients`
+            the gradients are those of the global-batch mean loss even when
+            the slices differ in size (the weight is 1 when they are equal).
+        """
+        del training
+        world, dim = self.comm.size, self.embedding_dim
+        owned = len(self.owned_tables)
+        if len(categorical.shape) != 2 or categorical.shape[1] not in (None, owned):
+            raise ValueError(
+                f"rank {self.comm.rank} owns tables {list(self.owned_tables)}: categorical "
+                f"must be [B, {owned}], got shape {categorical.shape}"
+            )
+        if categorical.shape[0] is not None and categorical.shape[0] > self.global_batch_size:
+            raise ValueError(
+                f"batch of {categorical.shape[0]} rows exceeds global_batch_size "
+                f"{self.global_batch_size}"
+            )
+        rows = tf.shape(categorical)[0]
+        sizes = slice_sizes(rows, world)
+        local_rows = sizes[self.comm.rank]
+        tf.debugging.assert_equal(
+            tf.shape(numerical)[0],
+            local_rows,
+            message=f"rank {self.comm.rank}: numerical rows must be this rank's slice of the "
+            "global batch (models.data.slicing.batch_slice)",
+        )
+
+        if owned:
+            vectors = tf.stack(self.model.lookup(categorical, self.owned_tables), axis=1)
+        else:
+            vectors = tf.zeros([rows, 0, dim], tf.float32)
+        # Rows are contiguous per destination rank, so the flattened [B, T, D]
+        # tensor splits into one contiguous chunk per rank. Flat because ranks
+        # own different numbers of tables (Horovod wants equal trailing dims).
+        received = self.comm.alltoall(
+            tf.reshape(vectors, [-1]), sizes * (owned * dim), name="hybrid_embeddings"
+        )
+        chunks = tf.split(received, local_rows * tf.constant(self._tables_per_rank) * dim)
+        embeddings = tf.concat(
+            [
+                tf.reshape(chunk, [local_rows, count, dim])
+                for chunk, count in zip(chunks, self._tables_per_rank, strict=True)
+            ],
+            axis=1,
+        )
+        if not self._identity_order:
+            embeddings = tf.gather(embeddings, self._to_table_order, axis=1)
+
+        logits = self.model.dense_forward(numerical, embeddings)
+        if world == 1:
+            return logits
+        weight = tf.cast(world * local_rows, tf.float32) / tf.cast(rows, tf.float32)
+        return _scale_gradient(logits, weight)
+
+    def reduce_gradients(
+        self, embedding_grads: Sequence[Any], dense_grads: Sequence[Any]
+    ) -> tuple[list[Any], list[Any]]:
+        """Turns per-rank gradients into global-batch gradients.
+
+        Args:
+            embedding_grads: gradients of the owned tables' variables (dense
+                tensors, ``IndexedSlices`` or None), from the loss of
+                :meth:`forward`'s logits.
+            dense_grads: gradients of the dense variables, same order on every
+                rank (None entries are kept as None and not communicated).
+
+        Returns:
+            ``(embedding_grads, dense_grads)``: embedding gradients scaled by
+            ``1/W`` (the reverse all-to-all already summed every rank's
+            contribution), dense gradients averaged over ranks with one grouped
+            allreduce.
+        """
+        world = self.comm.size
+        if world == 1:
+            return list(embedding_grads), list(dense_grads)
+        scale = 1.0 / world
+        scaled = []
+        for grad in embedding_grads:
+            if isinstance(grad, tf.IndexedSlices):
+                grad = tf.IndexedSlices(grad.values * scale, grad.indices, grad.dense_shape)
+            elif grad is not None:
+                grad = grad * scale
+            scaled.append(grad)
+        present = [i for i, g in enumerate(dense_grads) if g is not None]
+        reduced = self.comm.grouped_allreduce(
+            [tf.convert_to_tensor(dense_grads[i]) for i in present],
+            average=True,
+            name="dense_gradients",
+        )
+        averaged: list[Any] = list(dense_grads)
+        for i, value in zip(present, reduced, strict=True):
+            averaged[i] = value
+        return scaled, averaged
+
+    def mean_across_ranks(self, value: tf.Tensor, weight: tf.Tensor | None = None) -> tf.Tensor:
+        """Mean of a per-rank float value over ranks, optionally weighted.
+
+        With ``weight`` = this rank's number of rows and ``value`` its mean
+        loss, the result is the exact mean loss of the global batch.
+        """
+        value = tf.cast(value, tf.float32)
+        if weight is None:
+            return self.comm.grouped_allreduce([value], average=True, name="mean_across_ranks")[0]
+        weight = tf.cast(weight, tf.float32)
+        total, count = self.comm.grouped_allreduce(
+            [value * weight, weight], average=False, name="weighted_mean_across_ranks"
+        )
+        return total / count
+
+    def gather_predictions(
+        self, predictions: tf.Tensor, labels: tf.Tensor
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        """Gathers one evaluation batch's predictions and labels from all ranks.
+
+        Call it once per evaluation batch: the slices are contiguous and
+        gathered in rank order, so the result is the batch in its global row
+        order (gathering after the loop would interleave batches).
+
+        Args:
+            predictions: ``[b, 1]`` (or ``[b]``) this rank's slice.
+            labels: same shape.
+
+        Returns:
+            ``(predictions [B, 1], labels [B, 1])`` float32 on every rank.
+        """
+        both = tf.concat(
+            [
+                tf.reshape(tf.cast(predictions, tf.float32), [-1, 1]),
+                tf.reshape(tf.cast(labels, tf.float32), [-1, 1]),
+            ],
+            axis=1,
+        )
+        gathered = self.comm.allgather(both, name="gather_predictions")
+        return gathered[:, :1], gathered[:, 1:]
+
+    def broadcast_dense_variables(self) -> None:
+        """Copies rank 0's dense (MLP) variables to every rank, before training."""
+        self.comm.broadcast_variables(self.model.dense_variables, root_rank=0)
+
+    @property
+    def owned_embedding_variables(self) -> list[Any]:
+        """Variables of the owned tables, in :attr:`owned_tables` order."""
+        variables = self.model.embedding_variables
+        return [variables[t] for t in self.owned_tables]
+
+    @property
+    def all_tables_bytes(self) -> int:
+        return self.placement.total_bytes
+
+    @property
+    def local_tables_bytes(self) -> int:
+        return self.placement.bytes_per_rank[self.comm.rank]
+
+    def alltoall_bytes_per_step(self) -> int:
+        """Bytes all ranks send in the all-to-alls of one full training step.
+
+        Forward plus backward (the same amount), float32 vectors, excluding
+        the chunk each rank keeps for itself.
+        """
+        world, dim = self.comm.size, self.embedding_dim
+        total = 0
+        for sender, count in enumerate(self._tables_per_rank):
+            for receiver in range(world):
+                if receiver != sender:
+                    rows = batch_slice(self.global_batch_size, receiver, world)[1]
+                    total += rows * count * dim * _FLOAT32_BYTES
+        return 2 * total
+
+    def describe(self) -> str:
+        """Placement and communication volume, for the start-of-run log."""
+        return (
+            f"{self.placement.describe()}\n"
+            f"all-to-all: {self.alltoall_bytes_per_step()} bytes per step over all ranks "
+            f"(global batch {self.global_batch_size}, forward + backward, float32)"
+        )

@@ -1,0 +1,162 @@
+"""A tiny DLRM, its data and one SGD step, shared by the parity runs.
+
+Used in-process by the world-size-1 tests and under ``horovodrun`` by
+``hvd_program.py``, so both sides build exactly the same thing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from models.data.slicing import batch_slice
+from models.distributed.comm import Communicator
+from models.distributed.hybrid import HybridParallel
+from models.distributed.placement import embedding_table_bytes, plan_placement
+from models.dlrm import DLRM
+
+CARDINALITIES = (7, 11, 5, 13, 3)
+DIM = 4
+NUMERICAL = 3
+# Global batch sizes: the 13-row batches split 7/6 on two ranks (uneven slices).
+TRAIN_BATCHES = (16, 16, 13, 16)
+EVAL_BATCHES = (16, 9)
+GLOBAL_BATCH = 16
+LEARNING_RATE = 0.5
+
+
+def build_model(seed: int = 7) -> DLRM:
+    """The DLRM with weights drawn from numpy, identical in every process."""
+    model = DLRM(
+        CARDINALITIES,
+        embedding_dim=DIM,
+        bottom_mlp_dims=(8, DIM),
+        top_mlp_dims=(8, 1),
+        num_numerical_features=NUMERICAL,
+    )
+    rng = np.random.default_rng(seed)
+    for variable in [*model.embedding_variables, *model.dense_variables]:
+        variable.assign(rng.uniform(-0.5, 0.5, size=variable.shape).astype(np.float32))
+    return model
+
+
+def make_batches(sizes: tuple[int, ...], seed: int) -> list[tuple[np.ndarray, ...]]:
+    """Global batches ``(numerical [B, N], categorical [B, F], labels [B, 1])``."""
+    rng = np.random.default_rng(seed)
+    batches = []
+    for rows in sizes:
+        numerical = rng.normal(size=(rows, NUMERICAL)).astype(np.float32)
+        categorical = np.stack(
+            [rng.integers(0, card, size=rows) for card in CARDINALITIES], axis=1
+        ).astype(np.int32)
+        labels = ((numerical[:, :1] + (categorical[:, :1] % 2)) > 0.5).astype(np.float32)
+        batches.append((numerical, categorical, labels))
+    return batches
+
+
+def rank_view(batch: tuple[np.ndarray, ...], hp: HybridParallel) -> tuple[tf.Tensor, ...]:
+    """This rank's input element: its slice of numericals/labels, owned columns of ids."""
+    numerical, categorical, labels = batch
+    start, size = batch_slice(len(labels), hp.comm.rank, hp.comm.size)
+    return (
+        tf.constant(numerical[start : start + size]),
+        tf.constant(categorical[:, list(hp.owned_tables)]),
+        tf.constant(labels[start : start + size]),
+    )
+
+
+def make_hybrid(comm: Communicator, model: DLRM) -> HybridParallel:
+    placement = plan_placement(embedding_table_bytes(CARDINALITIES, DIM), comm.size)
+    return HybridParallel(model, comm, placement, GLOBAL_BATCH)
+
+
+def hybrid_train_step(hp: HybridParallel):
+    """A tf.function SGD step on the hybrid model; returns the global mean loss."""
+
+    @tf.function
+    def step(numerical, categorical, labels):
+        embedding_vars = hp.owned_embedding_variables
+        dense_vars = hp.model.dense_variables
+        with tf.GradientTape() as tape:
+            logits = hp.forward(numerical, categorical, training=True)
+            loss = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels, logits))
+        embedding_grads, dense_grads = tape.gradient(loss, [embedding_vars, dense_vars])
+        embedding_grads, dense_grads = hp.reduce_gradients(embedding_grads, dense_grads)
+        for variable, grad in zip(
+            [*embedding_vars, *dense_vars], [*embedding_grads, *dense_grads], strict=True
+        ):
+            variable.assign_sub(LEARNING_RATE * tf.convert_to_tensor(grad))
+        return hp.mean_across_ranks(loss, weight=tf.shape(labels)[0])
+
+    return step
+
+
+def reference_train_step(model: DLRM):
+    """The same SGD step on the whole global batch in one process, no distribution code."""
+
+    @tf.function
+    def step(numerical, categorical, labels):
+        variables = [*model.embedding_variables, *model.dense_variables]
+        with tf.GradientTape() as tape:
+            logits = model({"numerical": numerical, "categorical": categorical})
+            loss = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels, logits))
+        for variable, grad in zip(variables, tape.gradient(loss, variables), strict=True):
+            variable.assign_sub(LEARNING_RATE * tf.convert_to_tensor(grad))
+        return loss
+
+    return step
+
+
+def hybrid_evaluate(hp: HybridParallel, batches) -> tuple[np.ndarray, np.ndarray]:
+    """Predictions and labels of all evaluation batches, in global order."""
+
+    @tf.function
+    def predict(numerical, categorical, labels):
+        probabilities = tf.sigmoid(hp.forward(numerical, categorical))
+        return hp.gather_predictions(probabilities, labels)
+
+    outputs = [predict(*rank_view(batch, hp)) for batch in batches]
+    return (
+        np.concatenate([p.numpy() for p, _ in outputs]),
+        np.concatenate([y.numpy() for _, y in outputs]),
+    )
+
+
+def run_hybrid(comm: Communicator) -> dict[str, np.ndarray]:
+    """Trains and evaluates with HybridParallel; returns what this rank knows."""
+    model = build_model()
+    hp = make_hybrid(comm, model)
+    hp.broadcast_dense_variables()
+    step = hybrid_train_step(hp)
+    losses = [float(step(*rank_view(batch, hp))) for batch in make_batches(TRAIN_BATCHES, seed=1)]
+    predictions, labels = hybrid_evaluate(hp, make_batches(EVAL_BATCHES, seed=2))
+    result = {"losses": np.array(losses), "predictions": predictions, "labels": labels}
+    for t in hp.owned_tables:
+        result[f"table_{t}"] = model.embedding_variables[t].numpy()
+    for i, variable in enumerate(model.dense_variables):
+        result[f"dense_{i}"] = variable.numpy()
+    return result
+
+
+def run_reference() -> dict[str, np.ndarray]:
+    """The single-process reference of :func:`run_hybrid` (plain model call)."""
+    model = build_model()
+    step = reference_train_step(model)
+    losses = [
+        float(step(*(tf.constant(a) for a in batch)))
+        for batch in make_batches(TRAIN_BATCHES, seed=1)
+    ]
+    eval_batches = make_batches(EVAL_BATCHES, seed=2)
+    predictions = np.concatenate(
+        [tf.sigmoid(model({"numerical": n, "categorical": c})).numpy() for n, c, _ in eval_batches]
+    )
+    result = {
+        "losses": np.array(losses),
+        "predictions": predictions,
+        "labels": np.concatenate([y for _, _, y in eval_batches]),
+    }
+    for t, variable in enumerate(model.embedding_variables):
+        result[f"table_{t}"] = variable.numpy()
+    for i, variable in enumerate(model.dense_variables):
+        result[f"dense_{i}"] = variable.numpy()
+    return result

@@ -1,0 +1,104 @@
+"""HybridParallel with one process (LocalCommunicator): no Horovod needed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from models.data.slicing import batch_slice
+from models.distributed.comm import LocalCommunicator
+from models.distributed.hybrid import HybridParallel, slice_sizes
+from models.distributed.placement import plan_placement
+from tests.distributed import parity_setup as ps
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class _FakeComm(LocalCommunicator):
+    """A communicator that only claims a rank and size (no collective is called)."""
+
+    def __init__(self, rank: int, size: int) -> None:
+        self.rank, self.size, self.local_rank = rank, size, rank
+
+
+def test_slice_sizes_match_batch_slice():
+    for world in range(1, 6):
+        for rows in range(0, 23):
+            expected = [batch_slice(rows, r, world)[1] for r in range(world)]
+            assert slice_sizes(tf.constant(rows), world).numpy().tolist() == expected
+
+
+def test_world_one_matches_plain_model_exactly():
+    hybrid = ps.run_hybrid(LocalCommunicator())
+    reference = ps.run_reference()
+    assert sorted(hybrid) == sorted(reference)
+    # Training moved the weights, so the comparison below is not trivial.
+    assert not np.allclose(ps.build_model().dense_variables[0].numpy(), reference["dense_0"])
+    for key, expected in reference.items():
+        np.testing.assert_allclose(hybrid[key], expected, rtol=1e-6, atol=1e-7, err_msg=key)
+
+
+def test_owned_tables_and_byte_counts_for_two_ranks():
+    dlrm = ps.build_model()
+    placement = plan_placement([112, 176, 80, 208, 48], world_size=2)
+    rank0 = HybridParallel(dlrm, _FakeComm(0, 2), placement, global_batch_size=16)
+    rank1 = HybridParallel(dlrm, _FakeComm(1, 2), placement, global_batch_size=16)
+    # Greedy: 208 (t3) -> r0, 176 (t1) -> r1, 112 (t0) -> r1, 80 (t2) -> r0, 48 (t4) -> r0 (tie).
+    assert rank0.owned_tables == (2, 3, 4)
+    assert rank1.owned_tables == (0, 1)
+    assert rank0.all_tables_bytes == 624
+    assert (rank0.local_tables_bytes, rank1.local_tables_bytes) == (336, 288)
+    # Each rank sends 8 rows x its tables x 4 floats x 4 bytes to the other one,
+    # forward and backward: 2 * (8 * 3 * 16 + 8 * 2 * 16).
+    assert rank0.alltoall_bytes_per_step() == 1280
+    assert "all-to-all: 1280 bytes per step" in rank0.describe()
+    assert "rank 1: 2 tables" in rank0.describe()
+
+
+def test_world_one_sends_nothing():
+    model = ps.build_model()
+    hp = ps.make_hybrid(LocalCommunicator(), model)
+    assert hp.owned_tables == (0, 1, 2, 3, 4)
+    assert hp.alltoall_bytes_per_step() == 0
+
+
+def test_rejects_mismatched_placement_and_inputs():
+    model = ps.build_model()
+    sizes = [112, 176, 80, 208, 48]
+    with pytest.raises(ValueError, match="placement is for 2 ranks but the job has 1"):
+        HybridParallel(model, LocalCommunicator(), plan_placement(sizes, 2), 16)
+    with pytest.raises(ValueError, match="covers 4 tables, the model has 5"):
+        HybridParallel(model, LocalCommunicator(), plan_placement(sizes[:4], 1), 16)
+    split = plan_placement(sizes, 4, budget_bytes=200, table_rows=[7, 11, 5, 13, 3])
+    with pytest.raises(ValueError, match=r"tables \[3\] are split by rows"):
+        HybridParallel(model, _FakeComm(0, 4), split, 16)
+    with pytest.raises(ValueError, match="smaller than the world size"):
+        HybridParallel(model, _FakeComm(0, 2), plan_placement(sizes, 2), 1)
+    hp = HybridParallel(model, LocalCommunicator(), plan_placement(sizes, 1), 16)
+    numerical, categorical, _ = ps.make_batches((4,), seed=0)[0]
+    with pytest.raises(ValueError, match=r"categorical must be \[B, 5\]"):
+        hp.forward(tf.constant(numerical), tf.constant(categorical[:, :3]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="this rank's slice"):
+        hp.forward(tf.constant(numerical[:3]), tf.constant(categorical))
+
+
+def test_world_one_never_imports_horovod():
+    code = (
+        "import sys\n"
+        "from models.distributed.comm import make_communicator\n"
+        "from tests.distributed import parity_setup as ps\n"
+        "comm = make_communicator(use_horovod=False)\n"
+        "hp = ps.make_hybrid(comm, ps.build_model())\n"
+        "batch = ps.make_batches((4,), seed=0)[0]\n"
+        "hp.forward(*ps.rank_view(batch, hp)[:2])\n"
+        "assert not any(m.startswith('horovod') for m in sys.modules), 'horovod imported'\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
