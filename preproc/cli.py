@@ -1,0 +1,94 @@
+"""Command line of ``python -m preproc``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from preproc.config import ON_BAD_ROW, PreprocConfig, parse_thresholds
+from preproc.numerical import TRANSFORMS
+from preproc.pipeline import run
+from preproc.rejects import BadRowError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m preproc",
+        description=(
+            "Turn Criteo TSV files (plain or .gz) into the split binary dataset "
+            "(DEVELOPERS.md, 'Binary dataset format'). Rerunning an interrupted "
+            "command resumes it."
+        ),
+    )
+    parser.add_argument("--input_files", nargs="+", required=True, help="TSV inputs in row order")
+    parser.add_argument("--output_dir", required=True, help="dataset root to create")
+    parser.add_argument(
+        "--frequency_threshold",
+        type=int,
+        default=0,
+        help="values seen fewer times share id 0 with missing values (0 or 1: keep all)",
+    )
+    parser.add_argument(
+        "--per_column_thresholds",
+        nargs="+",
+        metavar="INDEX=T",
+        help="override the threshold of tables 0..25, e.g. 0=20 3=5 (or 0=20,3=5)",
+    )
+    parser.add_argument("--num_workers", type=int, default=1, help="worker processes")
+    parser.add_argument(
+        "--test_fraction",
+        type=float,
+        default=0.1,
+        help="inputs not named day_N: last fraction of rows (input order) going to test",
+    )
+    parser.add_argument("--numerical_transform", choices=sorted(TRANSFORMS), default="log3")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the training-set shuffle")
+    parser.add_argument(
+        "--no_shuffle", action="store_true", help="keep the training rows in input order"
+    )
+    parser.add_argument("--on_bad_row", choices=ON_BAD_ROW, default="skip")
+    parser.add_argument(
+        "--unlabeled",
+        action="store_true",
+        help="rows have no label column (Kaggle test.txt); labels are written as 0",
+    )
+    parser.add_argument(
+        "--unit_mb",
+        type=float,
+        default=64.0,
+        help="size of the byte ranges plain files are cut into (part of the output's identity)",
+    )
+    parser.add_argument(
+        "--shuffle_bucket_rows",
+        type=int,
+        default=2_000_000,
+        help="rows per shuffle bucket: bounds the memory of the shuffle",
+    )
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> PreprocConfig:
+    return PreprocConfig(
+        input_files=tuple(args.input_files),
+        output_dir=args.output_dir,
+        frequency_thresholds=parse_thresholds(args.frequency_threshold, args.per_column_thresholds),
+        num_workers=args.num_workers,
+        test_fraction=args.test_fraction,
+        numerical_transform=args.numerical_transform,
+        seed=args.seed,
+        shuffle=not args.no_shuffle,
+        on_bad_row=args.on_bad_row,
+        labeled=not args.unlabeled,
+        unit_bytes=int(args.unit_mb * (1 << 20)),
+        shuffle_bucket_rows=args.shuffle_bucket_rows,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        run(config_from_args(args))
+    except (ValueError, BadRowError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,117 @@
+"""Validated, frozen options of one preprocessing run."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+
+from preproc.numerical import TRANSFORMS
+from preproc.schema import NUM_CATEGORICAL
+
+ON_BAD_ROW = ("skip", "fail")
+
+
+@dataclass(frozen=True)
+class PreprocConfig:
+    """Everything that determines the output bytes, plus the worker count (which does not).
+
+    Attributes:
+        input_files: TSV inputs, plain or ``.gz``, in row order.
+        output_dir: dataset root (also holds ``_work/`` while running).
+        frequency_thresholds: per table, the minimum count for a value to get its own id.
+        num_workers: processes; 1 runs everything in this process.
+        test_fraction: last fraction of rows going to ``test`` (non ``day_N`` inputs).
+        numerical_transform: a key of ``preproc.numerical.TRANSFORMS``.
+        seed: seeds the training-set shuffle.
+        shuffle: shuffle the training rows (test and validation keep input order).
+        on_bad_row: ``skip`` (log and count) or ``fail`` (stop at the first).
+        labeled: rows start with a 0/1 label (False: Kaggle ``test.txt`` layout).
+        unit_bytes: nominal size of the byte ranges plain files are cut into.
+        shuffle_bucket_rows: target rows per shuffle bucket (bounds shuffle memory).
+    """
+
+    input_files: tuple[str, ...]
+    output_dir: str
+    frequency_thresholds: tuple[int, ...]
+    num_workers: int = 1
+    test_fraction: float = 0.1
+    numerical_transform: str = "log3"
+    seed: int = 0
+    shuffle: bool = True
+    on_bad_row: str = "skip"
+    labeled: bool = True
+    unit_bytes: int = 64 << 20
+    shuffle_bucket_rows: int = 2_000_000
+
+    def __post_init__(self) -> None:
+        errors = []
+        if not self.input_files:
+            errors.append("no input files given")
+        missing = [p for p in self.input_files if not os.path.isfile(p)]
+        if missing:
+            errors.append(f"input files not found: {', '.join(missing)}")
+        if len(set(map(os.path.abspath, self.input_files))) != len(self.input_files):
+            errors.append("an input file is listed twice")
+        if len(self.frequency_thresholds) != NUM_CATEGORICAL:
+            errors.append(
+                f"{NUM_CATEGORICAL} frequency thresholds expected, "
+                f"got {len(self.frequency_thresholds)}"
+            )
+        bad = [t for t in self.frequency_thresholds if t < 0]
+        if bad:
+            errors.append(f"frequency thresholds must be >= 0, got {bad}")
+        if self.num_workers < 1:
+            errors.append(f"num_workers must be >= 1, got {self.num_workers}")
+        if not 0.0 <= self.test_fraction < 1.0:
+            errors.append(f"test_fraction must be in [0, 1), got {self.test_fraction}")
+        if self.numerical_transform not in TRANSFORMS:
+            errors.append(
+                f"numerical_transform must be one of {sorted(TRANSFORMS)}, "
+                f"got {self.numerical_transform!r}"
+            )
+        if self.on_bad_row not in ON_BAD_ROW:
+            errors.append(f"on_bad_row must be one of {ON_BAD_ROW}, got {self.on_bad_row!r}")
+        if self.unit_bytes < 1024:
+            errors.append(f"unit_bytes must be >= 1024, got {self.unit_bytes}")
+        if self.shuffle_bucket_rows < 1:
+            errors.append(f"shuffle_bucket_rows must be >= 1, got {self.shuffle_bucket_rows}")
+        if errors:
+            raise ValueError("invalid preprocessing options: " + "; ".join(errors))
+
+    def fingerprint(self) -> dict:
+        """What a resumed run must share with the interrupted one (not the worker count)."""
+        options = asdict(self)
+        del options["num_workers"], options["output_dir"]
+        options["input_files"] = [
+            {
+                "path": os.path.abspath(p),
+                "bytes": os.path.getsize(p),
+                "mtime_ns": os.stat(p).st_mtime_ns,
+            }
+            for p in self.input_files
+        ]
+        options["frequency_thresholds"] = list(self.frequency_thresholds)
+        return options
+
+
+def parse_thresholds(default: int, per_column: list[str] | None) -> tuple[int, ...]:
+    """Expands ``default`` and ``["INDEX=T", ...]`` overrides into 26 thresholds.
+
+    ``INDEX`` is the table index 0..25 (column C{INDEX+1} of the TSV).
+    """
+    thresholds = [default] * NUM_CATEGORICAL
+    for item in per_column or []:
+        for pair in filter(None, item.split(",")):
+            index, sep, value = pair.partition("=")
+            try:
+                if not sep:
+                    raise ValueError
+                i, t = int(index), int(value)
+            except ValueError:
+                raise ValueError(
+                    f"per-column threshold {pair!r} is not INDEX=THRESHOLD (e.g. 0=20)"
+                ) from None
+            if not 0 <= i < NUM_CATEGORICAL:
+                raise ValueError(f"per-column threshold {pair!r}: index must be 0..25")
+            thresholds[i] = t
+    return tuple(thresholds)

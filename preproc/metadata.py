@@ -1,0 +1,111 @@
+"""``metadata.json``, NVIDIA's ``model_size.json`` and the run summary."""
+
+from __future__ import annotations
+
+import os
+import resource
+
+from preproc.config import PreprocConfig
+from preproc.rejects import RejectLog
+from preproc.schema import FORMAT_VERSION, NUM_CATEGORICAL, NUM_NUMERICAL
+from preproc.workdir import WorkDir, save_json
+
+SUMMARY_FILE = "preproc_summary.json"
+# NVIDIA's Spark pipeline names columns _c0.._c39; the categorical ones are _c14.._c39.
+_FIRST_NVIDIA_CAT_COLUMN = 1 + NUM_NUMERICAL
+
+
+def model_size(cardinalities: list[int]) -> dict[str, int]:
+    """NVIDIA's ``model_size.json``: per table its largest id (rows - 1)."""
+    return {f"_c{_FIRST_NVIDIA_CAT_COLUMN + t}": c - 1 for t, c in enumerate(cardinalities)}
+
+
+def write_dataset_metadata(
+    config: PreprocConfig,
+    workdir: WorkDir,
+    *,
+    cardinalities: list[int],
+    cat_dtypes: list[str],
+    split_rows: dict[str, int],
+    log: RejectLog,
+    column_stats: list[dict],
+    rule: str,
+) -> dict:
+    """Writes ``model_size.json`` then ``metadata.json`` (its presence marks a complete
+    dataset). Holds nothing that depends on timing or the worker count."""
+    if len(cardinalities) != NUM_CATEGORICAL:
+        raise ValueError(f"{NUM_CATEGORICAL} cardinalities expected, got {len(cardinalities)}")
+    rows_written = sum(split_rows.values())
+    if log.lines_read != rows_written + log.rejected:
+        raise RuntimeError(
+            f"row accounting broken: read {log.lines_read} != written {rows_written} "
+            f"+ rejected {log.rejected}"
+        )
+    metadata = {
+        "format_version": FORMAT_VERSION,
+        "num_numerical_features": NUM_NUMERICAL,
+        "num_categorical_features": NUM_CATEGORICAL,
+        "cardinalities": cardinalities,
+        "categorical_dtypes": cat_dtypes,
+        "rows": split_rows,
+        "numerical_transform": config.numerical_transform,
+        "frequency_thresholds": list(config.frequency_thresholds),
+        "seed": config.seed,
+        "shuffled": config.shuffle,
+        "labeled": config.labeled,
+        "split_rule": rule,
+        "test_fraction": config.test_fraction if rule == "fraction" else None,
+        "input_files": [{"path": p, "bytes": os.path.getsize(p)} for p in config.input_files],
+        "rows_read": log.lines_read,
+        "rows_written": rows_written,
+        "rows_rejected": dict(log.counts),
+        "distinct_values": [s["distinct_values"] for s in column_stats],
+    }
+    save_json(workdir.output("model_size.json"), model_size(cardinalities))
+    save_json(workdir.output("metadata.json"), metadata)
+    return metadata
+
+
+def peak_memory_mb() -> dict[str, float]:
+    """Peak resident memory of this process and of its largest worker, in MiB."""
+    kib = 1024.0
+    return {
+        "coordinator": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / kib, 1),
+        "largest_worker": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / kib, 1),
+    }
+
+
+def write_summary(
+    config: PreprocConfig,
+    workdir: WorkDir,
+    metadata: dict,
+    timings: dict[str, float],
+    peak_mb: dict[str, float],
+) -> dict:
+    """Prints and saves the run summary (timings vary: kept out of metadata.json)."""
+    total_s = max(timings.get("total_s", 0.0), 1e-9)
+    summary = {
+        "rows_read": metadata["rows_read"],
+        "rows_written": metadata["rows_written"],
+        "rows_per_split": metadata["rows"],
+        "rows_rejected": metadata["rows_rejected"],
+        "num_workers": config.num_workers,
+        "seconds": timings,
+        "rows_per_second": round(metadata["rows_read"] / total_s, 1),
+        "peak_memory_mb": peak_mb,
+    }
+    save_json(workdir.output(SUMMARY_FILE), summary)
+    rejected = sum(metadata["rows_rejected"].values())
+    reasons = ", ".join(f"{k} {v}" for k, v in metadata["rows_rejected"].items() if v) or "none"
+    print(
+        f"rows read {metadata['rows_read']:,} = written {metadata['rows_written']:,} "
+        f"+ rejected {rejected:,} ({reasons})\n"
+        f"rows per split: "
+        + ", ".join(f"{k} {v:,}" for k, v in metadata["rows"].items())
+        + "\ntime: "
+        + ", ".join(f"{k} {v:.2f}" for k, v in timings.items())
+        + f"\nthroughput: {summary['rows_per_second']:,.0f} rows/s with "
+        f"{config.num_workers} worker(s); peak memory: coordinator "
+        f"{peak_mb['coordinator']:.0f} MiB, largest worker {peak_mb['largest_worker']:.0f} MiB"
+    )
+    return summary

@@ -1,0 +1,299 @@
+"""Runs a preprocessing job: plan, pass 1, vocabularies, pass 2, assembly, metadata.
+
+Every step skips the work whose done marker exists, so rerunning an
+interrupted command continues where it stopped and writes the same bytes.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import closing
+
+import numpy as np
+from tqdm import tqdm
+
+from preproc.assemble import AssembleTask, assemble, finalize, preallocate
+from preproc.config import PreprocConfig
+from preproc.count_pass import CountTask, count_unit, load_summary
+from preproc.metadata import peak_memory_mb, write_dataset_metadata, write_summary
+from preproc.rejects import REJECTS_FILE, RejectLog
+from preproc.schema import NUM_CATEGORICAL, SPLITS, categorical_dtype, num_fields
+from preproc.splits import plan_splits, split_rule
+from preproc.transform_pass import TransformTask, is_done, transform_unit
+from preproc.units import Unit, first_line, plan_units
+from preproc.vocab_pass import VocabTask, build_table, load_column_stats
+from preproc.workdir import WorkDir, load_json, save_json
+
+# Called after each finished task with (step name, task index); tests use it to
+# interrupt a run at a chosen point.
+TaskHook = Callable[[str, int], None]
+
+
+def _run_tasks(fn: Callable, tasks: list, workers: int) -> Iterator:
+    """Results of ``fn`` over ``tasks`` in task order, in a process pool if workers > 1."""
+    if workers <= 1 or len(tasks) <= 1:
+        yield from map(fn, tasks)
+        return
+    # spawn: forking a process that may hold TensorFlow or tqdm threads is unsafe.
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(min(workers, len(tasks))) as pool:
+        yield from pool.imap(fn, tasks)
+
+
+def _check_layout(config: PreprocConfig) -> None:
+    """Fails early when a file clearly has (or lacks) the label column."""
+    expected = num_fields(config.labeled)
+    for path in config.input_files:
+        line = first_line(path)
+        if not line:
+            continue
+        fields = line.count(b"\t") + 1
+        if config.labeled and fields == expected - 1:
+            raise ValueError(
+                f"{path}:1 has {fields} fields: it looks unlabeled (Kaggle test.txt layout); "
+                "pass --unlabeled to accept it"
+            )
+        if not config.labeled and fields == expected + 1:
+            raise ValueError(f"{path}:1 has {fields} fields (labeled); drop --unlabeled")
+
+
+def _prepare_workdir(config: PreprocConfig, workdir: WorkDir) -> None:
+    fingerprint = config.fingerprint()
+    if os.path.exists(workdir.config()):
+        previous = load_json(workdir.config())
+        if previous != fingerprint:
+            changed = sorted(k for k in fingerprint if previous.get(k) != fingerprint[k])
+            raise ValueError(
+                f"{workdir.work} holds an unfinished run with other options or inputs "
+                f"(differs in: {', '.join(changed)}); rerun it with the same command, "
+                "or delete that directory to start over"
+            )
+    workdir.make()
+    save_json(workdir.config(), fingerprint)
+
+
+def _progress(desc: str, total: int | None) -> tqdm:
+    return tqdm(total=total, desc=desc, unit="rows", unit_scale=True, file=sys.stderr)
+
+
+class _Step:
+    """Times a step and remembers its row rate for the summary."""
+
+    def __init__(self, timings: dict, name: str) -> None:
+        self.timings, self.name = timings, name
+
+    def __enter__(self) -> _Step:
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.timings[self.name] = round(time.perf_counter() - self.start, 3)
+
+
+def _count_pass(
+    config: PreprocConfig, workdir: WorkDir, units: list[Unit], hook: TaskHook
+) -> tuple[RejectLog, list[int]]:
+    todo = [u for u in units if not os.path.exists(workdir.pass1(u.index))]
+    tasks = [CountTask(u, config.output_dir, config.labeled) for u in todo]
+    log = RejectLog(fail=config.on_bad_row == "fail")
+    unit_rows = []
+    with (
+        closing(_run_tasks(count_unit, tasks, config.num_workers)) as results,
+        _progress("pass 1/2: count", None) as bar,
+    ):
+        todo_indices = {u.index for u in todo}
+        for unit in units:  # in unit order, so rejects and line numbers are ordered
+            if unit.index in todo_indices:
+                next(results)
+            summary = load_summary(workdir, unit.index)
+            log.add(unit, summary)
+            unit_rows.append(summary.num_rows)
+            bar.update(summary.num_lines)
+            if unit.index in todo_indices:
+                hook("count", unit.index)
+    log.write(workdir.output(REJECTS_FILE))
+    return log, unit_rows
+
+
+def _vocab_pass(config: PreprocConfig, workdir: WorkDir, num_units: int, hook: TaskHook) -> None:
+    tasks = [
+        VocabTask(t, config.output_dir, num_units, config.frequency_thresholds[t])
+        for t in range(NUM_CATEGORICAL)
+        if not os.path.exists(workdir.vocab(t))
+    ]
+    with closing(_run_tasks(build_table, tasks, config.num_workers)) as results:
+        for table in results:
+            hook("vocab", table)
+
+
+def _transform_pass(
+    config: PreprocConfig,
+    workdir: WorkDir,
+    units: list[Unit],
+    unit_rows: list[int],
+    ranges: list,
+    cat_dtypes: tuple[str, ...],
+    num_buckets: int,
+    hook: TaskHook,
+) -> None:
+    tasks = [
+        TransformTask(
+            unit=u,
+            output_dir=config.output_dir,
+            labeled=config.labeled,
+            numerical_transform=config.numerical_transform,
+            cat_dtypes=cat_dtypes,
+            ranges=tuple(ranges[u.index]),
+            expected_rows=unit_rows[u.index],
+            num_buckets=num_buckets,
+            seed=config.seed,
+        )
+        for u in units
+        if not is_done(workdir, u.index)
+    ]
+    with (
+        closing(_run_tasks(transform_unit, tasks, config.num_workers)) as results,
+        _progress("pass 2/2: transform", sum(unit_rows)) as bar,
+    ):
+        bar.update(sum(unit_rows) - sum(t.expected_rows for t in tasks))
+        for task, index in zip(tasks, results, strict=True):
+            bar.update(task.expected_rows)
+            hook("transform", index)
+
+
+def _assembly_tasks(
+    config: PreprocConfig,
+    workdir: WorkDir,
+    ranges: list,
+    cat_dtypes: tuple[str, ...],
+    num_buckets: int,
+) -> dict[str, list[AssembleTask]]:
+    tasks: dict[str, list[AssembleTask]] = {s: [] for s in SPLITS}
+    offsets = dict.fromkeys(SPLITS, 0)
+
+    def add(split: str, pieces: list, bucket: int) -> None:
+        rows = sum(hi - lo for _, lo, hi in pieces)
+        index = len(tasks[split])
+        tasks[split].append(
+            AssembleTask(
+                split,
+                index,
+                config.output_dir,
+                cat_dtypes,
+                offsets[split],
+                tuple(pieces),
+                bucket,
+                config.seed,
+            )
+        )
+        offsets[split] += rows
+
+    for unit_index, unit_ranges in enumerate(ranges):
+        for split, lo, hi in unit_ranges:
+            if not (split == "train" and num_buckets > 0):
+                add(split, [(unit_index, 0, hi - lo)], -1)
+    if num_buckets > 0:
+        bucket_counts = {
+            u: np.load(workdir.pass2(u, "train.buckets.npy"))
+            for u, unit_ranges in enumerate(ranges)
+            if any(s == "train" for s, _, _ in unit_ranges)
+        }
+        starts = {u: np.concatenate([[0], np.cumsum(c)]) for u, c in bucket_counts.items()}
+        for bucket in range(num_buckets):
+            pieces = [
+                (u, int(s[bucket]), int(s[bucket + 1]))
+                for u, s in starts.items()
+                if s[bucket + 1] > s[bucket]
+            ]
+            add("train", pieces, bucket)
+    return tasks
+
+
+def _assemble(
+    config: PreprocConfig,
+    workdir: WorkDir,
+    tasks: dict[str, list[AssembleTask]],
+    split_rows: dict[str, int],
+    cat_dtypes: tuple[str, ...],
+    hook: TaskHook,
+) -> None:
+    for split in SPLITS:
+        preallocate(workdir, split, split_rows[split], cat_dtypes)
+    flat = [
+        t
+        for split in SPLITS
+        for t in tasks[split]
+        if not os.path.exists(workdir.assembled(t.split, t.task_index))
+    ]
+    with (
+        closing(_run_tasks(assemble, flat, config.num_workers)) as results,
+        _progress("writing splits", sum(split_rows.values())) as bar,
+    ):
+        bar.update(sum(split_rows.values()) - sum(hi - lo for t in flat for _, lo, hi in t.pieces))
+        for task, rows in zip(flat, results, strict=True):
+            bar.update(rows)
+            hook("assemble", task.task_index)
+    for split in SPLITS:
+        finalize(workdir, split, cat_dtypes)
+
+
+def run(config: PreprocConfig, hook: TaskHook | None = None) -> dict:
+    """Preprocesses ``config.input_files`` into ``config.output_dir``; returns the summary."""
+    hook = hook or (lambda step, index: None)
+    workdir = WorkDir(config.output_dir)
+    if os.path.exists(workdir.output("metadata.json")):
+        print(f"{config.output_dir} is already a complete dataset (metadata.json exists)")
+        return load_json(workdir.output("metadata.json"))
+    _check_layout(config)
+    _prepare_workdir(config, workdir)
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    units = plan_units(list(config.input_files), config.unit_bytes)
+
+    with _Step(timings, "pass1_count_s"):
+        log, unit_rows = _count_pass(config, workdir, units, hook)
+    if log.rows_accepted == 0:
+        raise ValueError(
+            f"no valid rows in {len(config.input_files)} input file(s) "
+            f"({log.lines_read} lines read, rejects by reason: {log.counts})"
+        )
+    with _Step(timings, "vocabulary_s"):
+        _vocab_pass(config, workdir, len(units), hook)
+    stats = [load_column_stats(workdir, t) for t in range(NUM_CATEGORICAL)]
+    cardinalities = [s["vocab_size"] + 1 for s in stats]
+    cat_dtypes = tuple(categorical_dtype(c).name for c in cardinalities)
+
+    ranges = plan_splits(list(config.input_files), units, unit_rows, config.test_fraction)
+    split_rows = dict.fromkeys(SPLITS, 0)
+    for unit_ranges in ranges:
+        for split, lo, hi in unit_ranges:
+            split_rows[split] += hi - lo
+    num_buckets = (
+        max(1, math.ceil(split_rows["train"] / config.shuffle_bucket_rows)) if config.shuffle else 0
+    )
+    with _Step(timings, "pass2_transform_s"):
+        _transform_pass(config, workdir, units, unit_rows, ranges, cat_dtypes, num_buckets, hook)
+    with _Step(timings, "assembly_s"):
+        tasks = _assembly_tasks(config, workdir, ranges, cat_dtypes, num_buckets)
+        _assemble(config, workdir, tasks, split_rows, cat_dtypes, hook)
+
+    metadata = write_dataset_metadata(
+        config,
+        workdir,
+        cardinalities=cardinalities,
+        cat_dtypes=list(cat_dtypes),
+        split_rows=split_rows,
+        log=log,
+        column_stats=stats,
+        rule=split_rule(list(config.input_files)),
+    )
+    timings["total_s"] = round(time.perf_counter() - started, 3)
+    summary = write_summary(config, workdir, metadata, timings, peak_memory_mb())
+    shutil.rmtree(workdir.work)
+    return summary

@@ -1,0 +1,50 @@
+"""Criteo row layout, reject reasons and the on-disk dtypes shared by both passes."""
+
+from __future__ import annotations
+
+import numpy as np
+
+NUM_NUMERICAL = 13
+NUM_CATEGORICAL = 26
+FORMAT_VERSION = 1
+
+# Reject reasons: the codes are stored in per-unit files, the names in metadata.json.
+REASONS = (
+    "empty_line",
+    "field_count",
+    "bad_label",
+    "bad_integer",
+    "bad_categorical",
+    "gzip_error",
+)
+REASON_CODE = {name: code for code, name in enumerate(REASONS)}
+
+SPLITS = ("train", "test", "validation")
+
+_CAT_DTYPES = (np.int8, np.int16, np.int32)
+
+
+def num_fields(labeled: bool) -> int:
+    """Tab-separated fields of a well-formed line."""
+    return NUM_NUMERICAL + NUM_CATEGORICAL + (1 if labeled else 0)
+
+
+def categorical_dtype(table_rows: int) -> np.dtype:
+    """Smallest of int8/int16/int32 whose maximum exceeds ``table_rows``.
+
+    This is NVIDIA's rule (``size < np.iinfo(t).max`` with ``size`` the table's
+    number of rows), so a dataset from either pipeline has the same dtypes.
+    """
+    for dtype in _CAT_DTYPES:
+        if table_rows < np.iinfo(dtype).max:
+            return np.dtype(dtype)
+    raise ValueError(f"a table of {table_rows} rows does not fit int32 ids")
+
+
+def record_dtype(cat_dtypes: list[np.dtype]) -> np.dtype:
+    """Packed row of the intermediate files written by pass 2."""
+    if len(cat_dtypes) != NUM_CATEGORICAL:
+        raise ValueError(f"{NUM_CATEGORICAL} categorical dtypes expected, got {len(cat_dtypes)}")
+    fields = [("label", np.uint8), ("numerical", np.float16, (NUM_NUMERICAL,))]
+    fields += [(f"cat_{i}", np.dtype(d).newbyteorder("<")) for i, d in enumerate(cat_dtypes)]
+    return np.dtype(fields)
