@@ -341,3 +341,67 @@ def test_overlapping_or_missing_ownership_fails(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match=r"tables \[1\] are owned by no rank"):
         run_ranks(2, lambda comm: save_checkpoint(tmp_path, states[comm.rank], comm))
     assert list_checkpoints(tmp_path) == []
+
+
+def test_resumed_training_matches_uninterrupted(tmp_path: Path) -> None:
+    """Real optimizers and schedule: 3 steps, checkpoint, fresh objects, 3 more steps."""
+    from models.training.lr_schedule import DLRMSchedule
+    from models.training.optimizers import make_optimizers
+
+    rng = np.random.default_rng(11)
+    batches = [
+        (
+            {
+                "numerical": tf.constant(rng.normal(size=(8, 3)), tf.float32),
+                "categorical": tf.constant(rng.integers(0, 3, size=(8, 4)), tf.int32),
+            },
+            tf.constant(rng.integers(0, 2, size=(8, 1)), tf.float32),
+        )
+        for _ in range(6)
+    ]
+
+    def fresh(seed: int) -> TrainingState:
+        keras.utils.set_random_seed(seed)
+        model = DLRM(CARDINALITIES, num_numerical_features=3, **DIMS)
+        schedule = DLRMSchedule(0.05, warmup_steps=2, decay_start_step=3, decay_steps=4)
+        dense_opt, emb_opt = make_optimizers("adam", schedule)
+        return TrainingState(model, range(len(CARDINALITIES)), emb_opt, dense_opt)
+
+    def train(state: TrainingState, steps) -> None:
+        loss_fn = keras.losses.BinaryCrossentropy(from_logits=True)
+        for features, labels in (batches[i] for i in steps):
+            model = state.model
+            with tf.GradientTape() as tape:
+                loss = loss_fn(labels, model(features))
+            grads = tape.gradient(loss, [*model.embedding_variables, *model.dense_variables])
+            tables, dense = model.embedding_variables, model.dense_variables
+            emb_grads, dense_grads = grads[: len(tables)], grads[len(tables) :]
+            state.embedding_optimizer.apply_gradients(zip(emb_grads, tables, strict=True))
+            state.dense_optimizer.apply_gradients(zip(dense_grads, dense, strict=True))
+            state.step += 1
+
+    uninterrupted = fresh(seed=1)
+    train(uninterrupted, range(6))
+
+    first = fresh(seed=1)
+    train(first, range(3))
+    save_checkpoint(tmp_path, first, LocalComm())
+    resumed = fresh(seed=2)  # different initial weights: everything must come from the checkpoint
+    assert restore_checkpoint(tmp_path, resumed, LocalComm()).step == 3
+    train(resumed, range(3, 6))
+
+    assert resumed.step == uninterrupted.step == 6
+    assert int(resumed.embedding_optimizer.iterations) == 6
+    for a, b in zip(
+        [*resumed.model.embedding_variables, *resumed.model.dense_variables],
+        [*uninterrupted.model.embedding_variables, *uninterrupted.model.dense_variables],
+        strict=True,
+    ):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    for table in range(len(CARDINALITIES)):
+        got = resumed.embedding_optimizer.slots_for(resumed.model.embedding_variables[table])
+        want = uninterrupted.embedding_optimizer.slots_for(
+            uninterrupted.model.embedding_variables[table]
+        )
+        for name in want:
+            np.testing.assert_array_equal(got[name].numpy(), want[name].numpy())
