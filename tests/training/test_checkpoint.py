@@ -90,7 +90,14 @@ def make_state(cardinalities=CARDINALITIES, owned=None, seed=0, optimizer="adam"
     keras.utils.set_random_seed(seed)
     model = DLRM(cardinalities, num_numerical_features=3, **{**DIMS, **dims})
     emb_opt = FakeEmbeddingOptimizer()
-    dense_opt = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD}[optimizer](0.1)
+    dense_opt = {
+        "adam": lambda: keras.optimizers.Adam(0.1),
+        "sgd": lambda: keras.optimizers.SGD(0.1),
+        # AMP: a loss-scaled SGD with momentum (its own scale variables must round trip too)
+        "amp_sgd": lambda: keras.optimizers.LossScaleOptimizer(
+            keras.optimizers.SGD(0.1, momentum=0.9)
+        ),
+    }[optimizer]()
     owned = range(len(cardinalities)) if owned is None else owned
     return TrainingState(model, list(owned), emb_opt, dense_opt)
 
@@ -137,13 +144,14 @@ def assert_same(actual: dict, expected: dict) -> None:
         np.testing.assert_array_equal(actual[key], expected[key], err_msg=key)
 
 
-def test_round_trip_is_exact(tmp_path: Path) -> None:
-    saved = make_state(seed=1)
+@pytest.mark.parametrize("optimizer", ["adam", "amp_sgd"])
+def test_round_trip_is_exact(tmp_path: Path, optimizer: str) -> None:
+    saved = make_state(seed=1, optimizer=optimizer)
     randomize(saved, seed=2)
     path = save_checkpoint(tmp_path, saved, LocalComm())
     assert path == tmp_path / "ckpt-000001234"
 
-    restored = make_state(seed=3)
+    restored = make_state(seed=3, optimizer=optimizer)
     info = restore_checkpoint(tmp_path, restored, LocalComm())
 
     assert (info.step, info.epoch, info.batch, info.world_size) == (1234, 2, 56, 1)
@@ -193,6 +201,8 @@ def test_mismatched_table_count_and_optimizer(tmp_path: Path) -> None:
         restore_checkpoint(tmp_path, make_state(cardinalities=(5, 7, 3)), LocalComm())
     with pytest.raises(CheckpointError, match="dense optimizer: checkpoint Adam, run SGD"):
         restore_checkpoint(tmp_path, make_state(optimizer="sgd"), LocalComm())
+    with pytest.raises(CheckpointError, match=r"checkpoint Adam, run LossScaleOptimizer\(SGD\)"):
+        restore_checkpoint(tmp_path, make_state(optimizer="amp_sgd"), LocalComm())
 
 
 def test_weights_only_restore_without_optimizers(tmp_path: Path) -> None:
