@@ -212,7 +212,7 @@ def _metric_rows(values: dict[str, list[float]]) -> list[str]:
 def describe_results_log(path: str | os.PathLike) -> str:
     """A text summary of a results log: parameters, metric statistics, results."""
     entries = read_results_log(path)
-    units = {e.data.get("metric"): e.data.get("unit") for e in entries if e.type == "METADATA"}
+    declared = {e.data.get("metric"): e.data for e in entries if e.type == "METADATA"}
     lines = [f"results log {path}: {len(entries)} entries"]
     for entry in entries:
         if entry.type == "LOG" and entry.step == "PARAMETER":
@@ -233,8 +233,9 @@ def describe_results_log(path: str | os.PathLike) -> str:
         if entry.type == "RESULT":
             lines.append("result:")
             for key, value in entry.data.items():
-                unit = units.get(key)
-                lines.append(f"  {key} = {format_value(value)}" + (f" {unit}" if unit else ""))
+                meta = declared.get(key, {})
+                text = format_value(value, meta.get("format"))
+                lines.append(f"  {key} = {text}" + (f" {meta['unit']}" if meta.get("unit") else ""))
     if not steps and not any(e.type == "RESULT" for e in entries):
         lines.append("no metrics and no result logged")
     return "\n".join(lines)
