@@ -24,6 +24,7 @@ from models.data import pipeline
 from models.data.slicing import batch_slice
 
 MODES = ("powerlaw", "constant")
+_BLOCK_ROWS = 4096
 
 # Label model: logit = CAT_WEIGHT * mean-normalised per-id effects
 #                    + NUM_WEIGHT * weighted numericals + BIAS.
@@ -164,20 +165,40 @@ class SyntheticDataset:
         """
         if self.mode == "constant":
             index, epoch = 0, 0
-        rng = np.random.default_rng([self.seed, epoch, index])
         rows = self.global_batch_size
+        numerical = np.empty((rows, self.num_numerical), np.float32)
+        categorical = np.empty((rows, len(self.cardinalities)), np.int32)
+        labels = np.empty((rows, 1), np.float32)
+        # Blocks of a fixed size keep the temporaries in cache (a whole batch
+        # of 65536 rows at once is ~3x slower per row); each block has its own
+        # stream, so the content depends only on (seed, epoch, index, block).
+        for block, first in enumerate(range(0, rows, _BLOCK_ROWS)):
+            rng = np.random.default_rng([self.seed, epoch, index, block])
+            block_rows = slice(first, min(first + _BLOCK_ROWS, rows))
+            self._fill_block(
+                rng, numerical[block_rows], categorical[block_rows], labels[block_rows]
+            )
+        return numerical, categorical, labels
+
+    def _fill_block(
+        self,
+        rng: np.random.Generator,
+        numerical: np.ndarray,
+        categorical: np.ndarray,
+        labels: np.ndarray,
+    ) -> None:
+        rows = len(numerical)
         # Counts are heavy-tailed; log1p of exponential draws gives numericals
         # in the range the log(x + 3) transform produces. Rounded through
         # float16 because that is the precision of the binary dataset.
         raw = rng.standard_exponential((rows, self.num_numerical), np.float32) * np.float32(8.0)
-        numerical = np.log1p(raw).astype(np.float16).astype(np.float32)
+        numerical[:] = np.log1p(raw).astype(np.float16)
         # Inverse CDF of a bounded log-uniform law: id = floor(rows ** u) - 1.
         uniform = rng.random((rows, len(self.cardinalities)))
         ids = np.exp(uniform * self._log_rows).astype(np.int64) - 1
-        categorical = np.minimum(ids, self._max_ids).astype(np.int32)
+        categorical[:] = np.minimum(ids, self._max_ids)
         probability = 1.0 / (1.0 + np.exp(-synthetic_logits(numerical, categorical)))
-        labels = (rng.random(rows, np.float32) < probability).astype(np.float32)
-        return numerical, categorical, labels.reshape(rows, 1)
+        labels[:, 0] = rng.random(rows, np.float32) < probability
 
     def read_batch(self, index: int, epoch: int = 0) -> pipeline.BatchArrays:
         """This rank's view of batch ``index``: its row slice and its tables."""

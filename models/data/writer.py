@@ -32,9 +32,17 @@ class SplitArrays(NamedTuple):
 
 
 def write_split(
-    root: str | Path, split: str, arrays: SplitArrays, dtypes: Sequence[np.dtype]
+    root: str | Path,
+    split: str,
+    arrays: SplitArrays,
+    dtypes: Sequence[np.dtype],
+    append: bool = False,
 ) -> None:
-    """Writes ``arrays`` as ``root/split/{label,numerical,cat_i}.bin``."""
+    """Writes ``arrays`` as ``root/split/{label,numerical,cat_i}.bin``.
+
+    With ``append`` the rows are added at the end of existing files, so a
+    large split can be written chunk by chunk in bounded memory.
+    """
     rows = len(arrays.labels)
     if arrays.numerical.ndim != 2 or arrays.numerical.shape[0] != rows:
         raise ValueError(f"numerical must be [{rows}, N], got {arrays.numerical.shape}")
@@ -44,13 +52,49 @@ def write_split(
         )
     directory = layout.split_dir(root, split)
     directory.mkdir(parents=True, exist_ok=True)
-    np.asarray(arrays.labels).astype(layout.LABEL_DTYPE).tofile(directory / layout.LABEL_FILE)
-    np.ascontiguousarray(arrays.numerical, dtype=layout.NUMERICAL_DTYPE).tofile(
-        directory / layout.NUMERICAL_FILE
-    )
-    for table, dtype in enumerate(dtypes):
-        column = np.ascontiguousarray(arrays.categorical[:, table])
-        column.astype(dtype).tofile(directory / layout.categorical_file(table))
+    mode = "ab" if append else "wb"
+    columns = [
+        (layout.LABEL_FILE, np.asarray(arrays.labels).astype(layout.LABEL_DTYPE)),
+        (layout.NUMERICAL_FILE, np.ascontiguousarray(arrays.numerical, layout.NUMERICAL_DTYPE)),
+    ]
+    columns += [
+        (layout.categorical_file(table), arrays.categorical[:, table].astype(dtype))
+        for table, dtype in enumerate(dtypes)
+    ]
+    for name, values in columns:
+        with open(directory / name, mode) as file:
+            file.write(values.tobytes())
+
+
+def write_metadata(
+    root: str | Path,
+    cardinalities: Sequence[int],
+    num_numerical: int,
+    rows: Mapping[str, int],
+    source: str = "ours",
+) -> None:
+    """Writes ``model_size.json`` and, for ``source="ours"``, ``metadata.json``.
+
+    ``source="nvidia"`` writes only ``model_size.json``, as NVIDIA's pipeline.
+    """
+    if source not in ("ours", "nvidia"):
+        raise ValueError(f"source must be 'ours' or 'nvidia', got {source!r}")
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    # NVIDIA's keys name the Criteo TSV columns of the categoricals (14..39).
+    model_size = {f"_c{14 + i}": int(n) - 1 for i, n in enumerate(cardinalities)}
+    (root / layout.NVIDIA_MODEL_SIZE_FILE).write_text(json.dumps(model_size, indent=1))
+    if source == "nvidia":
+        return
+    metadata = {
+        "format_version": layout.FORMAT_VERSION,
+        "num_numerical_features": int(num_numerical),
+        "num_categorical_features": len(cardinalities),
+        "cardinalities": [int(n) for n in cardinalities],
+        "categorical_dtypes": [layout.categorical_dtype(n).name for n in cardinalities],
+        "rows": {split: int(n) for split, n in rows.items()},
+    }
+    (root / layout.METADATA_FILE).write_text(json.dumps(metadata, indent=1))
 
 
 def write_dataset(
@@ -65,29 +109,11 @@ def write_dataset(
         root: Dataset directory (created).
         splits: Arrays per split name.
         cardinalities: Rows of each table, id 0 included.
-        source: ``"ours"`` writes ``metadata.json`` and ``model_size.json``;
-            ``"nvidia"`` writes only ``model_size.json``, as NVIDIA's pipeline.
+        source: ``"ours"`` or ``"nvidia"`` (see ``write_metadata``).
     """
-    if source not in ("ours", "nvidia"):
-        raise ValueError(f"source must be 'ours' or 'nvidia', got {source!r}")
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    dtypes = [layout.categorical_dtype(rows) for rows in cardinalities]
-    num_numerical = 0
+    dtypes = [layout.categorical_dtype(n) for n in cardinalities]
     for split, arrays in splits.items():
         write_split(root, split, arrays, dtypes)
-        num_numerical = arrays.numerical.shape[1]
-    # NVIDIA's keys name the Criteo TSV columns of the categoricals (14..39).
-    model_size = {f"_c{14 + i}": int(rows) - 1 for i, rows in enumerate(cardinalities)}
-    (root / layout.NVIDIA_MODEL_SIZE_FILE).write_text(json.dumps(model_size, indent=1))
-    if source == "nvidia":
-        return
-    metadata = {
-        "format_version": layout.FORMAT_VERSION,
-        "num_numerical_features": num_numerical,
-        "num_categorical_features": len(cardinalities),
-        "cardinalities": [int(rows) for rows in cardinalities],
-        "categorical_dtypes": [dtype.name for dtype in dtypes],
-        "rows": {split: len(arrays.labels) for split, arrays in splits.items()},
-    }
-    (root / layout.METADATA_FILE).write_text(json.dumps(metadata, indent=1))
+    num_numerical = next(iter(splits.values())).numerical.shape[1] if splits else 0
+    rows = {split: len(arrays.labels) for split, arrays in splits.items()}
+    write_metadata(root, cardinalities, num_numerical, rows, source)
