@@ -66,8 +66,6 @@ def finalize(workdir: WorkDir, split: str, cat_dtypes: tuple[str, ...]) -> None:
     for name, _, _ in column_files(cat_dtypes):
         final = workdir.split_file(split, name)
         if os.path.exists(final + ".tmp"):
-            with open(final + ".tmp", "rb+") as f:
-                os.fsync(f.fileno())
             os.replace(final + ".tmp", final)
 
 

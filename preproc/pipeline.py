@@ -13,7 +13,6 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import closing
 
 import numpy as np
 from tqdm import tqdm
@@ -35,15 +34,31 @@ from preproc.workdir import WorkDir, load_json, save_json
 TaskHook = Callable[[str, int], None]
 
 
-def _run_tasks(fn: Callable, tasks: list, workers: int) -> Iterator:
-    """Results of ``fn`` over ``tasks`` in task order, in a process pool if workers > 1."""
-    if workers <= 1 or len(tasks) <= 1:
-        yield from map(fn, tasks)
-        return
-    # spawn: forking a process that may hold TensorFlow or tqdm threads is unsafe.
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(min(workers, len(tasks))) as pool:
-        yield from pool.imap(fn, tasks)
+class _Workers:
+    """One process pool for the whole run (spawning one per step costs seconds)."""
+
+    def __init__(self, processes: int) -> None:
+        self.processes = processes
+        self.pool = None
+
+    def map(self, fn: Callable, tasks: list) -> Iterator:
+        """Results of ``fn`` over ``tasks`` in task order."""
+        if self.processes <= 1 or len(tasks) <= 1:
+            return map(fn, tasks)
+        if self.pool is None:
+            # spawn: forking a process that may hold TensorFlow or tqdm threads is unsafe.
+            self.pool = multiprocessing.get_context("spawn").Pool(self.processes)
+        return self.pool.imap(fn, tasks)
+
+    def close(self, completed: bool) -> None:
+        """Waits for the workers, or kills them when the run stopped early."""
+        if self.pool is not None:
+            if completed:
+                self.pool.close()
+            else:
+                self.pool.terminate()
+            self.pool.join()
+            self.pool = None
 
 
 def _check_layout(config: PreprocConfig) -> None:
@@ -97,16 +112,18 @@ class _Step:
 
 
 def _count_pass(
-    config: PreprocConfig, workdir: WorkDir, units: list[Unit], hook: TaskHook
+    config: PreprocConfig,
+    workdir: WorkDir,
+    workers: _Workers,
+    units: list[Unit],
+    hook: TaskHook,
 ) -> tuple[RejectLog, list[int]]:
     todo = [u for u in units if not os.path.exists(workdir.pass1(u.index))]
     tasks = [CountTask(u, config.output_dir, config.labeled) for u in todo]
     log = RejectLog(fail=config.on_bad_row == "fail")
     unit_rows = []
-    with (
-        closing(_run_tasks(count_unit, tasks, config.num_workers)) as results,
-        _progress("pass 1/2: count", None) as bar,
-    ):
+    results = workers.map(count_unit, tasks)
+    with _progress("pass 1/2: count", None) as bar:
         todo_indices = {u.index for u in todo}
         for unit in units:  # in unit order, so rejects and line numbers are ordered
             if unit.index in todo_indices:
@@ -121,20 +138,22 @@ def _count_pass(
     return log, unit_rows
 
 
-def _vocab_pass(config: PreprocConfig, workdir: WorkDir, num_units: int, hook: TaskHook) -> None:
+def _vocab_pass(
+    config: PreprocConfig, workdir: WorkDir, workers: _Workers, num_units: int, hook: TaskHook
+) -> None:
     tasks = [
         VocabTask(t, config.output_dir, num_units, config.frequency_thresholds[t])
         for t in range(NUM_CATEGORICAL)
         if not os.path.exists(workdir.vocab(t))
     ]
-    with closing(_run_tasks(build_table, tasks, config.num_workers)) as results:
-        for table in results:
-            hook("vocab", table)
+    for table in workers.map(build_table, tasks):
+        hook("vocab", table)
 
 
 def _transform_pass(
     config: PreprocConfig,
     workdir: WorkDir,
+    workers: _Workers,
     units: list[Unit],
     unit_rows: list[int],
     ranges: list,
@@ -157,10 +176,8 @@ def _transform_pass(
         for u in units
         if not is_done(workdir, u.index)
     ]
-    with (
-        closing(_run_tasks(transform_unit, tasks, config.num_workers)) as results,
-        _progress("pass 2/2: transform", sum(unit_rows)) as bar,
-    ):
+    results = workers.map(transform_unit, tasks)
+    with _progress("pass 2/2: transform", sum(unit_rows)) as bar:
         bar.update(sum(unit_rows) - sum(t.expected_rows for t in tasks))
         for task, index in zip(tasks, results, strict=True):
             bar.update(task.expected_rows)
@@ -216,8 +233,8 @@ def _assembly_tasks(
 
 
 def _assemble(
-    config: PreprocConfig,
     workdir: WorkDir,
+    workers: _Workers,
     tasks: dict[str, list[AssembleTask]],
     split_rows: dict[str, int],
     cat_dtypes: tuple[str, ...],
@@ -231,10 +248,8 @@ def _assemble(
         for t in tasks[split]
         if not os.path.exists(workdir.assembled(t.split, t.task_index))
     ]
-    with (
-        closing(_run_tasks(assemble, flat, config.num_workers)) as results,
-        _progress("writing splits", sum(split_rows.values())) as bar,
-    ):
+    results = workers.map(assemble, flat)
+    with _progress("writing splits", sum(split_rows.values())) as bar:
         bar.update(sum(split_rows.values()) - sum(hi - lo for t in flat for _, lo, hi in t.pieces))
         for task, rows in zip(flat, results, strict=True):
             bar.update(rows)
@@ -243,28 +258,20 @@ def _assemble(
         finalize(workdir, split, cat_dtypes)
 
 
-def run(config: PreprocConfig, hook: TaskHook | None = None) -> dict:
-    """Preprocesses ``config.input_files`` into ``config.output_dir``; returns the summary."""
-    hook = hook or (lambda step, index: None)
-    workdir = WorkDir(config.output_dir)
-    if os.path.exists(workdir.output("metadata.json")):
-        print(f"{config.output_dir} is already a complete dataset (metadata.json exists)")
-        return load_json(workdir.output("metadata.json"))
-    _check_layout(config)
-    _prepare_workdir(config, workdir)
-    timings: dict[str, float] = {}
-    started = time.perf_counter()
+def _passes(
+    config: PreprocConfig, workdir: WorkDir, workers: _Workers, hook: TaskHook, timings: dict
+) -> tuple[RejectLog, list[dict], list[int], dict[str, int]]:
+    """Everything up to complete split files; returns what the metadata needs."""
     units = plan_units(list(config.input_files), config.unit_bytes)
-
     with _Step(timings, "pass1_count_s"):
-        log, unit_rows = _count_pass(config, workdir, units, hook)
+        log, unit_rows = _count_pass(config, workdir, workers, units, hook)
     if log.rows_accepted == 0:
         raise ValueError(
             f"no valid rows in {len(config.input_files)} input file(s) "
             f"({log.lines_read} lines read, rejects by reason: {log.counts})"
         )
     with _Step(timings, "vocabulary_s"):
-        _vocab_pass(config, workdir, len(units), hook)
+        _vocab_pass(config, workdir, workers, len(units), hook)
     stats = [load_column_stats(workdir, t) for t in range(NUM_CATEGORICAL)]
     cardinalities = [s["vocab_size"] + 1 for s in stats]
     cat_dtypes = tuple(categorical_dtype(c).name for c in cardinalities)
@@ -274,20 +281,46 @@ def run(config: PreprocConfig, hook: TaskHook | None = None) -> dict:
     for unit_ranges in ranges:
         for split, lo, hi in unit_ranges:
             split_rows[split] += hi - lo
+    # The bucket count depends on the row count only, never on the workers.
     num_buckets = (
         max(1, math.ceil(split_rows["train"] / config.shuffle_bucket_rows)) if config.shuffle else 0
     )
     with _Step(timings, "pass2_transform_s"):
-        _transform_pass(config, workdir, units, unit_rows, ranges, cat_dtypes, num_buckets, hook)
+        _transform_pass(
+            config, workdir, workers, units, unit_rows, ranges, cat_dtypes, num_buckets, hook
+        )
     with _Step(timings, "assembly_s"):
         tasks = _assembly_tasks(config, workdir, ranges, cat_dtypes, num_buckets)
-        _assemble(config, workdir, tasks, split_rows, cat_dtypes, hook)
+        _assemble(workdir, workers, tasks, split_rows, cat_dtypes, hook)
+    return log, stats, cardinalities, split_rows
 
+
+def run(config: PreprocConfig, hook: TaskHook | None = None) -> dict:
+    """Preprocesses ``config.input_files`` into ``config.output_dir``.
+
+    Returns the run summary, or the metadata when the dataset was already complete.
+    """
+    hook = hook or (lambda step, index: None)
+    workdir = WorkDir(config.output_dir)
+    if os.path.exists(workdir.output("metadata.json")):
+        print(f"{config.output_dir} is already a complete dataset (metadata.json exists)")
+        return load_json(workdir.output("metadata.json"))
+    _check_layout(config)
+    _prepare_workdir(config, workdir)
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    workers = _Workers(config.num_workers)
+    completed = False
+    try:
+        log, stats, cardinalities, split_rows = _passes(config, workdir, workers, hook, timings)
+        completed = True
+    finally:
+        workers.close(completed)
     metadata = write_dataset_metadata(
         config,
         workdir,
         cardinalities=cardinalities,
-        cat_dtypes=list(cat_dtypes),
+        cat_dtypes=[categorical_dtype(c).name for c in cardinalities],
         split_rows=split_rows,
         log=log,
         column_stats=stats,

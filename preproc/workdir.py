@@ -62,8 +62,8 @@ def atomic_open(path: str, mode: str = "wb") -> Iterator:
     tmp = path + ".tmp"
     with open(tmp, mode) as f:
         yield f
-        f.flush()
-        os.fsync(f.fileno())
+    # No fsync: the rename protects against a killed process (the page cache
+    # survives it); surviving a power cut is not a goal and fsync costs a lot.
     os.replace(tmp, path)
 
 
