@@ -2,14 +2,15 @@
 
 Two modes:
 
-- ``powerlaw``: ids drawn per table from a bounded Zipf-like law (exponent
-  ~1: ``P(id >= k)`` falls like ``log``), numericals shaped like the
+- ``powerlaw``: ids drawn per table from a bounded Zipf-like law
+  (``P(id = k)`` about proportional to ``1 / (k + 1)``), numericals shaped like the
   ``log(x + 3)`` transform of counts, and labels drawn from a known function
   of both (``synthetic_logits``), so a model can learn them;
 - ``constant``: one batch repeated, for pure throughput measurements.
 
-Global batch ``i`` of epoch ``e`` is generated from ``(seed, e, i)`` and then
-sliced for the rank, so the data do not depend on the world size.
+Global batch ``i`` of epoch ``e`` is generated from ``(seed, e, i)`` (in
+blocks of 4096 rows, each with its own random stream) and then sliced for the
+rank, so the data do not depend on the world size.
 """
 
 from __future__ import annotations
@@ -26,10 +27,11 @@ from models.data.slicing import batch_slice
 MODES = ("powerlaw", "constant")
 _BLOCK_ROWS = 4096
 
-# Label model: logit = CAT_WEIGHT * mean-normalised per-id effects
-#                    + NUM_WEIGHT * weighted numericals + BIAS.
+# Label model: logit = CAT_WEIGHT * sum of per-id effects / sqrt(F)
+#                    + NUM_WEIGHT * weighted centred numericals / sqrt(N) + BIAS.
 # Chosen so that about a quarter of the labels are positive (as Criteo) and
-# the logits' own AUC is around 0.8: learnable but not trivial.
+# the logits' own AUC (the best any model can reach) is about 0.78:
+# learnable but not trivial.
 _CAT_WEIGHT = 2.0
 _NUM_WEIGHT = 1.0
 _BIAS = -1.5
