@@ -32,9 +32,11 @@ Features = dict[str, tf.Tensor]
 class Parallel(Protocol):
     """What the train step needs from `models.distributed.HybridParallel`."""
 
-    def forward(self, features: Features) -> tf.Tensor: ...
+    def forward(self, numerical: tf.Tensor, categorical: tf.Tensor) -> tf.Tensor: ...
 
-    def reduce_gradients(self, gradients: Sequence[tf.Tensor]) -> list[tf.Tensor]: ...
+    def reduce_gradients(
+        self, embedding_grads: Sequence[Any], dense_grads: Sequence[Any]
+    ) -> tuple[list[Any], list[Any]]: ...
 
 
 def bce_with_logits(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
@@ -97,7 +99,8 @@ class TrainStep:
     def _step(self, features: Features, labels: tf.Tensor) -> tf.Tensor:
         variables = self._dense_variables + self._embedding_variables
         with tf.GradientTape() as tape:
-            loss = bce_with_logits(labels, self._parallel.forward(features))
+            logits = self._parallel.forward(features["numerical"], features["categorical"])
+            loss = bce_with_logits(labels, logits)
             # Scaling keeps small float16 gradients of the dense part from flushing to 0.
             scaled = loss * self._loss_scale if self._loss_scale else loss
         gradients = tape.gradient(scaled, variables)
@@ -105,12 +108,14 @@ class TrainStep:
             inverse = tf.constant(1.0 / self._loss_scale, tf.float32)
             gradients = [_unscale(g, inverse) for g in gradients]
         num_dense = len(self._dense_variables)
-        dense_gradients = self._parallel.reduce_gradients(gradients[:num_dense])
+        embedding_gradients, dense_gradients = self._parallel.reduce_gradients(
+            gradients[num_dense:], gradients[:num_dense]
+        )
         self._dense_optimizer.apply_gradients(
             zip(dense_gradients, self._dense_variables, strict=True)
         )
         self._embedding_optimizer.apply_gradients(
-            zip(gradients[num_dense:], self._embedding_variables, strict=True)
+            zip(embedding_gradients, self._embedding_variables, strict=True)
         )
         return loss
 
@@ -290,16 +295,17 @@ class Trainer:
                 break
             first = start_batch if epoch == start_epoch else 0
             clock.resume()
+            # A step's time runs from the previous step's end, so input waits count.
+            boundary = time.perf_counter()
             for batch, (features, labels) in enumerate(train_batches(epoch, first), start=first):
                 self._profiler.before_step(step + 1)
-                begin = time.perf_counter()
                 loss = self._step_fn(features, labels)
                 step += 1
                 measured = step - start_step > s.benchmark_warmup_steps
                 if s.record_step_times:
                     sync()
                     if measured:
-                        result.step_times_s.append(time.perf_counter() - begin)
+                        result.step_times_s.append(time.perf_counter() - boundary)
                 if measured:
                     clock.count()
                 self._profiler.after_step(step, sync)
@@ -343,6 +349,7 @@ class Trainer:
                     clock.resume()
                 if stop:
                     break
+                boundary = time.perf_counter()
             sync()
             clock.pause()
         self._profiler.close(sync)

@@ -28,11 +28,11 @@ class _SingleProcess:
     def __init__(self, model: DLRM) -> None:
         self.model = model
 
-    def forward(self, features):
-        return self.model(features)
+    def forward(self, numerical, categorical):
+        return self.model({"numerical": numerical, "categorical": categorical})
 
-    def reduce_gradients(self, gradients):
-        return list(gradients)
+    def reduce_gradients(self, embedding_grads, dense_grads):
+        return list(embedding_grads), list(dense_grads)
 
 
 def _model(seed: int = 1) -> DLRM:

@@ -1,0 +1,359 @@
+"""DLRM training, evaluation and inference benchmark on Criteo-format data.
+
+    python dlrm_main.py --dataset_path DIR [--mode train|eval|inference] [flags]
+    horovodrun -np 8 python dlrm_main.py --use_horovod --dataset_path DIR ...
+
+The run follows the data flow: flags -> config -> communicator and device ->
+data -> model (placed on ranks) -> loop -> results. `main(argv)` returns the
+result block as a dict, so tests call it directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any
+
+from absl import app
+from absl import flags as absl_flags
+
+from models import flags as dlrm_flags
+from models.config import Config, ConfigError, config_from_flags, config_path_for, write_config
+
+# Everything below imports TensorFlow; the device must be chosen before any op runs.
+
+
+def _table_bytes(cardinalities: tuple[int, ...], dim: int) -> list[int]:
+    return [rows * dim * 4 for rows in cardinalities]  # float32 tables
+
+
+class _Data:
+    """Training and evaluation splits for this rank (binary or synthetic)."""
+
+    def __init__(self, config: Config, rank: int, world: int) -> None:
+        from models.data.metadata import load_metadata
+
+        self._config = config
+        self._rank, self._world = rank, world
+        self._table_ids: tuple[int, ...] = ()
+        data = config.data
+        if data.dataset_type == "raw":
+            self.metadata = load_metadata(data.dataset_path, validate=False)
+            self.cardinalities = tuple(self.metadata.cardinalities)
+            if self.metadata.num_numerical_features != data.num_numerical_features:
+                raise ConfigError(
+                    f"--num_numerical_features={data.num_numerical_features} but the dataset at "
+                    f"{data.dataset_path} has {self.metadata.num_numerical_features}"
+                )
+        else:
+            self.metadata = None
+            self.cardinalities = data.synthetic_cardinalities
+
+    def place(self, table_ids: tuple[int, ...]) -> None:
+        """Sets the tables whose ids this rank reads (known once tables are placed)."""
+        self._table_ids = tuple(table_ids)
+
+    def split(self, name: str) -> Any:
+        """`name` is "train" or "test"; returns an object with `len()` and `as_dataset()`."""
+        c, data = self._config, self._config.data
+        train = name == "train"
+        batch_size = data.batch_size if train else data.valid_batch_size
+        common = dict(
+            global_batch_size=batch_size,
+            table_ids=self._table_ids,
+            rank=self._rank,
+            world_size=self._world,
+            prefetch_batches=max(1, data.prefetch_batches),
+        )
+        if data.dataset_type == "synthetic":
+            from models.data.synthetic import SyntheticDataset
+
+            return SyntheticDataset(
+                num_batches=data.synthetic_train_batches if train else data.synthetic_valid_batches,
+                cardinalities=self.cardinalities,
+                num_numerical=data.num_numerical_features,
+                # Different seeds: the evaluation set is not the training set.
+                seed=c.run.seed if train else c.run.seed + 1,
+                **common,
+            )
+        from models.data.binary import BinaryDataset
+
+        return BinaryDataset(
+            data.dataset_path,
+            name,
+            metadata=self.metadata,
+            # XLA compiles one program per shape: a short last batch would recompile.
+            drop_remainder=train and c.device.enable_xla,
+            shuffle=train and c.run.epochs > 1,
+            seed=c.run.seed,
+            **common,
+        )
+
+
+class _LoopHooks:
+    """Progress lines, evaluations and checkpoints of `Trainer.fit`."""
+
+    def __init__(self, logger, evaluator, eval_split, save) -> None:
+        self._logger, self._evaluator = logger, evaluator
+        self._eval_split, self._save = eval_split, save
+
+    def progress(self, step: int, metrics: dict[str, float]) -> None:
+        self._logger.log(step, metrics)
+
+    def evaluate(self, step: int):
+        result = self._evaluator.evaluate(self._eval_split.as_dataset())
+        if result.auc is not None:
+            self._logger.log(
+                step,
+                {
+                    "auc": result.auc,
+                    "validation_loss": result.log_loss,
+                    "eval_samples": result.samples,
+                    "eval_seconds": result.seconds,
+                },
+            )
+        return result
+
+    def save_checkpoint(self, step: int, epoch: int, batch: int) -> None:
+        self._save(step, epoch, batch)
+
+
+def run(config: Config) -> dict[str, Any]:
+    """Runs one configured job; returns the result block (rank 0's figures)."""
+    from models.distributed.comm import make_communicator
+
+    comm = make_communicator(config.device.use_horovod)
+    rank, world = comm.rank, comm.size
+
+    from models.device import setup_device
+
+    device = setup_device(config.device, config.optimizer.loss_scale, comm.local_rank)
+
+    import keras
+
+    from models.distributed.hybrid import HybridParallel
+    from models.distributed.placement import plan_placement
+    from models.dlrm import DLRM
+    from models.training import checkpoint as ckpt
+    from models.training.lr_schedule import DLRMSchedule
+    from models.training.optimizers import make_optimizers
+    from models.training.results_log import ResultsLogger
+
+    out = config.output
+    logger = ResultsLogger(
+        out.log_path,
+        rank=rank,
+        tensorboard_dir=out.tensorboard_log_dir,
+        append=bool(out.restore_checkpoint_path) and config.run.mode == "train",
+    )
+    if rank == 0:
+        write_config(config, config_path_for(out.log_path))
+    logger.parameters(
+        {
+            **_flat(config.to_dict()),
+            "world_size": world,
+            "device_kind": device.kind,
+            "precision_policy": device.policy_name,
+            "loss_scale_applied": device.loss_scale,
+        }
+    )
+
+    data = _Data(config, rank, world)
+    # Same seed on every rank: identical dense initial weights (also broadcast below).
+    keras.utils.set_random_seed(config.run.seed)
+    m = config.model
+    model = DLRM(
+        data.cardinalities,
+        embedding_dim=m.embedding_dim,
+        bottom_mlp_dims=m.bottom_mlp_dims,
+        top_mlp_dims=m.top_mlp_dims,
+        num_numerical_features=m.num_numerical_features,
+    )
+    placement = plan_placement(_table_bytes(data.cardinalities, m.embedding_dim), world)
+    parallel = HybridParallel(model, comm, placement, config.data.batch_size)
+    data.place(parallel.owned_tables)
+    if rank == 0:
+        logging.info("placement:\n%s", parallel.describe())
+
+    opt = config.optimizer
+    schedule = DLRMSchedule(
+        opt.learning_rate, opt.warmup_steps, opt.decay_start_step, opt.decay_steps
+    )
+    dense_optimizer, embedding_optimizer = make_optimizers(opt.name, schedule)
+    training = config.run.mode == "train"
+    state = ckpt.TrainingState(
+        model,
+        parallel.owned_tables,
+        embedding_optimizer if training else None,
+        dense_optimizer if training else None,
+    )
+    if out.restore_checkpoint_path:
+        info = ckpt.restore_checkpoint(out.restore_checkpoint_path, state, comm)
+        logger.log(state.step, {"restored_checkpoint": str(info.path)}, console=True)
+    else:
+        parallel.broadcast_dense_variables()
+
+    if config.run.mode == "inference":
+        results = _inference(config, parallel, data)
+    elif config.run.mode == "eval":
+        evaluation = _evaluator(parallel, rank).evaluate(data.split("test").as_dataset())
+        results = {
+            "auc": evaluation.auc,
+            "validation_loss": evaluation.log_loss,
+            "eval_samples": evaluation.samples,
+            "throughput": evaluation.samples_per_second,
+            "step": state.step,
+        }
+    else:
+        evaluator = None if config.run.skip_eval else _evaluator(parallel, rank)
+        results = _train(config, device, parallel, data, evaluator, state, schedule, comm, logger)
+
+    if out.export_saved_model_path:
+        _export(model, out.export_saved_model_path, world, rank)
+    if rank == 0:
+        logger.result(results)
+    logger.close()
+    return results
+
+
+def _evaluator(parallel, rank: int):
+    from models.training.evaluator import Evaluator
+
+    return Evaluator(parallel, is_chief=rank == 0)
+
+
+def _train(
+    config, device, parallel, data, evaluator, state, schedule, comm, logger
+) -> dict[str, Any]:
+    from models.training import checkpoint as ckpt
+    from models.training.trainer import LoopSettings, ProfilerWindow, Trainer, TrainStep
+
+    run, out, prof = config.run, config.output, config.profiler
+    train_split = data.split("train")
+    eval_split = None if run.skip_eval else data.split("test")
+    step_fn = TrainStep(
+        parallel,
+        state.model.dense_variables,
+        parallel.owned_embedding_variables,
+        state.dense_optimizer,
+        state.embedding_optimizer,
+        loss_scale=device.loss_scale,
+        jit_compile=config.device.enable_xla,
+    )
+    settings = LoopSettings(
+        epochs=run.epochs,
+        steps_per_epoch=len(train_split),
+        max_steps=run.max_steps,
+        evals_per_epoch=0 if run.skip_eval else run.evals_per_epoch,
+        print_freq=run.print_freq,
+        checkpoint_every_n_steps=out.checkpoint_every_n_steps,
+        global_batch_size=config.data.batch_size,
+        benchmark_warmup_steps=run.benchmark_warmup_steps,
+        record_step_times=out.use_performance,
+    )
+
+    def save(step: int, epoch: int, batch: int) -> None:
+        if out.save_checkpoint_path:
+            state.step, state.epoch, state.batch = step, epoch, batch
+            path = ckpt.save_checkpoint(out.save_checkpoint_path, state, comm)
+            logger.log(step, {"checkpoint": str(path)})
+
+    trainer = Trainer(
+        step_fn,
+        settings,
+        _LoopHooks(logger, evaluator, eval_split, save),
+        # Progress shows the rate of the update just applied (schedule of step - 1).
+        learning_rate=lambda step: float(_lr_at(schedule, step - 1)),
+        profiler=ProfilerWindow(
+            prof.enabled and comm.rank == prof.rank, prof.start_step, prof.num_steps, prof.log_dir
+        ),
+    )
+    result = trainer.fit(
+        lambda epoch, start: train_split.as_dataset(epoch=epoch, start_batch=start),
+        start_step=state.step,
+        start_epoch=state.epoch,
+        start_batch=state.batch,
+    )
+    if out.use_performance and result.step_times_s:
+        from tools.record_time import StepTimer
+
+        timer = StepTimer(config.data.batch_size)
+        for seconds in result.step_times_s:
+            timer.add(seconds)
+        if comm.rank == 0:
+            stem, _ = os.path.splitext(out.log_path)
+            timer.write_summary(stem + ".step_times.json")
+    results: dict[str, Any] = {
+        "throughput": result.samples_per_second,
+        "mean_step_time_ms": result.mean_step_time_ms,
+        "steps": result.steps,
+        "measured_steps": result.measured_steps,
+        "train_seconds": result.train_seconds,
+        "loss": result.final_loss,
+    }
+    if result.evals:
+        results["auc"] = result.last_auc
+        results["best_auc"] = result.best_auc
+        results["validation_loss"] = result.evals[-1][1].log_loss
+    return results
+
+
+def _lr_at(schedule, step: int) -> float:
+    return float(schedule(max(step, 0)))
+
+
+def _inference(config: Config, parallel, data) -> dict[str, Any]:
+    from models.training.inference import benchmark
+
+    split = data.split("test")
+    result = benchmark(
+        lambda features: parallel.forward(features["numerical"], features["categorical"]),
+        split.as_dataset,
+        steps=config.run.max_steps,
+        warmup_steps=config.run.benchmark_warmup_steps,
+        batch_size=config.data.valid_batch_size,
+    )
+    return result.as_dict()
+
+
+def _export(model, path: str, world: int, rank: int) -> None:
+    if world > 1:
+        # Each rank holds only its own tables' trained values.
+        logging.warning(
+            "--export_saved_model_path is ignored with %d ranks: restore the checkpoint in one "
+            "process (--mode=eval --restore_checkpoint_path ...) to export",
+            world,
+        )
+        return
+    if rank == 0:
+        from models.export import export_saved_model
+
+        export_saved_model(model, path)
+        logging.info("exported SavedModel to %s", path)
+
+
+def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = list(value) if isinstance(value, tuple) else value
+    return flat
+
+
+def main(argv: list[str]) -> dict[str, Any]:
+    """Parses `argv` (program name first), validates it and runs; returns the results."""
+    config = config_from_flags(dlrm_flags.parse(argv))
+    return run(config)
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    app.define_help_flags()
+    try:
+        main(sys.argv)
+    except (ConfigError, absl_flags.Error) as error:
+        print(f"dlrm_main.py: {error}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,201 @@
+"""`main([...])` end to end on tiny synthetic data, single process.
+
+train (with evaluations, checkpoint, export) -> eval reproduces the last
+in-training AUC -> inference prints latency percentiles -> the exported
+SavedModel, loaded in a process without this repository, predicts what the
+restored model predicts. Plus: a resumed run ends with the weights of an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import dlrm_main
+from models.config import ConfigError
+
+CARDINALITIES = [3, 7, 11, 20, 50, 100] * 4 + [5, 9]
+TINY = [
+    "--dataset_type=synthetic",
+    "--synthetic_dataset_cardinalities=" + ",".join(map(str, CARDINALITIES)),
+    "--synthetic_dataset_train_batches=24",
+    "--synthetic_dataset_valid_batches=4",
+    "--batch_size=128",
+    "--valid_batch_size=128",
+    "--embedding_dim=8",
+    "--bottom_mlp_dims=16,8",
+    "--top_mlp_dims=16,1",
+    "--optimizer=adam",
+    "--learning_rate=0.01",
+    "--warmup_steps=2",
+    "--decay_start_step=30",
+    "--decay_steps=30",
+    "--print_freq=8",
+    "--seed=7",
+]
+
+
+def _main(*args: str) -> dict:
+    return dlrm_main.main(["dlrm_main.py", *TINY, *args])
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("run")
+    args = {
+        "log": root / "train_log.json",
+        "ckpt": root / "ckpt",
+        "export": root / "saved_model",
+    }
+    results = _main(
+        "--epochs=2",
+        "--evals_per_epoch=2",
+        f"--log_path={args['log']}",
+        f"--save_checkpoint_path={args['ckpt']}",
+        "--checkpoint_every_n_steps=20",
+        f"--export_saved_model_path={args['export']}",
+        "--use_performance",
+    )
+    return {"root": root, "results": results, **args}
+
+
+def _log_lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_training_learns_and_logs(trained) -> None:
+    results = trained["results"]
+    assert results["steps"] == 48
+    # The synthetic labels are a known function of the features: a model that
+    # learned nothing scores 0.5.
+    assert results["auc"] > 0.6, results
+    assert results["best_auc"] >= results["auc"]
+    assert results["throughput"] > 0 and results["mean_step_time_ms"] > 0
+    lines = _log_lines(trained["log"])
+    aucs = [e for e in lines if e["type"] == "LOG" and "auc" in e["data"]]
+    assert [e["step"] for e in aucs] == [12, 24, 36, 48]
+    progress = [e["step"] for e in lines if e["type"] == "LOG" and "loss" in e["data"]]
+    assert progress == [8, 16, 24, 32, 40, 48]
+    assert lines[-1]["type"] == "RESULT" and lines[-1]["data"]["auc"] == results["auc"]
+    config = json.loads(trained["log"].with_suffix(".config.json").read_text())
+    assert config["data"]["batch_size"] == 128
+    timing = json.loads((trained["root"] / "train_log.step_times.json").read_text())
+    assert timing["steps_measured"] == 48 and timing["p99_ms"] >= timing["p50_ms"]
+    # Periodic (20, 40) and final (48) checkpoints; the latest three are kept.
+    assert sorted(p.name for p in trained["ckpt"].iterdir()) == [
+        "ckpt-000000020",
+        "ckpt-000000040",
+        "ckpt-000000048",
+    ]
+
+
+def test_eval_reproduces_the_last_training_auc(trained) -> None:
+    results = _main(
+        "--mode=eval",
+        f"--restore_checkpoint_path={trained['ckpt']}",
+        f"--log_path={trained['root'] / 'eval_log.json'}",
+    )
+    assert results["step"] == 48
+    assert results["auc"] == pytest.approx(trained["results"]["auc"], abs=1e-6)
+    assert results["validation_loss"] == pytest.approx(
+        trained["results"]["validation_loss"], rel=1e-5
+    )
+
+
+def test_inference_reports_latency_percentiles(trained, capsys) -> None:
+    results = _main(
+        "--mode=inference",
+        "--max_steps=12",
+        "--benchmark_warmup_steps=2",
+        f"--restore_checkpoint_path={trained['ckpt']}",
+        f"--log_path={trained['root'] / 'inference_log.json'}",
+    )
+    assert results["inference_steps"] == 10
+    latencies = [results[f"p{q}_latency_ms"] for q in (50, 90, 95, 99)]
+    assert latencies == sorted(latencies) and latencies[0] > 0
+    assert results["throughput"] > 0
+    printed = capsys.readouterr().out
+    for name in ("p50_latency_ms", "p90_latency_ms", "p95_latency_ms", "p99_latency_ms"):
+        assert name in printed
+
+
+def _restored_model_predictions(ckpt: Path, numerical, categorical) -> np.ndarray:
+    import tensorflow as tf
+
+    from models.distributed.comm import LocalCommunicator
+    from models.dlrm import DLRM
+    from models.training.checkpoint import TrainingState, restore_checkpoint
+
+    model = DLRM(CARDINALITIES, embedding_dim=8, bottom_mlp_dims=(16, 8), top_mlp_dims=(16, 1))
+    restore_checkpoint(ckpt, TrainingState(model, range(len(CARDINALITIES))), LocalCommunicator())
+    logits = model({"numerical": numerical, "categorical": categorical})
+    return tf.sigmoid(logits).numpy()
+
+
+def test_exported_saved_model_predicts_like_the_checkpoint(trained) -> None:
+    rng = np.random.default_rng(0)
+    numerical = rng.normal(size=(16, 13)).astype(np.float32)
+    categorical = np.stack([rng.integers(0, n, 16) for n in CARDINALITIES], 1).astype(np.int32)
+    inputs = trained["root"] / "inputs.npz"
+    np.savez(inputs, numerical=numerical, categorical=categorical)
+    # A fresh interpreter outside the repository: only TensorFlow and the files.
+    script = textwrap.dedent(
+        f"""
+        import numpy as np, tensorflow as tf
+        data = np.load({str(inputs)!r})
+        loaded = tf.saved_model.load({str(trained["export"])!r})
+        out = loaded.signatures["serving_default"](
+            numerical=tf.constant(data["numerical"]), categorical=tf.constant(data["categorical"]))
+        np.save({str(trained["root"] / "served.npy")!r}, out["probability"].numpy())
+        """
+    )
+    subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=trained["root"],
+        env={"PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "2"},
+        check=True,
+        timeout=120,
+    )
+    served = np.load(trained["root"] / "served.npy")
+    expected = _restored_model_predictions(trained["ckpt"], numerical, categorical)
+    assert served.shape == (16, 1)
+    np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-6)
+
+
+def _checkpoint_arrays(directory: Path) -> dict[str, np.ndarray]:
+    return {str(p.relative_to(directory)): np.load(p) for p in sorted(directory.rglob("*.npy"))}
+
+
+def test_resumed_run_matches_an_uninterrupted_run(tmp_path) -> None:
+    common = ["--skip_eval", "--epochs=2", "--synthetic_dataset_train_batches=6"]
+    _main(*common, f"--save_checkpoint_path={tmp_path / 'a'}", f"--log_path={tmp_path / 'a.json'}")
+    _main(
+        *common,
+        "--max_steps=8",
+        f"--save_checkpoint_path={tmp_path / 'b'}",
+        f"--log_path={tmp_path / 'b.json'}",
+    )
+    _main(
+        *common,
+        f"--restore_checkpoint_path={tmp_path / 'b'}",
+        f"--save_checkpoint_path={tmp_path / 'b'}",
+        f"--log_path={tmp_path / 'b.json'}",
+    )
+    uninterrupted = _checkpoint_arrays(tmp_path / "a" / "ckpt-000000012")
+    resumed = _checkpoint_arrays(tmp_path / "b" / "ckpt-000000012")
+    assert uninterrupted.keys() == resumed.keys() and len(uninterrupted) > 26
+    for name, value in uninterrupted.items():
+        np.testing.assert_allclose(resumed[name], value, rtol=1e-6, atol=1e-7, err_msg=name)
+
+
+def test_invalid_flags_fail_before_any_work(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="--valid_batch_size"):
+        dlrm_main.main(["dlrm_main.py", "--dataset_type=synthetic", "--batch_size=64"])
+    assert not list(tmp_path.iterdir())
