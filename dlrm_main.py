@@ -268,6 +268,7 @@ def _train(
         profiler=ProfilerWindow(
             prof.enabled and comm.rank == prof.rank, prof.start_step, prof.num_steps, prof.log_dir
         ),
+        reduce_loss=parallel.mean_across_ranks,
     )
     result = trainer.fit(
         lambda epoch, start: train_split.as_dataset(epoch=epoch, start_batch=start),

@@ -9,7 +9,9 @@ uninterrupted one.
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -20,6 +22,8 @@ import pytest
 
 import dlrm_main
 from models.config import ConfigError
+
+REPO_ROOT = Path(dlrm_main.__file__).resolve().parent
 
 CARDINALITIES = [3, 7, 11, 20, 50, 100] * 4 + [5, 9]
 TINY = [
@@ -199,3 +203,48 @@ def test_invalid_flags_fail_before_any_work(tmp_path) -> None:
     with pytest.raises(ConfigError, match="--valid_batch_size"):
         dlrm_main.main(["dlrm_main.py", "--dataset_type=synthetic", "--batch_size=64"])
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.horovod
+@pytest.mark.slow
+def test_two_ranks_train_and_one_process_evaluates_the_checkpoint(tmp_path) -> None:
+    horovodrun = Path(sys.executable).parent / "horovodrun"
+    if importlib.util.find_spec("horovod") is None or not horovodrun.exists():
+        pytest.skip("Horovod is not installed in this environment")
+    log = tmp_path / "hvd_log.json"
+    command = [
+        str(horovodrun),
+        "-np",
+        "2",
+        "--gloo",
+        sys.executable,
+        "dlrm_main.py",
+        "--use_horovod",
+        *TINY,
+        "--max_steps=16",
+        "--evals_per_epoch=2",
+        f"--log_path={log}",
+        f"--save_checkpoint_path={tmp_path / 'ckpt'}",
+    ]
+    env = {**os.environ, "PATH": f"{horovodrun.parent}:{os.environ['PATH']}"}
+    done = subprocess.run(
+        command,
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = next(e for e in _log_lines(log) if e["type"] == "RESULT")["data"]
+    assert result["steps"] == 16 and 0.5 < result["auc"] < 1.0
+    # Only rank 0 writes the log: one progress line per print step.
+    progress = [e["step"] for e in _log_lines(log) if e["type"] == "LOG" and "loss" in e["data"]]
+    assert progress == [8, 16]
+    # The checkpoint of 2 ranks restored in one process gives the same AUC.
+    evaluated = _main(
+        "--mode=eval",
+        f"--restore_checkpoint_path={tmp_path / 'ckpt'}",
+        f"--log_path={tmp_path / 'eval_log.json'}",
+    )
+    assert evaluated["auc"] == pytest.approx(result["auc"], abs=1e-6)

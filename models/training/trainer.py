@@ -246,7 +246,18 @@ class _Clock:
 
 
 class Trainer:
-    """Runs `TrainStep` over epochs with progress, evaluations and checkpoints."""
+    """Runs `TrainStep` over epochs with progress, evaluations and checkpoints.
+
+    Args:
+        step_fn: `(features, labels) -> loss` of one step (a `TrainStep`).
+        settings: loop lengths and schedules.
+        hooks: progress lines, evaluations, checkpoints.
+        learning_rate: `step -> rate` shown in progress lines.
+        profiler: the profiled window of steps (none when omitted).
+        reduce_loss: averages a rank's loss over ranks for progress lines. It is
+            a collective: every rank reaches the same progress steps, so every
+            rank calls it equally often.
+    """
 
     def __init__(
         self,
@@ -255,8 +266,10 @@ class Trainer:
         hooks: Hooks,
         learning_rate: Callable[[int], float],
         profiler: ProfilerWindow | None = None,
+        reduce_loss: Callable[[tf.Tensor], tf.Tensor] = tf.identity,
     ) -> None:
         self._step_fn = step_fn
+        self._reduce_loss = reduce_loss
         self._settings = settings
         self._hooks = hooks
         self._learning_rate = learning_rate
@@ -319,7 +332,7 @@ class Trainer:
                     steps_done = clock.steps - printed_at[0]
                     seconds = clock.seconds - printed_at[1]
                     rate = steps_done * s.global_batch_size / seconds if seconds > 0 else 0.0
-                    result.final_loss = float(loss.numpy())
+                    result.final_loss = float(self._reduce_loss(loss))
                     self._hooks.progress(
                         step,
                         {
@@ -354,7 +367,7 @@ class Trainer:
             clock.pause()
         self._profiler.close(sync)
         if loss is not None:
-            result.final_loss = float(loss.numpy())
+            result.final_loss = float(self._reduce_loss(loss))
         if eval_points and step > last_eval_step:
             result.evals.append((step, self._hooks.evaluate(step)))
         if step > last_ckpt_step:
