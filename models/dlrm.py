@@ -113,7 +113,8 @@ class DLRM(keras.Model):
                 f"categorical has {categorical.shape[1]} columns but {len(table_ids)} "
                 f"table ids were given: {table_ids}"
             )
-        return [self.tables[t](categorical[:, k]) for k, t in enumerate(table_ids)]
+        columns = tf.unstack(categorical, num=len(table_ids), axis=1)
+        return [self.tables[t](ids) for t, ids in zip(table_ids, columns, strict=True)]
 
     def dense_forward(self, numerical: tf.Tensor, embeddings: tf.Tensor) -> tf.Tensor:
         """Bottom MLP, interaction and top MLP.

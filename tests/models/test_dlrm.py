@@ -73,6 +73,9 @@ def test_lookup_and_dense_forward_compose_to_call():
         want = model.tables[t].embeddings.numpy()[inputs["categorical"][:, t]]
         np.testing.assert_array_equal(vec.numpy(), want)
 
+    # a rank that owns no table (more ranks than tables) looks up nothing
+    assert model.lookup(tf.zeros((6, 0), tf.int32), []) == []
+
     all_vectors = model.lookup(tf.constant(inputs["categorical"]), range(4))
     # dense_forward on a slice of the batch gives that slice of call()
     sliced = model.dense_forward(
