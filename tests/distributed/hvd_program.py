@@ -80,7 +80,7 @@ def loop(comm: HorovodCommunicator, out_dir: Path) -> None:
             step(*batch)
         except Exception as error:  # the error type depends on TF/Horovod internals
             (out_dir / f"failed{comm.rank}").write_text(f"{time.time()}\n{error!r}\n")
-            print(f"rank {comm.rank}: collective failed: {error!r}"[:400], flush=True)
+            print(f"rank {comm.rank}: collective failed: {error!r} {error}"[:400], flush=True)
             sys.exit(3)
 
 

@@ -1,0 +1,139 @@
+"""Two-rank runs under ``horovodrun -np 2 --gloo`` (CPU).
+
+Each ``horovodrun`` costs about 10 s of start-up on two cores, so there are
+few of them. Skipped only when Horovod is not importable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from tests.distributed import parity_setup as ps
+
+REPO = Path(__file__).resolve().parents[2]
+HOROVODRUN = Path(sys.executable).parent / "horovodrun"
+# A dead process ends the job in well under a second (module docstring of
+# models/distributed/comm.py); the bound leaves room for a loaded machine.
+DEAD_RANK_BOUND_SECONDS = 10.0
+
+pytestmark = [
+    pytest.mark.horovod,
+    pytest.mark.skipif(
+        importlib.util.find_spec("horovod") is None or not HOROVODRUN.exists(),
+        reason=f"Horovod is not importable from {sys.executable} (no horovodrun next to it); "
+        "tools/setup_env.sh builds it",
+    ),
+]
+
+
+def _command(*args: str) -> list[str]:
+    return [str(HOROVODRUN), "-np", "2", "--gloo", sys.executable, "-m", *args]
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **extra)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    return env
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    done = subprocess.run(
+        _command(*args), cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, f"horovodrun failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done
+
+
+def test_smoke_collectives():
+    done = _run("tests.distributed.hvd_program", "smoke")
+    assert "rank 0: smoke OK" in done.stdout
+    assert "rank 1: smoke OK" in done.stdout
+
+
+def test_two_ranks_match_one_process(tmp_path):
+    _run("tests.distributed.hvd_program", "parity", str(tmp_path))
+    ranks = [dict(np.load(tmp_path / f"rank{r}.npz")) for r in range(2)]
+    reference = ps.run_reference()
+
+    # Every table is owned by exactly one rank, and both ranks own some.
+    owned = [{k for k in rank if k.startswith("table_")} for rank in ranks]
+    assert owned[0] and owned[1] and not owned[0] & owned[1]
+    assert owned[0] | owned[1] == {f"table_{t}" for t in range(len(ps.CARDINALITIES))}
+
+    for key, expected in reference.items():
+        for rank in ranks:
+            if key in rank:
+                np.testing.assert_allclose(rank[key], expected, rtol=1e-5, atol=1e-7, err_msg=key)
+    # Training really changed the weights the comparison is about.
+    assert not np.allclose(ps.build_model().dense_variables[0].numpy(), reference["dense_0"])
+    auc = roc_auc_score(ranks[0]["labels"], ranks[0]["predictions"])
+    assert auc == pytest.approx(roc_auc_score(reference["labels"], reference["predictions"]))
+
+
+def _loop_until_stopped(tmp_path: Path, sig: int, **env: str) -> tuple[float, float, int, str]:
+    """Starts the training loop, sends ``sig`` to rank 1 and waits for the job to end.
+
+    Returns (seconds until rank 0's collective failed, seconds until horovodrun
+    exited, its exit status, its output); both times count from the signal.
+    """
+    job = subprocess.Popen(
+        _command("tests.distributed.hvd_program", "loop", str(tmp_path)),
+        cwd=REPO,
+        env=_env(**env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    victim = None
+    try:
+        deadline = time.time() + 120
+        while not all((tmp_path / f"pid{r}").exists() for r in range(2)):
+            assert job.poll() is None, f"job ended early:\n{job.stdout.read()[-3000:]}"
+            assert time.time() < deadline, "ranks did not start training within 120 s"
+            time.sleep(0.2)
+        time.sleep(1.0)  # a few steps in
+        victim = int((tmp_path / "pid1").read_text())
+        signalled = time.time()
+        os.kill(victim, sig)
+        output, _ = job.communicate(timeout=120)
+        ended = time.time() - signalled
+        failed_file = tmp_path / "failed0"
+        assert failed_file.exists(), f"rank 0 saw no failed collective:\n{output[-3000:]}"
+        failed = float(failed_file.read_text().split()[0]) - signalled
+        return failed, ended, job.returncode, output
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+            job.wait()
+        if victim is not None and sig == signal.SIGSTOP:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(victim, signal.SIGKILL)
+
+
+def test_killed_rank_ends_the_job(tmp_path):
+    failed, ended, status, output = _loop_until_stopped(tmp_path, signal.SIGKILL)
+    assert status != 0, output[-3000:]
+    assert failed < DEAD_RANK_BOUND_SECONDS, f"rank 0 failed {failed:.1f} s after the kill"
+    assert ended < DEAD_RANK_BOUND_SECONDS, f"job ended {ended:.1f} s after the kill"
+
+
+@pytest.mark.slow
+def test_frozen_rank_fails_after_gloo_timeout(tmp_path):
+    failed, ended, status, output = _loop_until_stopped(
+        tmp_path, signal.SIGSTOP, HOROVOD_GLOO_TIMEOUT_SECONDS="5"
+    )
+    assert status != 0, output[-3000:]
+    assert 4.0 < failed < 15.0, f"rank 0 failed {failed:.1f} s after rank 1 froze"
+    assert ended < 60.0, f"job ended {ended:.1f} s after rank 1 froze"
