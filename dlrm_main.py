@@ -21,6 +21,9 @@ from absl import flags as absl_flags
 from models import flags as dlrm_flags
 from models.config import Config, ConfigError, config_from_flags, config_path_for, write_config
 
+# `--help` lists the flags of models/flags.py as this program's own.
+absl_flags.adopt_module_key_flags(dlrm_flags)
+
 # Everything below imports TensorFlow; the device must be chosen before any op runs.
 
 

@@ -188,6 +188,7 @@ def parse(argv: list[str]) -> flags.FlagValues:
     `main(argv)` is called several times in one test process; absl keeps the
     values of the previous parse unless they are reset first.
     """
-    FLAGS.unparse_flags()
+    for name in list(FLAGS):
+        FLAGS[name].unparse()  # back to the default (unparse_flags() also logs a warning)
     FLAGS(argv)
     return FLAGS

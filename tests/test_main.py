@@ -248,3 +248,43 @@ def test_two_ranks_train_and_one_process_evaluates_the_checkpoint(tmp_path) -> N
         f"--log_path={tmp_path / 'eval_log.json'}",
     )
     assert evaluated["auc"] == pytest.approx(result["auc"], abs=1e-6)
+
+
+def test_real_criteo_rows_are_learned(tmp_path) -> None:
+    """Kaggle's first 1,999 rows: preprocess, train 8 epochs, held-out AUC well above 0.5."""
+    sample = Path("/work/shared/data/criteo_kaggle_sample/kaggle_train_head.tsv")
+    if not sample.exists():
+        pytest.skip(f"{sample} is not on this machine")
+    dataset = tmp_path / "criteo"
+    subprocess.run(
+        [
+            *(sys.executable, "-m", "preproc", "--input_files", str(sample)),
+            *("--output_dir", str(dataset), "--frequency_threshold", "2", "--num_workers", "1"),
+        ],
+        cwd=REPO_ROOT,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    results = dlrm_main.main(
+        [
+            "dlrm_main.py",
+            f"--dataset_path={dataset}",
+            "--batch_size=128",
+            "--valid_batch_size=128",
+            "--embedding_dim=8",
+            "--bottom_mlp_dims=32,8",
+            "--top_mlp_dims=32,16,1",
+            "--optimizer=adagrad",
+            "--learning_rate=0.05",
+            "--warmup_steps=0",
+            "--decay_start_step=0",
+            "--decay_steps=0",
+            "--epochs=8",
+            f"--log_path={tmp_path / 'log.json'}",
+        ]
+    )
+    # 1,799 training rows (15 batches per epoch), 200 held-out rows (last 10 %).
+    assert results["steps"] == 120
+    # Measured: 0.685 (seed 12345); a model that learned nothing scores about 0.5.
+    assert results["auc"] > 0.6, results
