@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from preproc.parse import parse_block
+from preproc.arrow_parse import parse_lines
 from preproc.schema import NUM_CATEGORICAL, REASON_CODE
 from preproc.units import Unit, UnitReader
 from preproc.vocab import unit_counts
@@ -47,7 +47,7 @@ def count_unit(task: CountTask) -> int:
     reject_lines, reject_codes, rejects = [], [], []
     reader = UnitReader(task.unit)
     for block in reader:
-        parsed = parse_block(block, task.labeled)
+        parsed = parse_lines(block, task.labeled)
         for table in range(NUM_CATEGORICAL):
             present = ~parsed.categorical_missing[:, table]
             columns[table].append(parsed.categorical[present, table])

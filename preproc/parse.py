@@ -2,9 +2,9 @@
 
 A block is a run of complete lines. Every line is either accepted (its fields
 decoded into arrays) or rejected with a reason; nothing in the fast path loops
-over rows in Python. Fields are decoded by gathering a fixed-width window of
-bytes that ends at each field's last byte (right-aligned), so a number is a
-dot product of its digits with powers of the base.
+over rows in Python. Each field is decoded from the 8-byte words that end at
+its last byte (right-aligned), validated and converted with byte-parallel
+integer arithmetic on those words.
 """
 
 from __future__ import annotations
@@ -12,14 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from preproc.schema import NUM_CATEGORICAL, NUM_NUMERICAL, REASON_CODE, num_fields
 
 # Longest integer field accepted: 18 characters always fit int64.
 MAX_INTEGER_CHARS = 18
 HEX_DIGITS = 8
-_PAD = 24  # widest window: three 8-byte groups
+_PAD = 24  # widest integer window: three 8-byte words
 
 _NEWLINE, _TAB, _CR, _MINUS, _ZERO = 10, 9, 13, 45, 48
 _ONES = np.uint64(0x0101010101010101)
@@ -65,69 +64,94 @@ def _field_names(labeled: bool) -> list[str]:
     return names
 
 
-def _right_aligned(windows: np.ndarray, field_ends: np.ndarray, width: int) -> np.ndarray:
-    """Bytes [end - width, end) of every field; ``windows`` is over the padded buffer."""
-    return np.ascontiguousarray(windows[field_ends + (_PAD - width), :width])
+# Byte-parallel ("SWAR") helpers: a field's last 8 bytes are one little-endian
+# uint64 whose lowest byte is the first of the 8 characters.
+_ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
+_HIGH = np.uint64(0x8080808080808080)
+_LOW_NIBBLES = np.uint64(0x0F0F0F0F0F0F0F0F)
 
 
-def _any8(mask: np.ndarray) -> np.ndarray:
-    """``mask.any(-1)`` for a contiguous bool array whose last axis is a multiple of 8."""
-    return (
-        (mask.view(np.uint64) != 0).any(axis=-1)
-        if mask.shape[-1] > 8
-        else (mask.view(np.uint64)[..., 0] != 0)
-    )
+def _ones(byte: int) -> np.uint64:
+    return np.uint64(byte * 0x0101010101010101)
+
+
+def _bytes_in_range(x: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """High bit of each byte set iff lo <= byte <= hi (bytes below 0x80; no carries)."""
+    at_least_lo = x + _ones(0x80 - lo)
+    above_hi = x + _ones(0x7F - hi)
+    return at_least_lo & ~above_hi & _HIGH
+
+
+def _tail_mask(skip: np.ndarray) -> np.ndarray:
+    """Bytes [skip, 8) of each word set; ``skip`` in 0..8 (8: none)."""
+    skip = np.clip(skip, 0, 8).astype(np.uint64)
+    return np.where(skip >= 8, np.uint64(0), _ALL << (np.uint64(8) * np.minimum(skip, 7)))
+
+
+class PaddedBytes:
+    """A byte buffer with zero padding on both sides, also viewed as overlapping
+    little-endian uint64 words (one starting at every byte), so the word ending
+    at any field end can be gathered even for fields at the buffer's edges."""
+
+    def __init__(self, raw: np.ndarray) -> None:
+        pad = np.zeros(_PAD, np.uint8)
+        self.padded = np.concatenate([pad, raw, pad])
+        self.words = np.ndarray(
+            (self.padded.size - 7,), dtype="<u8", buffer=self.padded, strides=(1,)
+        )
+
+    def byte_at(self, positions: np.ndarray) -> np.ndarray:
+        return self.padded[positions + _PAD]
+
+    def words_ending_at(self, ends: np.ndarray, offset: int) -> np.ndarray:
+        """The 8 bytes [end - offset, end - offset + 8) of each field as a uint64."""
+        return self.words[ends + (_PAD - offset)]
 
 
 def _pack_decimal8(digits: np.ndarray) -> np.ndarray:
-    """Value of 8 right-aligned decimal digit bytes (0..9 each, first digit first).
-
-    The classic SWAR reduction: adjacent digits, then pairs, then quads are
-    combined inside one uint64 per field.
-    """
-    x = digits.view(np.uint64)[..., 0]
-    x = (x * np.uint64(10) + (x >> np.uint64(8))) & np.uint64(0x00FF00FF00FF00FF)
+    """Value of 8 right-aligned decimal digit bytes (0..9 each, first digit lowest byte):
+    adjacent digits, then pairs, then quads are combined inside the word."""
+    x = (digits * np.uint64(10) + (digits >> np.uint64(8))) & np.uint64(0x00FF00FF00FF00FF)
     x = (x * np.uint64(100) + (x >> np.uint64(16))) & np.uint64(0x0000FFFF0000FFFF)
     return (x * np.uint64(10000) + (x >> np.uint64(32))) & np.uint64(0xFFFFFFFF)
 
 
-def _decode_integers(
-    windows: np.ndarray, ends: np.ndarray, lengths: np.ndarray
+def decode_integers(
+    buffer: PaddedBytes, ends: np.ndarray, lengths: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Optional '-' then decimal digits. Returns (values int64, bad bool)."""
-    too_long = lengths > MAX_INTEGER_CHARS
     longest = int(min(lengths.max(initial=0), MAX_INTEGER_CHARS))
     width = 8 * max(1, -(-longest // 8))
-    chars = _right_aligned(windows, ends, width)
-    pos = np.arange(width)
-    first = width - np.minimum(lengths, width)  # index of the field's first char
-    first_char = np.take_along_axis(chars, np.minimum(first, width - 1)[..., None], -1)[..., 0]
+    first_char = buffer.byte_at(ends - lengths)
     negative = (lengths > 0) & (first_char == _MINUS)
-    digit_pos = pos >= (first + negative)[..., None]
-    digits = chars - np.uint8(_ZERO)
-    bad = too_long | _any8(digit_pos & (digits > 9)) | (negative & (lengths == 1))
-    digits *= digit_pos  # zero outside the digits so they act as leading zeros
+    bad = (lengths > MAX_INTEGER_CHARS) | (negative & (lengths == 1))
+    first_digit = width - np.minimum(lengths, width) + negative  # position in the window
     values = np.zeros(lengths.shape, np.uint64)
-    for part in range(0, width, 8):
-        values = values * np.uint64(10**8) + _pack_decimal8(digits[..., part : part + 8])
+    for group in range(0, width, 8):
+        x = buffer.words_ending_at(ends, width - group)
+        mask = _tail_mask(first_digit - group)
+        non_digit = ~_bytes_in_range(x, 0x30, 0x39) & _HIGH & mask
+        bad |= non_digit != 0
+        values = values * np.uint64(10**8) + _pack_decimal8(x & _LOW_NIBBLES & mask)
     values = values.astype(np.int64)
     return np.where(negative, -values, values), bad
 
 
-def _decode_hex(
-    windows: np.ndarray, ends: np.ndarray, lengths: np.ndarray
+def decode_hex(
+    buffer: PaddedBytes, ends: np.ndarray, lengths: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """1 to 8 hex digits (either case). Returns (values uint32, bad bool)."""
-    chars = _right_aligned(windows, ends, HEX_DIGITS)
-    in_field = np.arange(HEX_DIGITS) >= (HEX_DIGITS - lengths)[..., None]
-    is_digit = (chars - np.uint8(_ZERO)) < 10
-    is_letter = ((chars | np.uint8(0x20)) - np.uint8(ord("a"))) < 6
-    bad = (lengths > HEX_DIGITS) | _any8(in_field & ~(is_digit | is_letter))
-    # '0'-'9' -> low nibble; 'a'-'f' and 'A'-'F' have bit 6 set and low nibble 1..6.
-    nibbles = (chars & np.uint8(0x0F)) + np.uint8(9) * (chars >> np.uint8(6))
-    nibbles *= in_field
-    packed = (nibbles[..., 0::2] << np.uint8(4)) | nibbles[..., 1::2]
-    return np.ascontiguousarray(packed).view(">u4")[..., 0].astype(np.uint32), bad
+    x = buffer.words_ending_at(ends, HEX_DIGITS)
+    mask = _tail_mask(HEX_DIGITS - np.minimum(lengths, HEX_DIGITS))
+    ascii_ = ~x & _HIGH  # the range tests need bytes below 0x80
+    valid = (_bytes_in_range(x, 0x30, 0x39) | _bytes_in_range(x | _ones(0x20), 0x61, 0x66)) & ascii_
+    bad = (lengths > HEX_DIGITS) | ((~valid & _HIGH & mask) != 0)
+    # '0'-'9' -> low nibble; letters have bit 6 set and low nibble 1..6 -> +9.
+    nibbles = ((x & _LOW_NIBBLES) + np.uint64(9) * ((x >> np.uint64(6)) & _ones(1))) & mask
+    pairs = ((nibbles << np.uint64(4)) | (nibbles >> np.uint64(8))) & np.uint64(0x00FF00FF00FF00FF)
+    quads = ((pairs << np.uint64(8)) | (pairs >> np.uint64(16))) & np.uint64(0x0000FFFF0000FFFF)
+    values = ((quads & np.uint64(0xFFFF)) << np.uint64(16)) | (quads >> np.uint64(32))
+    return values.astype(np.uint32), bad
 
 
 def parse_block(data: bytes, labeled: bool = True) -> ParsedBlock:
@@ -172,11 +196,7 @@ def parse_block(data: bytes, labeled: bool = True) -> ParsedBlock:
     field_end[:, -1] = ends[rows]
     lengths = field_end - field_start
 
-    # Zero padding lets right-aligned windows start before the buffer and every
-    # window, whatever its width, end inside it.
-    pad = np.zeros(_PAD, np.uint8)
-    padded = np.concatenate([pad, raw, pad])
-    windows = sliding_window_view(padded, _PAD)
+    buffer = PaddedBytes(raw)
     bad = np.zeros((rows.size, nfields), bool)
     offset = 1 if labeled else 0
     if labeled:
@@ -187,8 +207,8 @@ def parse_block(data: bytes, labeled: bool = True) -> ParsedBlock:
         labels = np.zeros(rows.size, np.uint8)
     ints = slice(offset, offset + NUM_NUMERICAL)
     cats = slice(offset + NUM_NUMERICAL, nfields)
-    integers, bad[:, ints] = _decode_integers(windows, field_end[:, ints], lengths[:, ints])
-    categorical, bad[:, cats] = _decode_hex(windows, field_end[:, cats], lengths[:, cats])
+    integers, bad[:, ints] = decode_integers(buffer, field_end[:, ints], lengths[:, ints])
+    categorical, bad[:, cats] = decode_hex(buffer, field_end[:, cats], lengths[:, cats])
 
     row_bad = bad.any(axis=1)
     first_bad = np.argmax(bad, axis=1)

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from preproc.arrow_parse import parse_lines
 from preproc.numerical import transform
-from preproc.parse import parse_block
 from preproc.schema import NUM_CATEGORICAL, record_dtype
 from preproc.units import Unit, UnitReader
 from preproc.vocab import lookup
@@ -66,7 +66,7 @@ def transform_unit(task: TransformTask) -> int:
     dtype = record_dtype([np.dtype(d) for d in task.cat_dtypes])
     blocks = []
     for block in UnitReader(task.unit):
-        parsed = parse_block(block, task.labeled)
+        parsed = parse_lines(block, task.labeled)
         records = np.empty(parsed.num_rows, dtype)
         records["label"] = parsed.labels
         records["numerical"] = transform(
