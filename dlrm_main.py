@@ -152,15 +152,6 @@ def run(config: Config) -> dict[str, Any]:
     )
     if rank == 0:
         write_config(config, config_path_for(out.log_path))
-    logger.parameters(
-        {
-            **_flat(config.to_dict()),
-            "world_size": world,
-            "device_kind": device.kind,
-            "precision_policy": device.policy_name,
-            "loss_scale_applied": device.loss_scale,
-        }
-    )
 
     data = _Data(config, rank, world)
     # Same seed on every rank: identical dense initial weights (also broadcast below).
@@ -176,6 +167,19 @@ def run(config: Config) -> dict[str, Any]:
     placement = plan_placement(_table_bytes(data.cardinalities, m.embedding_dim), world)
     parallel = HybridParallel(model, comm, placement, config.data.batch_size)
     data.place(parallel.owned_tables)
+    logger.parameters(
+        {
+            **_flat(config.to_dict()),
+            "world_size": world,
+            "device_kind": device.kind,
+            "precision_policy": device.policy_name,
+            "loss_scale_applied": device.loss_scale,
+            "cardinalities": list(data.cardinalities),
+            "tables_per_rank": [list(t) for t in placement.tables_per_rank],
+            "table_bytes_per_rank": list(placement.bytes_per_rank),
+            "alltoall_bytes_per_step": parallel.alltoall_bytes_per_step(),
+        }
+    )
     if rank == 0:
         logging.info("placement:\n%s", parallel.describe())
 
@@ -200,7 +204,8 @@ def run(config: Config) -> dict[str, Any]:
     if config.run.mode == "inference":
         results = _inference(config, parallel, data)
     elif config.run.mode == "eval":
-        evaluation = _evaluator(parallel, rank).evaluate(data.split("test").as_dataset())
+        evaluator = _evaluator(parallel, rank, max_batches=config.run.max_steps)
+        evaluation = evaluator.evaluate(data.split("test").as_dataset())
         results = {
             "auc": evaluation.auc,
             "validation_loss": evaluation.log_loss,
@@ -220,10 +225,10 @@ def run(config: Config) -> dict[str, Any]:
     return results
 
 
-def _evaluator(parallel, rank: int):
+def _evaluator(parallel, rank: int, max_batches: int = -1):
     from models.training.evaluator import Evaluator
 
-    return Evaluator(parallel, is_chief=rank == 0)
+    return Evaluator(parallel, is_chief=rank == 0, max_batches=max_batches)
 
 
 def _train(

@@ -333,15 +333,14 @@ class Trainer:
                     seconds = clock.seconds - printed_at[1]
                     rate = steps_done * s.global_batch_size / seconds if seconds > 0 else 0.0
                     result.final_loss = float(self._reduce_loss(loss))
-                    self._hooks.progress(
-                        step,
-                        {
-                            "loss": result.final_loss,
-                            "learning_rate": float(self._learning_rate(step)),
-                            "samples_per_second": rate,
-                            "epoch": epoch,
-                        },
-                    )
+                    metrics = {
+                        "loss": result.final_loss,
+                        "learning_rate": float(self._learning_rate(step)),
+                        "epoch": epoch,
+                    }
+                    if steps_done:  # none when only warm-up steps ran since the last line
+                        metrics["samples_per_second"] = rate
+                    self._hooks.progress(step, metrics)
                     printed_at = (clock.steps, clock.seconds)
                     clock.resume()
                 next_position = (epoch, batch + 1)

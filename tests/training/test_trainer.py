@@ -114,7 +114,8 @@ class _RecordingHooks:
         self.checkpoints: list[tuple[int, int, int]] = []
 
     def progress(self, step: int, metrics: dict[str, float]) -> None:
-        assert {"loss", "learning_rate", "samples_per_second"} <= set(metrics)
+        assert {"loss", "learning_rate", "epoch"} <= set(metrics)
+        assert metrics.get("samples_per_second", 1.0) > 0
         self.progress_steps.append(step)
 
     def evaluate(self, step: int) -> types.SimpleNamespace:
