@@ -226,8 +226,10 @@ class HybridParallel:
         if weight is None:
             return self.comm.grouped_allreduce([value], average=True, name="mean_across_ranks")[0]
         weight = tf.cast(weight, tf.float32)
+        # A rank with no rows in a short last batch has a NaN mean; it weighs 0.
+        weighted = tf.where(weight > 0, value * weight, 0.0)
         total, count = self.comm.grouped_allreduce(
-            [value * weight, weight], average=False, name="weighted_mean_across_ranks"
+            [weighted, weight], average=False, name="weighted_mean_across_ranks"
         )
         return total / count
 

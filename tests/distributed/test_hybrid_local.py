@@ -102,3 +102,49 @@ def test_world_one_never_imports_horovod():
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+class _PeerSum(_FakeComm):
+    """Rank 0 of 2 whose peer contributes fixed tensors to every sum."""
+
+    def __init__(self, peer: list[float]) -> None:
+        super().__init__(0, 2)
+        self.peer = peer
+
+    def grouped_allreduce(self, tensors, average, name):
+        sums = [t + p for t, p in zip(tensors, self.peer, strict=True)]
+        return [s / 2 for s in sums] if average else sums
+
+
+@pytest.mark.parametrize(
+    ("mine", "peer", "expected"),
+    [
+        ((0.2, 2), (0.8 * 6, 6.0), 0.65),  # (0.2 * 2 + 0.8 * 6) / 8
+        ((0.5, 3), (0.0, 0.0), 0.5),  # the peer had no rows (its mean is NaN, weight 0)
+        ((np.nan, 0), (0.5 * 3, 3.0), 0.5),  # this rank had no rows
+    ],
+)
+def test_weighted_mean_across_ranks(mine, peer, expected):
+    sizes = [112, 176, 80, 208, 48]
+    hp = HybridParallel(ps.build_model(), _PeerSum(list(peer)), plan_placement(sizes, 2), 16)
+    value, weight = mine
+    result = hp.mean_across_ranks(tf.constant(value, tf.float32), weight=tf.constant(weight))
+    assert float(result) == pytest.approx(expected)
+    hp.comm.peer = [3.0]
+    assert float(hp.mean_across_ranks(tf.constant(1.0))) == 2.0
+
+
+def test_reduce_gradients_scales_embeddings_and_averages_dense():
+    sizes = [112, 176, 80, 208, 48]
+    comm = _PeerSum([tf.constant([3.0, 5.0])])
+    hp = HybridParallel(ps.build_model(), comm, plan_placement(sizes, 2), 16)
+    sparse = tf.IndexedSlices(tf.constant([[2.0, 4.0]]), tf.constant([1]), tf.constant([3, 2]))
+    embedding, dense = hp.reduce_gradients(
+        [sparse, tf.constant([6.0]), None], [None, tf.constant([1.0, 1.0])]
+    )
+    assert isinstance(embedding[0], tf.IndexedSlices)
+    np.testing.assert_array_equal(embedding[0].values.numpy(), [[1.0, 2.0]])
+    np.testing.assert_array_equal(embedding[0].indices.numpy(), [1])
+    np.testing.assert_array_equal(embedding[1].numpy(), [3.0])
+    assert embedding[2] is None and dense[0] is None
+    np.testing.assert_array_equal(dense[1].numpy(), [2.0, 3.0])
