@@ -10,33 +10,160 @@ result block as a dict, so tests call it directly.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sys
 from typing import Any
 
+import keras
 from absl import app
 from absl import flags as absl_flags
 
 from models import flags as dlrm_flags
 from models.config import Config, ConfigError, config_from_flags, config_path_for, write_config
+from models.data.binary import BinaryDataset
+from models.data.metadata import load_metadata
+from models.data.synthetic import SyntheticDataset
+from models.device import DeviceSetup, setup_device
+from models.distributed.comm import Communicator, make_communicator
+from models.distributed.hybrid import HybridParallel
+from models.distributed.placement import plan_placement
+from models.dlrm import DLRM
+from models.export import export_saved_model
+from models.training import checkpoint as ckpt
+from models.training.evaluator import Evaluator
+from models.training.inference import benchmark
+from models.training.lr_schedule import DLRMSchedule
+from models.training.optimizers import make_optimizers
+from models.training.results_log import ResultsLogger
+from models.training.trainer import LoopSettings, ProfilerWindow, Trainer, TrainStep
+from tools.record_time import StepTimer
 
 # `--help` lists the flags of models/flags.py as this program's own.
 absl_flags.adopt_module_key_flags(dlrm_flags)
 
-# Everything below imports TensorFlow; the device must be chosen before any op runs.
+
+def main(argv: list[str]) -> dict[str, Any]:
+    """Parses `argv` (program name first), validates it and runs; returns the results."""
+    config = config_from_flags(dlrm_flags.parse(argv))
+    return run(config)
 
 
-def _table_bytes(cardinalities: tuple[int, ...], dim: int) -> list[int]:
-    return [rows * dim * 4 for rows in cardinalities]  # float32 tables
+def run(config: Config) -> dict[str, Any]:
+    """Runs one configured job; returns the result block (rank 0's figures)."""
+    comm = make_communicator(config.device.use_horovod)
+    # Before any TensorFlow op: pins this rank's device and sets the precision policy.
+    device = setup_device(config.device, config.optimizer.loss_scale, comm.local_rank)
+    logger = _open_results_log(config, comm.rank)
+
+    data = _Data(config, comm.rank, comm.size)
+    model, parallel = _build_model(config, data.cardinalities, comm)
+    data.place(parallel.owned_tables)
+    _log_parameters(logger, config, device, data, parallel)
+
+    opt = config.optimizer
+    schedule = DLRMSchedule(
+        opt.learning_rate, opt.warmup_steps, opt.decay_start_step, opt.decay_steps
+    )
+    state = _restore_or_sync(config, model, parallel, schedule, comm, logger)
+    job = _Job(config, comm, device, data, parallel, state, schedule, logger)
+    results = {"train": _train, "eval": _evaluate, "inference": _inference}[config.run.mode](job)
+
+    if config.output.export_saved_model_path:
+        _export(model, config.output.export_saved_model_path, comm)
+    logger.result(results)
+    logger.close()
+    return results
+
+
+def _open_results_log(config: Config, rank: int) -> ResultsLogger:
+    out = config.output
+    if rank == 0:
+        write_config(config, config_path_for(out.log_path))
+    return ResultsLogger(
+        out.log_path,
+        rank=rank,
+        tensorboard_dir=out.tensorboard_log_dir,
+        # A resumed training run continues its log.
+        append=bool(out.restore_checkpoint_path) and config.run.mode == "train",
+    )
+
+
+def _build_model(
+    config: Config, cardinalities: tuple[int, ...], comm: Communicator
+) -> tuple[DLRM, HybridParallel]:
+    # Same seed on every rank: identical dense initial weights (also broadcast later).
+    keras.utils.set_random_seed(config.run.seed)
+    m = config.model
+    model = DLRM(
+        cardinalities,
+        embedding_dim=m.embedding_dim,
+        bottom_mlp_dims=m.bottom_mlp_dims,
+        top_mlp_dims=m.top_mlp_dims,
+        num_numerical_features=m.num_numerical_features,
+    )
+    table_bytes = [rows * m.embedding_dim * 4 for rows in cardinalities]  # float32 tables
+    placement = plan_placement(table_bytes, comm.size)
+    return model, HybridParallel(model, comm, placement, config.data.batch_size)
+
+
+def _log_parameters(logger, config: Config, device: DeviceSetup, data, parallel) -> None:
+    placement = parallel.placement
+    logger.parameters(
+        {
+            **_flat(config.to_dict()),
+            "world_size": parallel.comm.size,
+            "device_kind": device.kind,
+            "precision_policy": device.policy_name,
+            "loss_scale_applied": device.loss_scale,
+            "cardinalities": list(data.cardinalities),
+            "tables_per_rank": [list(t) for t in placement.tables_per_rank],
+            "table_bytes_per_rank": list(placement.bytes_per_rank),
+            "alltoall_bytes_per_step": parallel.alltoall_bytes_per_step(),
+        }
+    )
+    if parallel.comm.rank == 0:
+        logging.info("placement:\n%s", parallel.describe())
+
+
+def _restore_or_sync(config, model, parallel, schedule, comm, logger) -> ckpt.TrainingState:
+    """Optimizers and the checkpointed state; restored, or dense weights broadcast."""
+    dense_optimizer, embedding_optimizer = make_optimizers(config.optimizer.name, schedule)
+    training = config.run.mode == "train"
+    # Eval and inference restore weights only (no optimizer state needed).
+    state = ckpt.TrainingState(
+        model,
+        parallel.owned_tables,
+        embedding_optimizer if training else None,
+        dense_optimizer if training else None,
+    )
+    if config.output.restore_checkpoint_path:
+        info = ckpt.restore_checkpoint(config.output.restore_checkpoint_path, state, comm)
+        logger.log(state.step, {"restored_checkpoint": str(info.path)})
+    else:
+        parallel.broadcast_dense_variables()
+    return state
+
+
+@dataclasses.dataclass(frozen=True)
+class _Job:
+    """Everything the modes need, assembled by `run`."""
+
+    config: Config
+    comm: Communicator
+    device: DeviceSetup
+    data: _Data
+    parallel: HybridParallel
+    state: ckpt.TrainingState
+    schedule: DLRMSchedule
+    logger: ResultsLogger
 
 
 class _Data:
     """Training and evaluation splits for this rank (binary or synthetic)."""
 
     def __init__(self, config: Config, rank: int, world: int) -> None:
-        from models.data.metadata import load_metadata
-
         self._config = config
         self._rank, self._world = rank, world
         self._table_ids: tuple[int, ...] = ()
@@ -70,8 +197,6 @@ class _Data:
             prefetch_batches=max(1, data.prefetch_batches),
         )
         if data.dataset_type == "synthetic":
-            from models.data.synthetic import SyntheticDataset
-
             return SyntheticDataset(
                 num_batches=data.synthetic_train_batches if train else data.synthetic_valid_batches,
                 cardinalities=self.cardinalities,
@@ -80,8 +205,6 @@ class _Data:
                 seed=c.run.seed if train else c.run.seed + 1,
                 **common,
             )
-        from models.data.binary import BinaryDataset
-
         return BinaryDataset(
             data.dataset_path,
             name,
@@ -122,131 +245,20 @@ class _LoopHooks:
         self._save(step, epoch, batch)
 
 
-def run(config: Config) -> dict[str, Any]:
-    """Runs one configured job; returns the result block (rank 0's figures)."""
-    from models.distributed.comm import make_communicator
-
-    comm = make_communicator(config.device.use_horovod)
-    rank, world = comm.rank, comm.size
-
-    from models.device import setup_device
-
-    device = setup_device(config.device, config.optimizer.loss_scale, comm.local_rank)
-
-    import keras
-
-    from models.distributed.hybrid import HybridParallel
-    from models.distributed.placement import plan_placement
-    from models.dlrm import DLRM
-    from models.training import checkpoint as ckpt
-    from models.training.lr_schedule import DLRMSchedule
-    from models.training.optimizers import make_optimizers
-    from models.training.results_log import ResultsLogger
-
-    out = config.output
-    logger = ResultsLogger(
-        out.log_path,
-        rank=rank,
-        tensorboard_dir=out.tensorboard_log_dir,
-        append=bool(out.restore_checkpoint_path) and config.run.mode == "train",
-    )
-    if rank == 0:
-        write_config(config, config_path_for(out.log_path))
-
-    data = _Data(config, rank, world)
-    # Same seed on every rank: identical dense initial weights (also broadcast below).
-    keras.utils.set_random_seed(config.run.seed)
-    m = config.model
-    model = DLRM(
-        data.cardinalities,
-        embedding_dim=m.embedding_dim,
-        bottom_mlp_dims=m.bottom_mlp_dims,
-        top_mlp_dims=m.top_mlp_dims,
-        num_numerical_features=m.num_numerical_features,
-    )
-    placement = plan_placement(_table_bytes(data.cardinalities, m.embedding_dim), world)
-    parallel = HybridParallel(model, comm, placement, config.data.batch_size)
-    data.place(parallel.owned_tables)
-    logger.parameters(
-        {
-            **_flat(config.to_dict()),
-            "world_size": world,
-            "device_kind": device.kind,
-            "precision_policy": device.policy_name,
-            "loss_scale_applied": device.loss_scale,
-            "cardinalities": list(data.cardinalities),
-            "tables_per_rank": [list(t) for t in placement.tables_per_rank],
-            "table_bytes_per_rank": list(placement.bytes_per_rank),
-            "alltoall_bytes_per_step": parallel.alltoall_bytes_per_step(),
-        }
-    )
-    if rank == 0:
-        logging.info("placement:\n%s", parallel.describe())
-
-    opt = config.optimizer
-    schedule = DLRMSchedule(
-        opt.learning_rate, opt.warmup_steps, opt.decay_start_step, opt.decay_steps
-    )
-    dense_optimizer, embedding_optimizer = make_optimizers(opt.name, schedule)
-    training = config.run.mode == "train"
-    state = ckpt.TrainingState(
-        model,
-        parallel.owned_tables,
-        embedding_optimizer if training else None,
-        dense_optimizer if training else None,
-    )
-    if out.restore_checkpoint_path:
-        info = ckpt.restore_checkpoint(out.restore_checkpoint_path, state, comm)
-        logger.log(state.step, {"restored_checkpoint": str(info.path)}, console=True)
-    else:
-        parallel.broadcast_dense_variables()
-
-    if config.run.mode == "inference":
-        results = _inference(config, parallel, data)
-    elif config.run.mode == "eval":
-        evaluator = _evaluator(parallel, rank, max_batches=config.run.max_steps)
-        evaluation = evaluator.evaluate(data.split("test").as_dataset())
-        results = {
-            "auc": evaluation.auc,
-            "validation_loss": evaluation.log_loss,
-            "eval_samples": evaluation.samples,
-            "throughput": evaluation.samples_per_second,
-            "step": state.step,
-        }
-    else:
-        evaluator = None if config.run.skip_eval else _evaluator(parallel, rank)
-        results = _train(config, device, parallel, data, evaluator, state, schedule, comm, logger)
-
-    if out.export_saved_model_path:
-        _export(model, out.export_saved_model_path, world, rank)
-    if rank == 0:
-        logger.result(results)
-    logger.close()
-    return results
-
-
-def _evaluator(parallel, rank: int, max_batches: int = -1):
-    from models.training.evaluator import Evaluator
-
-    return Evaluator(parallel, is_chief=rank == 0, max_batches=max_batches)
-
-
-def _train(
-    config, device, parallel, data, evaluator, state, schedule, comm, logger
-) -> dict[str, Any]:
-    from models.training import checkpoint as ckpt
-    from models.training.trainer import LoopSettings, ProfilerWindow, Trainer, TrainStep
-
+def _train(job: _Job) -> dict[str, Any]:
+    config, comm, state, logger = job.config, job.comm, job.state, job.logger
     run, out, prof = config.run, config.output, config.profiler
-    train_split = data.split("train")
-    eval_split = None if run.skip_eval else data.split("test")
+    train_split = job.data.split("train")
+    evaluator = None
+    if not run.skip_eval:
+        evaluator = Evaluator(job.parallel, is_chief=comm.rank == 0)
     step_fn = TrainStep(
-        parallel,
+        job.parallel,
         state.model.dense_variables,
-        parallel.owned_embedding_variables,
+        job.parallel.owned_embedding_variables,
         state.dense_optimizer,
         state.embedding_optimizer,
-        loss_scale=device.loss_scale,
+        loss_scale=job.device.loss_scale,
         jit_compile=config.device.enable_xla,
     )
     settings = LoopSettings(
@@ -270,13 +282,13 @@ def _train(
     trainer = Trainer(
         step_fn,
         settings,
-        _LoopHooks(logger, evaluator, eval_split, save),
+        _LoopHooks(logger, evaluator, None if run.skip_eval else job.data.split("test"), save),
         # Progress shows the rate of the update just applied (schedule of step - 1).
-        learning_rate=lambda step: float(_lr_at(schedule, step - 1)),
+        learning_rate=lambda step: float(job.schedule(max(step - 1, 0))),
         profiler=ProfilerWindow(
             prof.enabled and comm.rank == prof.rank, prof.start_step, prof.num_steps, prof.log_dir
         ),
-        reduce_loss=parallel.mean_across_ranks,
+        reduce_loss=job.parallel.mean_across_ranks,
     )
     result = trainer.fit(
         lambda epoch, start: train_split.as_dataset(epoch=epoch, start_batch=start),
@@ -284,15 +296,11 @@ def _train(
         start_epoch=state.epoch,
         start_batch=state.batch,
     )
-    if out.use_performance and result.step_times_s:
-        from tools.record_time import StepTimer
-
+    if out.use_performance and result.step_times_s and comm.rank == 0:
         timer = StepTimer(config.data.batch_size)
         for seconds in result.step_times_s:
             timer.add(seconds)
-        if comm.rank == 0:
-            stem, _ = os.path.splitext(out.log_path)
-            timer.write_summary(stem + ".step_times.json")
+        timer.write_summary(os.path.splitext(out.log_path)[0] + ".step_times.json")
     results: dict[str, Any] = {
         "throughput": result.samples_per_second,
         "mean_step_time_ms": result.mean_step_time_ms,
@@ -308,38 +316,43 @@ def _train(
     return results
 
 
-def _lr_at(schedule, step: int) -> float:
-    return float(schedule(max(step, 0)))
+def _evaluate(job: _Job) -> dict[str, Any]:
+    evaluator = Evaluator(
+        job.parallel, is_chief=job.comm.rank == 0, max_batches=job.config.run.max_steps
+    )
+    evaluation = evaluator.evaluate(job.data.split("test").as_dataset())
+    return {
+        "auc": evaluation.auc,
+        "validation_loss": evaluation.log_loss,
+        "eval_samples": evaluation.samples,
+        "throughput": evaluation.samples_per_second,
+        "step": job.state.step,
+    }
 
 
-def _inference(config: Config, parallel, data) -> dict[str, Any]:
-    from models.training.inference import benchmark
-
-    split = data.split("test")
+def _inference(job: _Job) -> dict[str, Any]:
+    parallel, run = job.parallel, job.config.run
     result = benchmark(
         lambda features: parallel.forward(features["numerical"], features["categorical"]),
-        split.as_dataset,
-        steps=config.run.max_steps,
-        warmup_steps=config.run.benchmark_warmup_steps,
-        batch_size=config.data.valid_batch_size,
+        job.data.split("test").as_dataset,
+        steps=run.max_steps,
+        warmup_steps=run.benchmark_warmup_steps,
+        batch_size=job.config.data.valid_batch_size,
     )
     return result.as_dict()
 
 
-def _export(model, path: str, world: int, rank: int) -> None:
-    if world > 1:
+def _export(model: DLRM, path: str, comm: Communicator) -> None:
+    if comm.size > 1:
         # Each rank holds only its own tables' trained values.
         logging.warning(
             "--export_saved_model_path is ignored with %d ranks: restore the checkpoint in one "
             "process (--mode=eval --restore_checkpoint_path ...) to export",
-            world,
+            comm.size,
         )
         return
-    if rank == 0:
-        from models.export import export_saved_model
-
-        export_saved_model(model, path)
-        logging.info("exported SavedModel to %s", path)
+    export_saved_model(model, path)
+    logging.info("exported SavedModel to %s", path)
 
 
 def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -350,12 +363,6 @@ def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[prefix + key] = list(value) if isinstance(value, tuple) else value
     return flat
-
-
-def main(argv: list[str]) -> dict[str, Any]:
-    """Parses `argv` (program name first), validates it and runs; returns the results."""
-    config = config_from_flags(dlrm_flags.parse(argv))
-    return run(config)
 
 
 if __name__ == "__main__":

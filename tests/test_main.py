@@ -256,16 +256,17 @@ def test_real_criteo_rows_are_learned(tmp_path) -> None:
     if not sample.exists():
         pytest.skip(f"{sample} is not on this machine")
     dataset = tmp_path / "criteo"
-    subprocess.run(
+    done = subprocess.run(
         [
             *(sys.executable, "-m", "preproc", "--input_files", str(sample)),
             *("--output_dir", str(dataset), "--frequency_threshold", "2", "--num_workers", "1"),
         ],
         cwd=REPO_ROOT,
-        check=True,
         capture_output=True,
+        text=True,
         timeout=300,
     )
+    assert done.returncode == 0, done.stderr[-3000:]
     results = dlrm_main.main(
         [
             "dlrm_main.py",
