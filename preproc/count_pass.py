@@ -1,4 +1,5 @@
-"""Pass 1: parse and validate a unit, count its categorical values, keep its rejects.
+"""Pass 1: parse and validate a unit, count its categorical values, keep its rejects
+and its accepted rows (features transformed, categorical values raw) for pass 2.
 
 The result of a unit is one ``.npz`` (its done marker): per table the sorted
 unique values and counts, the line and row counts, and the rejected lines with
@@ -14,10 +15,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from preproc.arrow_parse import parse_lines
-from preproc.schema import NUM_CATEGORICAL, REASON_CODE
+from preproc.numerical import transform
+from preproc.parse import ParsedBlock
+from preproc.schema import NUM_CATEGORICAL, PARSED_DTYPE, REASON_CODE, pack_missing
 from preproc.units import Unit, UnitReader
-from preproc.vocab import unit_counts
+from preproc.vocab import reduce_counts
 from preproc.workdir import WorkDir, atomic_open
+
+# Rows of raw values a worker holds before reducing them to (value, count) pairs.
+FLUSH_ROWS = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -25,6 +31,7 @@ class CountTask:
     unit: Unit
     output_dir: str
     labeled: bool
+    numerical_transform: str
 
 
 @dataclass
@@ -39,32 +46,80 @@ class UnitSummary:
     rejects: list[tuple[str, bytes]]  # (detail, raw line)
 
 
+class _ColumnCounter:
+    """Running (sorted values, counts) of every table of a unit.
+
+    Raw values are reduced every ``flush_rows`` rows, so a unit as large as a
+    whole ``.gz`` day needs memory for its distinct values, not its rows.
+    """
+
+    def __init__(self, flush_rows: int = FLUSH_ROWS) -> None:
+        self.flush_rows = flush_rows
+        self.pending: list[list[np.ndarray]] = [[] for _ in range(NUM_CATEGORICAL)]
+        self.pending_rows = 0
+        self.totals = [
+            (np.zeros(0, np.uint32), np.zeros(0, np.int64)) for _ in range(NUM_CATEGORICAL)
+        ]
+
+    def add(self, categorical: np.ndarray, missing: np.ndarray) -> None:
+        for table in range(NUM_CATEGORICAL):
+            self.pending[table].append(categorical[~missing[:, table], table])
+        self.pending_rows += categorical.shape[0]
+        if self.pending_rows >= self.flush_rows:
+            self.flush()
+
+    def flush(self) -> None:
+        for table, parts in enumerate(self.pending):
+            if parts:
+                values, counts = np.unique(np.concatenate(parts), return_counts=True)
+                total_v, total_c = self.totals[table]
+                self.totals[table] = reduce_counts(
+                    np.concatenate([total_v, values.astype(np.uint32)]),
+                    np.concatenate([total_c, counts.astype(np.int64)]),
+                )
+        self.pending = [[] for _ in range(NUM_CATEGORICAL)]
+        self.pending_rows = 0
+
+
+def _parsed_rows(parsed: ParsedBlock, numerical_transform: str) -> np.ndarray:
+    rows = np.empty(parsed.num_rows, PARSED_DTYPE)
+    rows["label"] = parsed.labels
+    rows["numerical"] = transform(numerical_transform, parsed.integers, parsed.integer_missing)
+    rows["categorical"] = parsed.categorical
+    rows["categorical_missing"] = pack_missing(parsed.categorical_missing)
+    return rows
+
+
 def count_unit(task: CountTask) -> int:
-    """Runs pass 1 on one unit and writes its result file; returns the unit index."""
+    """Runs pass 1 on one unit; returns the unit index.
+
+    Writes the accepted rows (``PARSED_DTYPE``) for pass 2, then the counts and
+    rejects file, whose presence marks the unit done.
+    """
     workdir = WorkDir(task.output_dir)
-    columns: list[list[np.ndarray]] = [[] for _ in range(NUM_CATEGORICAL)]
+    counter = _ColumnCounter()
     num_lines = num_rows = 0
     reject_lines, reject_codes, rejects = [], [], []
     reader = UnitReader(task.unit)
-    for block in reader:
-        parsed = parse_lines(block, task.labeled)
-        for table in range(NUM_CATEGORICAL):
-            present = ~parsed.categorical_missing[:, table]
-            columns[table].append(parsed.categorical[present, table])
-        reject_lines.append(parsed.reject_lines + num_lines)
-        reject_codes.append(parsed.reject_codes)
-        rejects += zip(parsed.reject_details, parsed.reject_raw, strict=True)
-        num_lines += parsed.num_lines
-        num_rows += parsed.num_rows
+    with atomic_open(workdir.parsed(task.unit.index)) as rows_file:
+        for block in reader:
+            parsed = parse_lines(block, task.labeled)
+            counter.add(parsed.categorical, parsed.categorical_missing)
+            rows_file.write(_parsed_rows(parsed, task.numerical_transform).tobytes())
+            reject_lines.append(parsed.reject_lines + num_lines)
+            reject_codes.append(parsed.reject_codes)
+            rejects += zip(parsed.reject_details, parsed.reject_raw, strict=True)
+            num_lines += parsed.num_lines
+            num_rows += parsed.num_rows
     if reader.error is not None:
         message, tail = reader.error
         reject_lines.append(np.array([num_lines], np.int64))
         reject_codes.append(np.array([REASON_CODE["gzip_error"]], np.uint8))
         rejects.append((message, tail))
         num_lines += 1
-    counts = unit_counts([np.concatenate(c) if c else np.zeros(0, np.uint32) for c in columns])
-    arrays = {f"values_{t}": v for t, (v, _) in enumerate(counts)}
-    arrays |= {f"counts_{t}": c for t, (_, c) in enumerate(counts)}
+    counter.flush()
+    arrays = {f"values_{t}": v for t, (v, _) in enumerate(counter.totals)}
+    arrays |= {f"counts_{t}": c for t, (_, c) in enumerate(counter.totals)}
     reject_json = json.dumps([(d, raw.decode("latin-1")) for d, raw in rejects])
     with atomic_open(workdir.pass1(task.unit.index)) as f:
         np.savez(

@@ -119,22 +119,28 @@ def _count_pass(
     hook: TaskHook,
 ) -> tuple[RejectLog, list[int]]:
     todo = [u for u in units if not os.path.exists(workdir.pass1(u.index))]
-    tasks = [CountTask(u, config.output_dir, config.labeled) for u in todo]
-    log = RejectLog(fail=config.on_bad_row == "fail")
+    tasks = [
+        CountTask(u, config.output_dir, config.labeled, config.numerical_transform) for u in todo
+    ]
+    log = RejectLog(workdir.output(REJECTS_FILE), fail=config.on_bad_row == "fail")
     unit_rows = []
     results = workers.map(count_unit, tasks)
-    with _progress("pass 1/2: count", None) as bar:
-        todo_indices = {u.index for u in todo}
-        for unit in units:  # in unit order, so rejects and line numbers are ordered
-            if unit.index in todo_indices:
-                next(results)
-            summary = load_summary(workdir, unit.index)
-            log.add(unit, summary)
-            unit_rows.append(summary.num_rows)
-            bar.update(summary.num_lines)
-            if unit.index in todo_indices:
-                hook("count", unit.index)
-    log.write(workdir.output(REJECTS_FILE))
+    completed = False
+    try:
+        with _progress("pass 1/2: count", None) as bar:
+            todo_indices = {u.index for u in todo}
+            for unit in units:  # in unit order, so rejects and line numbers are ordered
+                if unit.index in todo_indices:
+                    next(results)
+                summary = load_summary(workdir, unit.index)
+                log.add(unit, summary)
+                unit_rows.append(summary.num_rows)
+                bar.update(summary.num_lines)
+                if unit.index in todo_indices:
+                    hook("count", unit.index)
+        completed = True
+    finally:
+        log.close(completed)
     return log, unit_rows
 
 
@@ -163,10 +169,8 @@ def _transform_pass(
 ) -> None:
     tasks = [
         TransformTask(
-            unit=u,
+            unit_index=u.index,
             output_dir=config.output_dir,
-            labeled=config.labeled,
-            numerical_transform=config.numerical_transform,
             cat_dtypes=cat_dtypes,
             ranges=tuple(ranges[u.index]),
             expected_rows=unit_rows[u.index],
@@ -216,17 +220,19 @@ def _assembly_tasks(
             if not (split == "train" and num_buckets > 0):
                 add(split, [(unit_index, 0, hi - lo)], -1)
     if num_buckets > 0:
-        bucket_counts = {
-            u: np.load(workdir.pass2(u, "train.buckets.npy"))
-            for u, unit_ranges in enumerate(ranges)
-            if any(s == "train" for s, _, _ in unit_ranges)
-        }
-        starts = {u: np.concatenate([[0], np.cumsum(c)]) for u, c in bucket_counts.items()}
+        # Record ranges of every (unit, segment, bucket) in the units' train files.
+        starts = {}
+        for u, unit_ranges in enumerate(ranges):
+            if any(s == "train" for s, _, _ in unit_ranges):
+                counts = np.load(workdir.pass2(u, "train.buckets.npy"))
+                flat = np.concatenate([[0], np.cumsum(counts.ravel())])
+                starts[u] = flat[:-1].reshape(counts.shape), counts
         for bucket in range(num_buckets):
             pieces = [
-                (u, int(s[bucket]), int(s[bucket + 1]))
-                for u, s in starts.items()
-                if s[bucket + 1] > s[bucket]
+                (u, int(begin[s, bucket]), int(begin[s, bucket] + counts[s, bucket]))
+                for u, (begin, counts) in starts.items()
+                for s in range(counts.shape[0])
+                if counts[s, bucket] > 0
             ]
             add("train", pieces, bucket)
     return tasks

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 from preproc.count_pass import UnitSummary
 from preproc.schema import REASONS
 from preproc.units import Unit
-from preproc.workdir import atomic_open
 
 REJECTS_FILE = "rejects.tsv"
+_HEADER = b"file\tline\treason\tdetail\traw_line\n"
 
 
 class BadRowError(Exception):
@@ -15,22 +17,25 @@ class BadRowError(Exception):
 
 
 class RejectLog:
-    """Collects the rejects of the units in order and numbers their lines.
+    """Numbers the rejects of the units (added in order) and streams them to a TSV file:
+    file, line, reason, detail, then the raw line (which may hold tabs).
 
     Line numbers are 1-based within each input file; a unit's first line
-    number is the sum of the line counts of the file's earlier units.
+    number is the sum of the line counts of the file's earlier units. The file
+    is written as ``<path>.tmp`` and renamed by ``close``.
     """
 
-    def __init__(self, fail: bool) -> None:
+    def __init__(self, path: str, fail: bool) -> None:
+        self.path = path
         self.fail = fail
         self.counts = dict.fromkeys(REASONS, 0)
         self.lines_read = 0
         self.rows_accepted = 0
         self._next_line: dict[int, int] = {}
-        self._entries: list[tuple[str, int, str, str, bytes]] = []
+        self._file = open(path + ".tmp", "wb")  # noqa: SIM115 (closed by close())
+        self._file.write(_HEADER)
 
     def add(self, unit: Unit, summary: UnitSummary) -> None:
-        """Adds the next unit (units must come in order)."""
         first = self._next_line.get(unit.file_index, 1)
         self._next_line[unit.file_index] = first + summary.num_lines
         self.lines_read += summary.num_lines
@@ -42,20 +47,21 @@ class RejectLog:
             strict=True,
         ):
             reason = REASONS[code]
-            self.counts[reason] += 1
-            entry = (unit.path, first + line, reason, detail, raw)
             if self.fail:
                 raise BadRowError(f"{unit.path}:{first + line}: {reason}: {detail}")
-            self._entries.append(entry)
+            self.counts[reason] += 1
+            detail = detail.replace("\t", " ")
+            self._file.write(f"{unit.path}\t{first + line}\t{reason}\t{detail}\t".encode())
+            self._file.write(raw + b"\n")
 
     @property
     def rejected(self) -> int:
         return sum(self.counts.values())
 
-    def write(self, path: str) -> None:
-        """TSV: file, line, reason, detail, then the raw line (which may hold tabs)."""
-        with atomic_open(path) as f:
-            f.write(b"file\tline\treason\tdetail\traw_line\n")
-            for file, line, reason, detail, raw in self._entries:
-                detail = detail.replace("\t", " ")
-                f.write(f"{file}\t{line}\t{reason}\t{detail}\t".encode() + raw + b"\n")
+    def close(self, completed: bool) -> None:
+        """Renames the file into place when every unit was added, else drops it."""
+        self._file.close()
+        if completed:
+            os.replace(self.path + ".tmp", self.path)
+        else:
+            os.remove(self.path + ".tmp")

@@ -48,3 +48,26 @@ def record_dtype(cat_dtypes: list[np.dtype]) -> np.dtype:
     fields = [("label", np.uint8), ("numerical", np.float16, (NUM_NUMERICAL,))]
     fields += [(f"cat_{i}", np.dtype(d).newbyteorder("<")) for i, d in enumerate(cat_dtypes)]
     return np.dtype(fields)
+
+
+# Rows accepted by pass 1, kept on disk for pass 2 so that no line is parsed
+# twice: features already transformed, raw categorical values, missing bits.
+PARSED_DTYPE = np.dtype(
+    [
+        ("label", np.uint8),
+        ("numerical", "<f2", (NUM_NUMERICAL,)),
+        ("categorical", "<u4", (NUM_CATEGORICAL,)),
+        ("categorical_missing", "<u4"),
+    ]
+)
+
+
+def pack_missing(missing: np.ndarray) -> np.ndarray:
+    """bool [n, 26] -> uint32 [n] bit masks (bit t: table t missing)."""
+    packed = np.packbits(missing, axis=1, bitorder="little")  # [n, 4] bytes
+    return np.ascontiguousarray(packed).view("<u4")[:, 0]
+
+
+def unpack_missing(bits: np.ndarray) -> np.ndarray:
+    as_bytes = np.ascontiguousarray(bits, "<u4").view(np.uint8).reshape(-1, 4)
+    return np.unpackbits(as_bytes, axis=1, count=NUM_CATEGORICAL, bitorder="little").astype(bool)

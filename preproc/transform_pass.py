@@ -1,27 +1,30 @@
-"""Pass 2: parse a unit again, map it to ids and features, write its rows per split.
+"""Pass 2: map a unit's accepted rows to ids and write them per split.
 
-Rows are packed records (``schema.record_dtype``). Training rows of a shuffled
-run are spread over buckets by a generator seeded from (seed, unit index) and
-stored sorted by bucket, with the per-bucket row counts beside them; the
-assembly step then gathers each bucket from every unit.
+Reads the rows pass 1 kept (``schema.PARSED_DTYPE``) in chunks and writes
+packed records (``schema.record_dtype``) per split, streaming, so memory does
+not depend on the unit's size (a whole ``.gz`` day is one unit). Training rows
+of a shuffled run are cut into segments of at most ``SEGMENT_ROWS``; in each,
+every row draws a bucket from a generator seeded by (seed, unit index) and the
+segment is stored sorted by bucket, its per-bucket row counts beside it. The
+assembly step then gathers each bucket from every segment of every unit.
 """
 
 from __future__ import annotations
 
 import os
+from contextlib import ExitStack
 from dataclasses import dataclass
 
 import numpy as np
 
-from preproc.arrow_parse import parse_lines
-from preproc.numerical import transform
-from preproc.schema import NUM_CATEGORICAL, record_dtype
-from preproc.units import Unit, UnitReader
-from preproc.vocab import lookup
+from preproc.schema import NUM_CATEGORICAL, PARSED_DTYPE, record_dtype, unpack_missing
+from preproc.vocab import VocabLookup
 from preproc.vocab_pass import load_lookup
 from preproc.workdir import WorkDir, atomic_open, save_json, save_npy
 
 UNIT_SEED_STREAM = 0  # second word of the seed of a unit's bucket assignment
+CHUNK_ROWS = 1 << 18  # rows mapped at once
+SEGMENT_ROWS = 1 << 20  # training rows shuffled into buckets at once
 
 
 @dataclass(frozen=True)
@@ -33,10 +36,8 @@ class TransformTask:
         num_buckets: shuffle buckets of the training rows; 0 keeps input order.
     """
 
-    unit: Unit
+    unit_index: int
     output_dir: str
-    labeled: bool
-    numerical_transform: str
     cat_dtypes: tuple[str, ...]
     ranges: tuple[tuple[str, int, int], ...]
     expected_rows: int
@@ -44,61 +45,97 @@ class TransformTask:
     seed: int
 
 
-_LOOKUPS: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+_LOOKUPS: dict[str, list[VocabLookup]] = {}
 
 
-def _lookups(workdir: WorkDir) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per-process cache: a worker maps each table once, not once per unit."""
+def _lookups(workdir: WorkDir) -> list[VocabLookup]:
+    """Per-process cache: a worker loads each table once, not once per unit."""
     if workdir.root not in _LOOKUPS:
-        _LOOKUPS[workdir.root] = [load_lookup(workdir, t) for t in range(NUM_CATEGORICAL)]
+        _LOOKUPS.clear()
+        _LOOKUPS[workdir.root] = [
+            VocabLookup(*load_lookup(workdir, t)) for t in range(NUM_CATEGORICAL)
+        ]
     return _LOOKUPS[workdir.root]
 
 
-def bucket_of_rows(seed: int, unit_index: int, rows: int, num_buckets: int) -> np.ndarray:
-    rng = np.random.default_rng([seed, UNIT_SEED_STREAM, unit_index])
-    return rng.integers(0, num_buckets, size=rows)
+def _to_records(rows: np.ndarray, tables: list[VocabLookup], dtype: np.dtype) -> np.ndarray:
+    records = np.empty(rows.size, dtype)
+    records["label"] = rows["label"]
+    records["numerical"] = rows["numerical"]
+    missing = unpack_missing(rows["categorical_missing"])
+    values = rows["categorical"]
+    for t, table in enumerate(tables):
+        records[f"cat_{t}"] = table(values[:, t], missing[:, t])
+    return records
+
+
+class _ShuffledWriter:
+    """Writes training rows as bucket-sorted segments and records their bucket counts."""
+
+    def __init__(self, f, task: TransformTask) -> None:
+        self.f = f
+        self.num_buckets = task.num_buckets
+        self.rng = np.random.default_rng([task.seed, UNIT_SEED_STREAM, task.unit_index])
+        self.pending: list[np.ndarray] = []
+        self.pending_rows = 0
+        self.counts: list[np.ndarray] = []
+
+    def write(self, records: np.ndarray) -> None:
+        self.pending.append(records)
+        self.pending_rows += records.size
+        if self.pending_rows >= SEGMENT_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        rows = np.concatenate(self.pending)
+        buckets = self.rng.integers(0, self.num_buckets, size=rows.size)
+        self.f.write(rows[np.argsort(buckets, kind="stable")].tobytes())
+        self.counts.append(np.bincount(buckets, minlength=self.num_buckets))
+        self.pending, self.pending_rows = [], 0
+
+    def bucket_counts(self) -> np.ndarray:
+        """[segments, buckets] row counts."""
+        return np.array(self.counts, np.int64).reshape(-1, self.num_buckets)
 
 
 def transform_unit(task: TransformTask) -> int:
-    """Writes ``unit_K.<split>.rec`` files (and bucket counts), then the done marker."""
+    """Writes ``unit_K.<split>.rec`` files (and bucket counts), then the done marker,
+    then deletes the unit's pass-1 rows."""
     workdir = WorkDir(task.output_dir)
     tables = _lookups(workdir)
     dtype = record_dtype([np.dtype(d) for d in task.cat_dtypes])
-    blocks = []
-    for block in UnitReader(task.unit):
-        parsed = parse_lines(block, task.labeled)
-        records = np.empty(parsed.num_rows, dtype)
-        records["label"] = parsed.labels
-        records["numerical"] = transform(
-            task.numerical_transform, parsed.integers, parsed.integer_missing
-        )
-        for t, (sorted_values, sorted_ids) in enumerate(tables):
-            records[f"cat_{t}"] = lookup(
-                sorted_values,
-                sorted_ids,
-                parsed.categorical[:, t],
-                parsed.categorical_missing[:, t],
-            )
-        blocks.append(records)
-    records = np.concatenate(blocks) if blocks else np.empty(0, dtype)
-    if records.size != task.expected_rows:
+    parsed_path = workdir.parsed(task.unit_index)
+    size = os.path.getsize(parsed_path)
+    if size != task.expected_rows * PARSED_DTYPE.itemsize:
         raise RuntimeError(
-            f"{task.unit.path} bytes {task.unit.start}-{task.unit.end}: pass 2 accepted "
-            f"{records.size} rows, pass 1 {task.expected_rows} (file changed during the run?)"
+            f"{parsed_path}: {size} bytes, expected {task.expected_rows} rows "
+            f"of {PARSED_DTYPE.itemsize} bytes"
         )
+    parsed = np.memmap(parsed_path, PARSED_DTYPE, mode="r") if size else None
     written = {}
-    for split, lo, hi in task.ranges:
-        rows = records[lo:hi]
-        if split == "train" and task.num_buckets > 0:
-            buckets = bucket_of_rows(task.seed, task.unit.index, rows.size, task.num_buckets)
-            rows = rows[np.argsort(buckets, kind="stable")]
-            counts = np.bincount(buckets, minlength=task.num_buckets).astype(np.int64)
-            save_npy(workdir.pass2(task.unit.index, "train.buckets.npy"), counts)
-        with atomic_open(workdir.pass2(task.unit.index, f"{split}.rec")) as f:
-            f.write(rows.tobytes())
-        written[split] = int(rows.size)
-    save_json(workdir.pass2(task.unit.index, "done.json"), written)
-    return task.unit.index
+    with ExitStack() as stack:
+        for split, lo, hi in task.ranges:
+            f = stack.enter_context(atomic_open(workdir.pass2(task.unit_index, f"{split}.rec")))
+            shuffled = split == "train" and task.num_buckets > 0
+            writer = _ShuffledWriter(f, task) if shuffled else None
+            for start in range(lo, hi, CHUNK_ROWS):
+                records = _to_records(parsed[start : min(hi, start + CHUNK_ROWS)], tables, dtype)
+                if writer is not None:
+                    writer.write(records)
+                else:
+                    f.write(records.tobytes())
+            if writer is not None:
+                writer.flush()
+                save_npy(
+                    workdir.pass2(task.unit_index, "train.buckets.npy"), writer.bucket_counts()
+                )
+            written[split] = hi - lo
+    del parsed
+    save_json(workdir.pass2(task.unit_index, "done.json"), written)
+    os.remove(parsed_path)  # after the done marker: a rerun never needs it again
+    return task.unit_index
 
 
 def is_done(workdir: WorkDir, unit_index: int) -> bool:

@@ -34,6 +34,9 @@ class WorkDir:
     def pass1(self, unit: int) -> str:
         return os.path.join(self.work, "pass1", f"unit_{unit:06d}.npz")
 
+    def parsed(self, unit: int) -> str:
+        return os.path.join(self.work, "pass1", f"unit_{unit:06d}.parsed")
+
     def lookup(self, table: int, kind: str) -> str:
         return os.path.join(self.work, "lookup", f"cat_{table}_{kind}.npy")
 

@@ -1,6 +1,8 @@
 """The binary dataset decodes to exactly what a plain Python transform of the TSV gives."""
 
+import gzip
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -84,3 +86,34 @@ def test_vocab_ids_follow_counts_and_thresholds(tmp_path):
     np.testing.assert_array_equal(train["categorical"][:, 1:], ids_5[:, 1:])
     meta = json.loads((tmp_path / "metadata.json").read_text())
     assert meta["cardinalities"] == cards_all[:1] + cards_5[1:]
+
+
+def test_small_flushes_chunks_and_segments_give_the_same_rows(tmp_path, monkeypatch):
+    """A whole .gz file is one unit: it must stream (counts flushed, rows mapped in
+    chunks, training rows shuffled in segments) and still give the exact dataset."""
+    from preproc import count_pass, transform_pass
+
+    monkeypatch.setattr(count_pass, "FLUSH_ROWS", 100)
+    monkeypatch.setattr(transform_pass, "CHUNK_ROWS", 128)
+    monkeypatch.setattr(transform_pass, "SEGMENT_ROWS", 300)
+    packed = tmp_path / "kaggle.tsv.gz"
+    packed.write_bytes(gzip.compress(Path(sample("kaggle_train_head.tsv")).read_bytes()))
+    segments = []
+
+    def inspect(step, index):
+        buckets = tmp_path / "out" / "_work" / "pass2" / "unit_000000.train.buckets.npy"
+        if step == "transform":
+            segments.append(np.load(buckets).shape)
+
+    meta = preprocess([str(packed)], tmp_path / "out", shuffle_bucket_rows=700, hook=inspect)
+    labels, numerical, ids, cardinalities = reference_transform(
+        [sample("kaggle_train_head.tsv")], 2
+    )
+    assert meta["cardinalities"] == cardinalities
+    n_train = meta["rows"]["train"]
+    train = read_split(tmp_path / "out", "train")
+    expected = rows_as_bytes(labels[:n_train], numerical[:n_train], ids[:n_train])
+    assert rows_as_bytes(train["label"], train["numerical"], train["categorical"]) == expected
+    np.testing.assert_array_equal(
+        read_split(tmp_path / "out", "test")["categorical"], ids[n_train:]
+    )

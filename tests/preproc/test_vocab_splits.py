@@ -6,7 +6,7 @@ from preproc.metadata import model_size
 from preproc.schema import categorical_dtype
 from preproc.splits import plan_splits, split_rule
 from preproc.units import Unit
-from preproc.vocab import build_vocab, lookup, merge_counts, reduce_counts
+from preproc.vocab import VocabLookup, build_vocab, lookup, merge_counts, reduce_counts
 
 
 def test_vocab_orders_by_count_then_value_and_applies_threshold():
@@ -91,3 +91,19 @@ def test_day_rule_needs_all_inputs_named_day():
     # the highest-numbered day is split, whatever its position in the list
     ranges = plan_splits(["day_1", "day_0"], units, [5, 2, 2], 0.1)
     assert ranges == [[("test", 0, 3), ("validation", 3, 5)], [("train", 0, 2)], [("train", 0, 2)]]
+
+
+@pytest.mark.parametrize("hash_max", [0, 1 << 20])
+def test_hash_and_binary_search_lookups_agree(hash_max):
+    rng = np.random.default_rng(3)
+    values = np.unique(rng.integers(0, 2**32, 5000, dtype=np.uint64).astype(np.uint32))
+    counts = rng.integers(1, 50, values.size)
+    _, sorted_values, ids = build_vocab(values, counts, 10)
+    table = VocabLookup(sorted_values, ids, hash_max=hash_max)
+    assert (table.index is None) == (hash_max == 0)
+    unseen = rng.integers(0, 2**32, 1000, dtype=np.uint64).astype(np.uint32)
+    query = np.concatenate([values, unseen])
+    missing = rng.random(query.size) < 0.1
+    expected = lookup(sorted_values, ids, query, missing)
+    np.testing.assert_array_equal(table(query, missing), expected)
+    assert (expected > 0).sum() > 100
