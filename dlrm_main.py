@@ -14,6 +14,7 @@ import dataclasses
 import logging
 import os
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 import keras
@@ -52,6 +53,7 @@ def main(argv: list[str]) -> dict[str, Any]:
 
 def run(config: Config) -> dict[str, Any]:
     """Runs one configured job; returns the result block (rank 0's figures)."""
+    _check_launcher(config.device.use_horovod, os.environ)
     comm = make_communicator(config.device.use_horovod)
     # Before any TensorFlow op: pins this rank's device and sets the precision policy.
     device = setup_device(config.device, config.optimizer.loss_scale, comm.local_rank)
@@ -75,6 +77,21 @@ def run(config: Config) -> dict[str, Any]:
     logger.result(results)
     logger.close()
     return results
+
+
+def _check_launcher(use_horovod: bool, environ: Mapping[str, str]) -> None:
+    """Refuses N independent single-process runs started by horovodrun/mpirun.
+
+    Without --use_horovod every process would train alone on the whole data
+    and write the same log and checkpoint files.
+    """
+    for variable in ("HOROVOD_SIZE", "OMPI_COMM_WORLD_SIZE"):
+        size = environ.get(variable, "1")
+        if not use_horovod and size.isdigit() and int(size) > 1:
+            raise ConfigError(
+                f"launched as {size} processes ({variable}={size}) but --use_horovod is not "
+                "set; add --use_horovod (or start one process)"
+            )
 
 
 def _open_results_log(config: Config, rank: int) -> ResultsLogger:

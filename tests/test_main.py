@@ -199,6 +199,13 @@ def test_resumed_run_matches_an_uninterrupted_run(tmp_path) -> None:
         np.testing.assert_allclose(resumed[name], value, rtol=1e-6, atol=1e-7, err_msg=name)
 
 
+def test_horovodrun_without_use_horovod_is_refused() -> None:
+    with pytest.raises(ConfigError, match="--use_horovod is not set"):
+        dlrm_main._check_launcher(False, {"HOROVOD_SIZE": "2"})
+    dlrm_main._check_launcher(True, {"HOROVOD_SIZE": "2"})
+    dlrm_main._check_launcher(False, {"HOROVOD_SIZE": "1"})
+
+
 def test_invalid_flags_fail_before_any_work(tmp_path) -> None:
     with pytest.raises(ConfigError, match="--valid_batch_size"):
         dlrm_main.main(["dlrm_main.py", "--dataset_type=synthetic", "--batch_size=64"])
