@@ -150,22 +150,23 @@ class HorovodCommunicator:
         self._last[graph] = first
         return result
 
+    def _alltoall(self, x: tf.Tensor, splits: tf.Tensor, name: str) -> tuple[tf.Tensor, ...]:
+        # Horovod has no bfloat16 collectives: move the same 16 bits as int16.
+        if x.dtype == tf.bfloat16:
+            received, received_splits = self._alltoall(tf.bitcast(x, tf.int16), splits, name)
+            return tf.bitcast(received, tf.bfloat16), received_splits
+        return self._ordered(lambda: self._hvd.alltoall(x, splits=splits, name=name))
+
     def alltoall(self, tensor: tf.Tensor, splits: tf.Tensor, name: str) -> tf.Tensor:
-        hvd = self._hvd
         splits = tf.cast(splits, tf.int32)
 
         @tf.custom_gradient
         def exchange(x):
-            received, received_splits = self._ordered(
-                lambda: hvd.alltoall(x, splits=splits, name=name)
-            )
+            received, received_splits = self._alltoall(x, splits, name)
 
             def grad(dy):
                 # The reverse exchange: what we received from rank r goes back to r.
-                back, _ = self._ordered(
-                    lambda: hvd.alltoall(dy, splits=received_splits, name=f"{name}_grad")
-                )
-                return back
+                return self._alltoall(dy, received_splits, f"{name}_grad")[0]
 
             return received, grad
 

@@ -48,6 +48,19 @@ def smoke(comm: HorovodCommunicator) -> None:
     grad = tape.gradient(loss, x)
     np.testing.assert_array_equal(grad.numpy(), [[1, 1, 2, 3, 4], [2, 3, 4, 5, 6]][rank])
 
+    # 16-bit vectors (mixed precision): bfloat16 travels as int16 bits.
+    for dtype in (tf.float16, tf.bfloat16):
+        x16 = tf.cast(x, dtype)
+        with tf.GradientTape() as tape:
+            tape.watch(x16)
+            received = comm.alltoall(x16, splits, name=f"smoke_a2a_{dtype.name}")
+            weights = tf.cast(tf.range(tf.size(received)) + 1, dtype)
+            loss = tf.reduce_sum(received * weights)
+        assert received.dtype == dtype, received.dtype
+        np.testing.assert_array_equal(tf.cast(received, tf.float32).numpy(), expected)
+        grad = tf.cast(tape.gradient(loss, x16), tf.float32)
+        np.testing.assert_array_equal(grad.numpy(), [[1, 1, 2, 3, 4], [2, 3, 4, 5, 6]][rank])
+
     gathered = comm.allgather(tf.fill([rank + 1, 2], float(rank)), name="smoke_gather")
     np.testing.assert_array_equal(gathered.numpy(), [[0, 0], [1, 1], [1, 1]])
 

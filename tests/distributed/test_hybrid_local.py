@@ -148,3 +148,28 @@ def test_reduce_gradients_scales_embeddings_and_averages_dense():
     np.testing.assert_array_equal(embedding[1].numpy(), [3.0])
     assert embedding[2] is None and dense[0] is None
     np.testing.assert_array_equal(dense[1].numpy(), [2.0, 3.0])
+
+
+@pytest.fixture
+def bfloat16_policy():
+    import keras
+
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    yield
+    keras.mixed_precision.set_global_policy(previous)
+
+
+def test_vectors_travel_in_the_16_bit_compute_dtype(bfloat16_policy):
+    model = ps.build_model()
+    sizes = [112, 176, 80, 208, 48]
+    hp = HybridParallel(model, _FakeComm(0, 2), plan_placement(sizes, 2), 16)
+    assert hp.transport_dtype == tf.bfloat16
+    assert hp.alltoall_bytes_per_step() == 1280 // 2  # half of the float32 figure above
+    assert "bfloat16 vectors" in hp.describe()
+    # One process: the same logits as the plain model under the same policy.
+    local = ps.make_hybrid(LocalCommunicator(), model)
+    numerical, categorical, _ = ps.make_batches((16,), seed=3)[0]
+    expected = model({"numerical": numerical, "categorical": categorical})
+    got = local.forward(tf.constant(numerical), tf.constant(categorical))
+    np.testing.assert_array_equal(got.numpy(), expected.numpy())
