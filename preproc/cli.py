@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from preproc.config import ON_BAD_ROW, PreprocConfig, parse_thresholds
@@ -34,7 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="INDEX=T",
         help="override the threshold of tables 0..25, e.g. 0=20 3=5 (or 0=20,3=5)",
     )
-    parser.add_argument("--num_workers", type=int, default=1, help="worker processes")
+    parser.add_argument(
+        "--num_workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="worker processes (default: all cores); the output does not depend on it",
+    )
     parser.add_argument(
         "--test_fraction",
         type=float,
