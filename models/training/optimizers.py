@@ -15,6 +15,7 @@ a first step. Duplicate ids of a batch are summed before the update.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -46,7 +47,7 @@ def _variable_key(variable: Any) -> str:
     return key.removesuffix(":0")
 
 
-class SparseOptimizer(tf.Module):
+class SparseOptimizer(tf.Module, abc.ABC):
     """Base class: slot bookkeeping, learning rate, duplicate summing.
 
     Subclasses define ``slot_initial_values`` and ``_update_rows``.
@@ -132,6 +133,7 @@ class SparseOptimizer(tf.Module):
         summed = tf.math.unsorted_segment_sum(values, position, tf.shape(unique)[0])
         return unique, summed
 
+    @abc.abstractmethod
     def _update_rows(
         self,
         table: tf.Variable,
@@ -141,7 +143,7 @@ class SparseOptimizer(tf.Module):
         lr: tf.Tensor,
         step: tf.Tensor,
     ) -> None:
-        raise NotImplementedError
+        """Updates the rows ``indices`` of ``table`` and ``slots`` (step counts from 1)."""
 
 
 class SparseSGD(SparseOptimizer):

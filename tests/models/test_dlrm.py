@@ -129,6 +129,16 @@ def test_config_round_trip_and_weights_transfer():
     assert restored.get_config() == model.get_config()
 
 
+def test_keras_file_save_and_load(tmp_path):
+    model = DLRM(CARDINALITIES, **DIMS)
+    path = str(tmp_path / "dlrm.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert isinstance(loaded, DLRM)
+    inputs = _inputs(seed=3)
+    np.testing.assert_array_equal(loaded(inputs).numpy(), model(inputs).numpy())
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
