@@ -1,0 +1,119 @@
+"""tools.bench_train: FLOP count by hand, the baseline's interaction, a tiny end-to-end run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tools.bench_train import PlainDotInteraction, flops_per_sample, main
+
+
+def test_reference_flops_per_sample_by_hand() -> None:
+    # Bottom MLP 13-512-256-128; top MLP reads 128 + 27*26/2 = 479 features.
+    bottom = 13 * 512 + 512 * 256 + 256 * 128
+    top = 479 * 1024 + 1024 * 1024 + 1024 * 512 + 512 * 256 + 256 * 1
+    gram = 27 * 27 * 128
+    count = flops_per_sample(26, 128, (512, 256, 128), (1024, 1024, 512, 256, 1), 13)
+    assert (count.bottom_mlp_macs, count.top_mlp_macs, count.interaction_macs) == (
+        170_496,
+        2_194_688,
+        93_312,
+    )
+    assert (bottom, top, gram) == (170_496, 2_194_688, 93_312)
+    assert count.forward_flops == 2 * 2_458_496
+    assert count.training_flops == 14_750_976  # the issue's "about 14.8 MFLOP"
+
+
+def test_tiny_flops_per_sample_by_hand() -> None:
+    # F = 2, D = 4, N = 3: bottom 3-8-4 (24 + 32), top reads 4 + 3 = 7 -> 6 -> 1 (42 + 6),
+    # Gram of 3 vectors of 4: 36. Training = 3 x forward = 6 x MACs.
+    count = flops_per_sample(2, 4, (8, 4), (6, 1), 3)
+    assert (count.bottom_mlp_macs, count.top_mlp_macs, count.interaction_macs) == (56, 48, 36)
+    assert count.training_flops == 6 * (56 + 48 + 36)
+
+
+def test_plain_interaction_is_the_lower_triangle_row_by_row() -> None:
+    features = np.arange(2 * 3 * 2, dtype=np.float32).reshape(2, 3, 2)
+    out = np.asarray(PlainDotInteraction()(features))
+    expected = [[f[1] @ f[0], f[2] @ f[0], f[2] @ f[1]] for f in features]
+    np.testing.assert_allclose(out, expected)
+
+
+TINY = [
+    "--steps=4",
+    "--warmup_steps=2",
+    "--window_steps=2",
+    "--batch_size=128",
+    "--embedding_dim=8",
+    "--bottom_mlp_dims=16,8",
+    "--top_mlp_dims=16,1",
+    "--num_tables=3",
+    "--max_rows=500",
+    "--matmul_dims=64,32,32",
+    "--matmul_repeats=2",
+    "--distinct_batches=2",
+    "--pipeline_batches=3",
+    "--profile_steps=2",
+]
+
+
+def test_tiny_run_reports_every_figure(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "bench.json"
+    assert main([*TINY, "--precisions=fp32,bf16", f"--json={out}"]) == 0
+    results = json.loads(out.read_text())
+    printed = capsys.readouterr().out
+
+    # F = 3, D = 8, N = 13: bottom 13*16 + 16*8, top (8 + 6)*16 + 16, Gram 4*4*8.
+    assert results["flops_per_sample"]["training_flops"] == 6 * (336 + 240 + 128)
+    assert results["config"]["cardinalities"] == [500, 500, 500]  # capped Criteo tables
+    for precision in ("fp32", "bf16"):
+        matmul = results["matmul"][precision]
+        assert matmul["gflops"] > 0
+        assert matmul["compute_bound_samples_per_s"] == pytest.approx(
+            matmul["gflops"] * 1e9 / results["flops_per_sample"]["training_flops"]
+        )
+        run = results["precisions"][precision]
+        assert len(run["ours_windows"]) == len(run["plain_keras_windows"]) == 2
+        assert min(run["ours_windows"] + run["plain_keras_windows"]) > 0
+        assert run["ours_samples_per_s"] == pytest.approx(np.median(run["ours_windows"]))
+        assert run["ratio_ours_over_plain"] == pytest.approx(
+            run["ours_samples_per_s"] / run["plain_keras_samples_per_s"]
+        )
+        assert run["ours_fraction_of_bound"] == pytest.approx(
+            run["ours_samples_per_s"] / matmul["compute_bound_samples_per_s"]
+        )
+        parts = run["profile"]["part_ms"]
+        assert parts["optimizers (difference)"] == pytest.approx(
+            parts["whole train step"] - parts["forward + backward"]
+        )
+        assert {row["name"] for row in run["profile"]["op_types"]["by_phase"]} >= {
+            "forward",
+            "backward",
+        }
+        assert f"\n{precision} " in printed
+    targets = results["targets"]
+    assert set(targets) == {
+        "fp32_ours_over_plain_keras",
+        "bf16_ours_over_plain_keras",
+        "pipeline_over_fastest_step",
+    }
+    fastest = max(r["ours_samples_per_s"] for r in results["precisions"].values())
+    assert targets["pipeline_over_fastest_step"]["value"] == pytest.approx(
+        results["pipeline_samples_per_s"] / fastest
+    )
+    for name, target in targets.items():
+        assert target["met"] == (target["value"] >= target["target"])
+        assert f"target {name}: " in printed
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [["--precisions=fp64"], ["--steps=5", "--window_steps=2"], ["--num_tables=27"]],
+)
+def test_invalid_arguments_are_refused(bad: list[str], capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        main(bad)
+    assert "error" in capsys.readouterr().err
