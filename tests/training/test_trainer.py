@@ -204,3 +204,22 @@ def test_profiler_window_writes_a_trace(tmp_path) -> None:
     window.close(lambda: None)
     traces = [f for _, _, files in os.walk(log_dir) for f in files if ".xplane.pb" in f]
     assert traces, f"no trace under {log_dir}"
+
+
+def test_float16_policy_with_loss_scale_tracks_float32_training() -> None:
+    """The MLU/GPU AMP path (mixed_float16 + static loss scale), run on the CPU."""
+    features, labels = _batch(64)
+    reference = _step(_model())
+    expected = [float(reference(features, labels)) for _ in range(40)]
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = _model()  # same seed: same initial weights as the float32 model
+        step = _step(model, loss_scale=1024.0)
+        losses = [float(step(features, labels)) for _ in range(40)]
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    assert expected[-1] < 0.9 * expected[0]
+    # float16 activations: the same trajectory within half-precision error.
+    np.testing.assert_allclose(losses, expected, rtol=2e-2)
+    assert all(v.dtype == "float32" for v in model.embedding_variables)
