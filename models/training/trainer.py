@@ -302,6 +302,29 @@ class Trainer:
             if loss is not None:
                 loss.numpy()
 
+        def paused(action: Callable[[], Any]) -> Any:
+            """Runs `action` with the device idle and the training clock stopped."""
+            sync()
+            clock.pause()
+            value = action()
+            clock.resume()
+            return value
+
+        def progress(step: int, epoch: int) -> None:
+            nonlocal printed_at
+            steps_done = clock.steps - printed_at[0]
+            seconds = clock.seconds - printed_at[1]
+            result.final_loss = float(self._reduce_loss(loss))
+            metrics = {
+                "loss": result.final_loss,
+                "learning_rate": float(self._learning_rate(step)),
+                "epoch": epoch,
+            }
+            if steps_done and seconds > 0:  # none when only warm-up steps ran since
+                metrics["samples_per_second"] = steps_done * s.global_batch_size / seconds
+            self._hooks.progress(step, metrics)
+            printed_at = (clock.steps, clock.seconds)
+
         step = start_step
         for epoch in range(start_epoch, s.epochs):
             if 0 <= s.max_steps <= step:
@@ -323,42 +346,21 @@ class Trainer:
                     clock.count()
                 self._profiler.after_step(step, sync)
                 if step - start_step == s.benchmark_warmup_steps:
-                    sync()  # warm-up (tracing, first batches) ends here
-                    clock.pause()
-                    clock.resume()
+                    paused(lambda: None)  # warm-up (tracing, first batches) ends here
                 if step % s.print_freq == 0:
-                    sync()
-                    clock.pause()
-                    steps_done = clock.steps - printed_at[0]
-                    seconds = clock.seconds - printed_at[1]
-                    rate = steps_done * s.global_batch_size / seconds if seconds > 0 else 0.0
-                    result.final_loss = float(self._reduce_loss(loss))
-                    metrics = {
-                        "loss": result.final_loss,
-                        "learning_rate": float(self._learning_rate(step)),
-                        "epoch": epoch,
-                    }
-                    if steps_done:  # none when only warm-up steps ran since the last line
-                        metrics["samples_per_second"] = rate
-                    self._hooks.progress(step, metrics)
-                    printed_at = (clock.steps, clock.seconds)
-                    clock.resume()
-                next_position = (epoch, batch + 1)
-                if batch + 1 >= s.steps_per_epoch:
-                    next_position = (epoch + 1, 0)
+                    paused(lambda step=step, epoch=epoch: progress(step, epoch))
                 stop = 0 <= s.max_steps <= step
                 if batch in eval_points or (stop and eval_points):
-                    sync()
-                    clock.pause()
-                    result.evals.append((step, self._hooks.evaluate(step)))
+                    evaluation = paused(lambda step=step: self._hooks.evaluate(step))
+                    result.evals.append((step, evaluation))
                     last_eval_step = step
-                    clock.resume()
                 if s.checkpoint_every_n_steps and step % s.checkpoint_every_n_steps == 0:
-                    sync()
-                    clock.pause()
-                    self._hooks.save_checkpoint(step, *next_position)
+                    # The position of the next batch to read, for an exact resume.
+                    position = (
+                        (epoch, batch + 1) if batch + 1 < s.steps_per_epoch else (epoch + 1, 0)
+                    )
+                    paused(lambda step=step, p=position: self._hooks.save_checkpoint(step, *p))
                     last_ckpt_step = step
-                    clock.resume()
                 if stop:
                     break
                 boundary = time.perf_counter()
