@@ -24,7 +24,7 @@ from preproc.workdir import WorkDir, atomic_open, save_json, save_npy
 
 UNIT_SEED_STREAM = 0  # second word of the seed of a unit's bucket assignment
 CHUNK_ROWS = 1 << 18  # rows mapped at once
-SEGMENT_ROWS = 1 << 20  # training rows shuffled into buckets at once
+SEGMENT_ROWS = 1 << 19  # training rows shuffled into buckets at once (bounds memory)
 
 
 @dataclass(frozen=True)

@@ -109,6 +109,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num_days", type=int, default=4)
     parser.add_argument("--work_dir", default="/tmp/dlrm_bench_preproc")
     parser.add_argument(
+        "--unit_mb",
+        type=float,
+        default=16.0,
+        help="passed to preproc: units smaller than a quarter-size day file, so that "
+        "per-unit buffers are full-size at both sizes",
+    )
+    parser.add_argument(
         "--shuffle_bucket_rows",
         type=int,
         default=250_000,
@@ -141,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         command = [py, "-m", "preproc", "--input_files", *inputs[name], "--output_dir", out]
         command += ["--frequency_threshold", str(THRESHOLD), "--num_workers", str(workers)]
         command += ["--shuffle_bucket_rows", str(args.shuffle_bucket_rows)]
+        command += ["--unit_mb", str(args.unit_mb)]
         result = measure(command)
         with open(os.path.join(out, "metadata.json")) as f:
             assert json.load(f)["rows_written"] == sizes[name]
