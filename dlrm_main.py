@@ -222,7 +222,7 @@ class _Data:
                 seed=c.run.seed if train else c.run.seed + 1,
                 **common,
             )
-        return BinaryDataset(
+        split = BinaryDataset(
             data.dataset_path,
             name,
             metadata=self.metadata,
@@ -232,6 +232,12 @@ class _Data:
             seed=c.run.seed,
             **common,
         )
+        if len(split) == 0:
+            hint = "" if train else " (train with --skip_eval to go without evaluation)"
+            raise ConfigError(
+                f"the {name!r} split of --dataset_path={data.dataset_path} has no rows{hint}"
+            )
+        return split
 
 
 class _LoopHooks:

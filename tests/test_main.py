@@ -296,3 +296,28 @@ def test_real_criteo_rows_are_learned(tmp_path) -> None:
     assert results["steps"] == 120
     # Measured: 0.685 (seed 12345); a model that learned nothing scores about 0.5.
     assert results["auc"] > 0.6, results
+
+
+def _write_tiny_dataset(root: Path, test_rows: int) -> None:
+    from models.data.writer import SplitArrays, write_dataset
+
+    rng = np.random.default_rng(0)
+
+    def arrays(rows: int) -> SplitArrays:
+        categorical = np.stack([rng.integers(0, n, rows) for n in CARDINALITIES], 1)
+        return SplitArrays(rng.integers(0, 2, rows), rng.random((rows, 13)), categorical)
+
+    write_dataset(root, {"train": arrays(256), "test": arrays(test_rows)}, CARDINALITIES)
+
+
+def test_dataset_problems_are_reported_before_training(tmp_path) -> None:
+    _write_tiny_dataset(tmp_path / "data", test_rows=0)
+    flags = [a for a in TINY if not a.startswith(("--dataset_type", "--synthetic"))]
+    base = ["dlrm_main.py", *flags, f"--dataset_path={tmp_path / 'data'}"]
+    log = f"--log_path={tmp_path / 'log.json'}"
+    with pytest.raises(ConfigError, match=r"'test' split .* has no rows .*--skip_eval"):
+        dlrm_main.main([*base, log])
+    with pytest.raises(ConfigError, match="--num_numerical_features=12 but the dataset"):
+        dlrm_main.main([*base, log, "--num_numerical_features=12"])
+    # Without evaluation the same dataset trains.
+    assert dlrm_main.main([*base, log, "--skip_eval"])["steps"] == 2
