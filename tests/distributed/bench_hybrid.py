@@ -2,8 +2,9 @@
 
 Benchmark configuration of the model issue: global batch 4096, D = 128, the
 reference MLPs, 26 tables with the Criteo threshold-15 cardinalities capped at
-200,000 rows, power-law ids, float32, plain SGD. Prints (rank 0) the placement,
-embedding bytes per rank, all-to-all bytes per step and samples/s.
+200,000 rows, power-law ids, float32 (``--bf16``: mixed_bfloat16), plain SGD.
+Prints (rank 0) the placement, embedding bytes per rank, all-to-all bytes per
+step and samples/s.
 
     python -m tests.distributed.bench_hybrid
     horovodrun -np 2 --gloo python -m tests.distributed.bench_hybrid --horovod
@@ -51,9 +52,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--warmup_steps", type=int, default=5)
     parser.add_argument("--threads", type=int, default=0, help="intra-op threads, 0 = TF default")
+    parser.add_argument("--bf16", action="store_true", help="mixed_bfloat16 policy")
     args = parser.parse_args()
     if args.threads:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    if args.bf16:
+        tf.keras.mixed_precision.set_global_policy("mixed_bfloat16")
 
     from models.dlrm import DLRM
 
@@ -92,7 +96,8 @@ def main() -> None:
     if comm.rank == 0:
         print(hp.describe())
         print(
-            f"world {comm.size}: {args.steps} steps of {args.batch_size} in {seconds:.2f} s: "
+            f"world {comm.size} {'bf16' if args.bf16 else 'fp32'}: {args.steps} steps of "
+            f"{args.batch_size} in {seconds:.2f} s: "
             f"{args.steps * args.batch_size / seconds:.0f} samples/s, "
             f"{1000 * seconds / args.steps:.1f} ms/step; tables on rank 0: "
             f"{hp.local_tables_bytes / 2**20:.1f} MiB of {hp.all_tables_bytes / 2**20:.1f} MiB"
