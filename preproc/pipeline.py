@@ -78,6 +78,24 @@ def _check_layout(config: PreprocConfig) -> None:
             raise ValueError(f"{path}:1 has {fields} fields (labeled); drop --unlabeled")
 
 
+def _check_complete_dataset(config: PreprocConfig, metadata: dict) -> None:
+    """A rerun of a finished command is a no-op; with other options it is an error."""
+    wanted = {
+        "numerical_transform": config.numerical_transform,
+        "frequency_thresholds": list(config.frequency_thresholds),
+        "seed": config.seed,
+        "shuffled": config.shuffle,
+        "labeled": config.labeled,
+        "input_files": [{"path": p, "bytes": os.path.getsize(p)} for p in config.input_files],
+    }
+    changed = sorted(k for k, v in wanted.items() if metadata.get(k) != v)
+    if changed:
+        raise ValueError(
+            f"{config.output_dir} holds a complete dataset made with other options or inputs "
+            f"(differs in: {', '.join(changed)}); delete it or choose another --output_dir"
+        )
+
+
 def _prepare_workdir(config: PreprocConfig, workdir: WorkDir) -> None:
     fingerprint = config.fingerprint()
     if os.path.exists(workdir.config()):
@@ -309,8 +327,10 @@ def run(config: PreprocConfig, hook: TaskHook | None = None) -> dict:
     hook = hook or (lambda step, index: None)
     workdir = WorkDir(config.output_dir)
     if os.path.exists(workdir.output("metadata.json")):
+        metadata = load_json(workdir.output("metadata.json"))
+        _check_complete_dataset(config, metadata)
         print(f"{config.output_dir} is already a complete dataset (metadata.json exists)")
-        return load_json(workdir.output("metadata.json"))
+        return metadata
     _check_layout(config)
     _prepare_workdir(config, workdir)
     timings: dict[str, float] = {}

@@ -88,3 +88,13 @@ def test_changed_options_refuse_to_resume(tmp_path):
         preprocess(INPUTS, tmp_path / "out", hook=crash, **OPTIONS)
     with pytest.raises(ValueError, match="differs in: seed"):
         preprocess(INPUTS, tmp_path / "out", **{**OPTIONS, "seed": 1})
+
+
+def test_rerun_of_a_finished_command_is_a_no_op_and_other_options_fail(tmp_path, capsys):
+    preprocess(INPUTS[1:], tmp_path / "out")
+    before = tree_bytes(tmp_path / "out")
+    preprocess(INPUTS[1:], tmp_path / "out")
+    assert "already a complete dataset" in capsys.readouterr().out
+    assert tree_bytes(tmp_path / "out") == before
+    with pytest.raises(ValueError, match="differs in: frequency_thresholds, seed"):
+        preprocess(INPUTS[1:], tmp_path / "out", seed=3, frequency_thresholds=(1,) * 26)
