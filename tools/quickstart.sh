@@ -40,4 +40,4 @@ python dlrm_main.py --mode eval --dataset_path "$DATASET" --device cpu "${MODEL[
   --restore_checkpoint_path "$RUN/checkpoints" --log_path "$RUN/eval_log.json"
 
 echo "== result"
-python -m tools.record_time "$RUN/train_log.json" "$RUN/eval_log.json"
+python -m tools.record_time --results_only "$RUN/train_log.json" "$RUN/eval_log.json"

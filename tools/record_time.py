@@ -209,11 +209,16 @@ def _metric_rows(values: dict[str, list[float]]) -> list[str]:
     return rows
 
 
-def describe_results_log(path: str | os.PathLike) -> str:
-    """A text summary of a results log: parameters, metric statistics, results."""
+def describe_results_log(path: str | os.PathLike, results_only: bool = False) -> str:
+    """A text summary of a results log: parameters, metric statistics, results.
+
+    With `results_only`, just the result block(s).
+    """
     entries = read_results_log(path)
     declared = {e.data.get("metric"): e.data for e in entries if e.type == "METADATA"}
     lines = [f"results log {path}: {len(entries)} entries"]
+    if results_only:
+        entries = [e for e in entries if e.type == "RESULT"]
     for entry in entries:
         if entry.type == "LOG" and entry.step == "PARAMETER":
             lines.append("parameters:")
@@ -226,7 +231,7 @@ def describe_results_log(path: str | os.PathLike) -> str:
             for key, value in entry.data.items():
                 if isinstance(value, int | float) and not isinstance(value, bool):
                     metrics.setdefault(key, []).append(float(value))
-    if steps:
+    if steps and metrics:
         lines.append(f"metrics over {len(steps)} log lines, steps {steps[0]} .. {steps[-1]}:")
         lines += _metric_rows(metrics)
     for entry in entries:
@@ -241,7 +246,7 @@ def describe_results_log(path: str | os.PathLike) -> str:
     return "\n".join(lines)
 
 
-def describe(path: str | os.PathLike) -> str:
+def describe(path: str | os.PathLike, results_only: bool = False) -> str:
     """Summary of a results log, or of a timing summary written by StepTimer."""
     text = Path(path).read_text()
     try:
@@ -253,7 +258,7 @@ def describe(path: str | os.PathLike) -> str:
         width = max(len(k) for k in fields)
         rows = [f"  {k:<{width}}  {format_value(obj[k])}" for k in obj if k in fields]
         return "\n".join([f"step timing summary {path}:", *rows])
-    return describe_results_log(path)
+    return describe_results_log(path, results_only)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -261,10 +266,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m tools.record_time",
         description="Print a summary of a results log or of a step timing summary JSON.",
     )
-    parser.add_argument("file", type=Path, help="results log (JSON lines) or timing summary")
+    parser.add_argument(
+        "files", type=Path, nargs="+", help="results logs (JSON lines) or timing summaries"
+    )
+    parser.add_argument(
+        "--results_only", action="store_true", help="print only the result blocks of results logs"
+    )
     args = parser.parse_args(argv)
     try:
-        print(describe(args.file))
+        print("\n".join(describe(f, args.results_only) for f in args.files))
     except (OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

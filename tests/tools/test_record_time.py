@@ -104,6 +104,22 @@ def test_describe_results_log(tmp_path: Path, capsys) -> None:
     assert "auc = 0.750000" in out
 
 
+def test_logs_without_numeric_metrics_and_results_only(tmp_path: Path, capsys) -> None:
+    """An eval run logs only text (the restored checkpoint) before its result block."""
+    with ResultsLogger(tmp_path / "eval.json", stream=io.StringIO()) as log:
+        log.parameters({"mode": "eval"})
+        log.log(7, {"restored_checkpoint": "/ckpt/ckpt-7"})
+        log.result({"auc": 0.8})
+    write_log(tmp_path / "train.json")
+    assert main([str(tmp_path / "eval.json")]) == 0
+    out = capsys.readouterr().out
+    assert "metrics over" not in out and "auc = 0.800000" in out
+    assert main(["--results_only", str(tmp_path / "train.json"), str(tmp_path / "eval.json")]) == 0
+    out = capsys.readouterr().out
+    assert "batch_size" not in out and "metrics over" not in out
+    assert out.count("result:") == 2 and "throughput = 2048.0 samples/s" in out
+
+
 def test_command_line_errors_name_the_line(tmp_path: Path, capsys) -> None:
     path = tmp_path / "log.json"
     write_log(path)
