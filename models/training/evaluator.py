@@ -1,10 +1,15 @@
 """Evaluation over a whole split: exact AUC and log loss on rank 0.
 
-Every rank predicts its data-parallel slice of each batch; predictions and
-labels of each batch are gathered (in global row order) inside the same
-compiled function, and rank 0 keeps them. At the end rank 0 computes the exact
+Every rank predicts its data-parallel slice of each batch; logits and labels
+of each batch are gathered (in global row order) inside the same compiled
+function, and rank 0 keeps them. At the end rank 0 computes the exact
 (sort-based, not thresholded) ROC AUC and the log loss of the whole split;
 other ranks get a result without metrics.
+
+Metrics use logits, not probabilities: the AUC only depends on the order of
+the scores, and float32 sigmoids of logits above ~17 all round to 1.0, which
+would turn distinct scores into ties; the log loss from logits is exact where
+clipped probabilities are not.
 """
 
 from __future__ import annotations
@@ -61,30 +66,30 @@ class Evaluator:
         @tf.function(reduce_retracing=True)
         def predict(features: dict[str, tf.Tensor], labels: tf.Tensor):
             logits = parallel.forward(features["numerical"], features["categorical"])
-            return parallel.gather_predictions(tf.sigmoid(logits), labels)
+            return parallel.gather_predictions(logits, labels)
 
         self._predict = predict
 
     def evaluate(self, batches: Iterable) -> EvalResult:
         """Evaluates `batches` of ``(features, labels [b, 1])`` elements; every rank calls it."""
         start = time.perf_counter()
-        probabilities, labels = [], []
+        logits, labels = [], []
         for index, (features, batch_labels) in enumerate(batches):
             if 0 <= self._max_batches <= index:
                 break
-            p, y = self._predict(features, batch_labels)
+            batch_logits, y = self._predict(features, batch_labels)
             if self._is_chief:
-                probabilities.append(np.reshape(p.numpy(), [-1]))
+                logits.append(np.reshape(batch_logits.numpy(), [-1]))
                 labels.append(np.reshape(y.numpy(), [-1]))
         seconds = time.perf_counter() - start
         if not self._is_chief:
             return EvalResult(None, None, 0, seconds)
         if not labels:
             raise ValueError("the evaluation split produced no batches")
-        all_p, all_y = np.concatenate(probabilities), np.concatenate(labels)
+        all_logits, all_y = np.concatenate(logits), np.concatenate(labels)
         return EvalResult(
-            auc=float(auc_metrics.roc_auc(all_y, all_p)),
-            log_loss=float(auc_metrics.log_loss(all_y, all_p)),
+            auc=float(auc_metrics.roc_auc(all_y, all_logits)),
+            log_loss=float(auc_metrics.log_loss_from_logits(all_y, all_logits)),
             samples=int(all_y.size),
             seconds=seconds,
         )

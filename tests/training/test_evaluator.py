@@ -35,17 +35,15 @@ def _batches(logits: np.ndarray, labels: np.ndarray, batch: int):
 def _data(n: int = 1000, seed: int = 0):
     rng = np.random.default_rng(seed)
     labels = (rng.random(n) < 0.3).astype(np.float32)
-    # Informative but noisy logits. No ties on purpose: TensorFlow's vectorised
-    # sigmoid may differ in the last bit for equal inputs at different positions,
-    # which would reorder tied scores (the AUC module's own tests cover ties).
-    logits = labels * 1.0 + rng.normal(size=n)
+    # Informative but noisy logits, rounded so that some scores tie.
+    logits = np.round(labels * 1.0 + rng.normal(size=n), 1).astype(np.float32)
     return logits, labels
 
 
 def test_auc_and_log_loss_match_sklearn_over_all_batches() -> None:
     logits, labels = _data()
     result = Evaluator(_LogitParallel(), is_chief=True).evaluate(_batches(logits, labels, 96))
-    p = 1 / (1 + np.exp(-logits.astype(np.float32)))
+    p = 1 / (1 + np.exp(-logits.astype(np.float64)))
     assert result.samples == 1000  # the short last batch (40 rows) included
     assert result.auc == pytest.approx(roc_auc_score(labels, p), abs=1e-6)
     assert result.log_loss == pytest.approx(log_loss(labels, p), rel=1e-5)
@@ -56,7 +54,7 @@ def test_max_batches_limits_the_evaluation() -> None:
     logits, labels = _data()
     evaluator = Evaluator(_LogitParallel(), is_chief=True, max_batches=2)
     result = evaluator.evaluate(_batches(logits, labels, 100))
-    p = 1 / (1 + np.exp(-logits[:200]))
+    p = 1 / (1 + np.exp(-logits[:200].astype(np.float64)))
     assert result.samples == 200
     assert result.auc == pytest.approx(roc_auc_score(labels[:200], p), abs=1e-6)
 
@@ -65,6 +63,15 @@ def test_only_rank_0_computes_metrics() -> None:
     logits, labels = _data(200)
     result = Evaluator(_LogitParallel(), is_chief=False).evaluate(_batches(logits, labels, 64))
     assert result.auc is None and result.log_loss is None
+
+
+def test_saturated_scores_keep_their_order() -> None:
+    """Logits 20 and 30 both have a float32 sigmoid of 1.0; the AUC must still see 20 < 30."""
+    logits = np.array([20.0, 30.0, 20.0, 30.0], np.float32)
+    labels = np.array([0.0, 1.0, 0.0, 1.0], np.float32)
+    result = Evaluator(_LogitParallel(), is_chief=True).evaluate(_batches(logits, labels, 4))
+    assert result.auc == 1.0
+    assert result.log_loss == pytest.approx(np.mean([20.0, np.exp(-30.0), 20.0, 0.0]), rel=1e-6)
 
 
 def test_empty_split_is_an_error() -> None:
