@@ -57,7 +57,7 @@ def test_every_reason_is_counted_and_accounted(tmp_path):
     ]
     path = tmp_path / "mixed.tsv"
     path.write_bytes(b"\n".join(good[:10] + bad + good[10:]) + b"\n")
-    meta = preprocess([str(path)], tmp_path / "out", num_workers=2, unit_bytes=2048)
+    meta = preprocess([str(path)], tmp_path / "out", unit_bytes=2048)
     assert meta["rows_rejected"] == {
         "empty_line": 1,
         "field_count": 1,
@@ -80,6 +80,8 @@ def test_cli_fail_exit_code_and_message(tmp_path, capsys):
             str(tmp_path / "out"),
             "--on_bad_row",
             "fail",
+            "--num_workers",
+            "1",
         ]
     )
     assert code == 1
@@ -96,6 +98,8 @@ def test_summary_is_printed_and_saved(tmp_path, capsys):
             str(tmp_path / "out"),
             "--frequency_threshold",
             "3",
+            "--num_workers",
+            "1",
         ]
     )
     assert code == 0

@@ -11,7 +11,8 @@ import pytest
 
 from tests.preproc.helpers import LABELED_SAMPLES, preprocess, sample, tree_bytes
 
-INPUTS = [sample(n) for n in LABELED_SAMPLES]
+# With the stripped-fields file, rejects.tsv (75 lines) is compared as well.
+INPUTS = [sample(n) for n in LABELED_SAMPLES] + [sample("paddlerec_trailing_fields_stripped.tsv")]
 # Small units and buckets so the samples make many tasks of every kind.
 OPTIONS = {"unit_bytes": 48 << 10, "shuffle_bucket_rows": 400, "seed": 7}
 REPO = Path(__file__).resolve().parents[2]
@@ -28,6 +29,7 @@ def test_two_workers_write_the_same_bytes(tmp_path, reference):
     preprocess(INPUTS, tmp_path / "out", num_workers=2, **OPTIONS)
     assert tree_bytes(tmp_path / "out") == reference
     assert len([k for k in reference if k.startswith("train/")]) == 28
+    assert reference["rejects.tsv"].count(b"\n") == 76
 
 
 def test_seed_changes_the_shuffle_only(tmp_path, reference):
@@ -43,9 +45,10 @@ class SimulatedCrashError(Exception):
 
 
 @pytest.mark.parametrize(
-    ("step", "after"), [("count", 3), ("vocab", 5), ("transform", 4), ("assemble", 6)]
+    ("step", "after", "workers"),
+    [("count", 3, 2), ("vocab", 5, 1), ("transform", 4, 2), ("assemble", 6, 1)],
 )
-def test_interrupted_run_resumes_to_identical_output(tmp_path, reference, step, after):
+def test_interrupted_run_resumes_to_identical_output(tmp_path, reference, step, after, workers):
     done = []
 
     def crash(name, index):
@@ -55,7 +58,7 @@ def test_interrupted_run_resumes_to_identical_output(tmp_path, reference, step, 
                 raise SimulatedCrashError(f"{name} {index}")
 
     with pytest.raises(SimulatedCrashError):
-        preprocess(INPUTS, tmp_path / "out", num_workers=2, hook=crash, **OPTIONS)
+        preprocess(INPUTS, tmp_path / "out", num_workers=workers, hook=crash, **OPTIONS)
     assert not (tmp_path / "out" / "metadata.json").exists()
     preprocess(INPUTS, tmp_path / "out", num_workers=1, **OPTIONS)
     assert tree_bytes(tmp_path / "out") == reference
