@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from preproc.schema import NUM_CATEGORICAL, NUM_NUMERICAL, record_dtype
+from preproc.schema import NUM_CATEGORICAL, NUM_NUMERICAL, SPLITS, record_dtype
 from preproc.workdir import WorkDir, atomic_open
 
 BUCKET_SEED_STREAM = 1
@@ -106,3 +106,60 @@ def assemble(task: AssembleTask) -> int:
     with atomic_open(workdir.assembled(task.split, task.task_index)) as f:
         f.write(f"{rows.size}\n".encode())
     return rows.size
+
+
+def plan_assembly(
+    output_dir: str,
+    seed: int,
+    ranges: list[list[tuple[str, int, int]]],
+    cat_dtypes: tuple[str, ...],
+    num_buckets: int,
+) -> dict[str, list[AssembleTask]]:
+    """Tasks per split, in output order: one per unit (unshuffled splits) or per bucket.
+
+    Args:
+        ranges: per unit, its (split, first row, end row) ranges (``splits.plan_splits``).
+        num_buckets: shuffle buckets of the training set, 0 when it keeps input order.
+    """
+    workdir = WorkDir(output_dir)
+    tasks: dict[str, list[AssembleTask]] = {s: [] for s in SPLITS}
+    offsets = dict.fromkeys(SPLITS, 0)
+
+    def add(split: str, pieces: list, bucket: int) -> None:
+        rows = sum(hi - lo for _, lo, hi in pieces)
+        index = len(tasks[split])
+        tasks[split].append(
+            AssembleTask(
+                split,
+                index,
+                output_dir,
+                cat_dtypes,
+                offsets[split],
+                tuple(pieces),
+                bucket,
+                seed,
+            )
+        )
+        offsets[split] += rows
+
+    for unit_index, unit_ranges in enumerate(ranges):
+        for split, lo, hi in unit_ranges:
+            if not (split == "train" and num_buckets > 0):
+                add(split, [(unit_index, 0, hi - lo)], -1)
+    if num_buckets > 0:
+        # Record ranges of every (unit, segment, bucket) in the units' train files.
+        starts = {}
+        for u, unit_ranges in enumerate(ranges):
+            if any(s == "train" for s, _, _ in unit_ranges):
+                counts = np.load(workdir.pass2(u, "train.buckets.npy"))
+                flat = np.concatenate([[0], np.cumsum(counts.ravel())])
+                starts[u] = flat[:-1].reshape(counts.shape), counts
+        for bucket in range(num_buckets):
+            pieces = [
+                (u, int(begin[s, bucket]), int(begin[s, bucket] + counts[s, bucket]))
+                for u, (begin, counts) in starts.items()
+                for s in range(counts.shape[0])
+                if counts[s, bucket] > 0
+            ]
+            add("train", pieces, bucket)
+    return tasks

@@ -7,17 +7,15 @@ interrupted command continues where it stopped and writes the same bytes.
 from __future__ import annotations
 
 import math
-import multiprocessing
 import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
-import numpy as np
 from tqdm import tqdm
 
-from preproc.assemble import AssembleTask, assemble, finalize, preallocate
+from preproc.assemble import AssembleTask, assemble, finalize, plan_assembly, preallocate
 from preproc.config import PreprocConfig
 from preproc.count_pass import CountTask, count_unit, load_summary
 from preproc.metadata import peak_memory_mb, write_dataset_metadata, write_summary
@@ -28,37 +26,11 @@ from preproc.transform_pass import TransformTask, is_done, transform_unit
 from preproc.units import Unit, first_line, plan_units
 from preproc.vocab_pass import VocabTask, build_table, load_column_stats
 from preproc.workdir import WorkDir, load_json, save_json
+from preproc.workers import Workers
 
 # Called after each finished task with (step name, task index); tests use it to
 # interrupt a run at a chosen point.
 TaskHook = Callable[[str, int], None]
-
-
-class _Workers:
-    """One process pool for the whole run (spawning one per step costs seconds)."""
-
-    def __init__(self, processes: int) -> None:
-        self.processes = processes
-        self.pool = None
-
-    def map(self, fn: Callable, tasks: list) -> Iterator:
-        """Results of ``fn`` over ``tasks`` in task order."""
-        if self.processes <= 1 or len(tasks) <= 1:
-            return map(fn, tasks)
-        if self.pool is None:
-            # spawn: forking a process that may hold TensorFlow or tqdm threads is unsafe.
-            self.pool = multiprocessing.get_context("spawn").Pool(self.processes)
-        return self.pool.imap(fn, tasks)
-
-    def close(self, completed: bool) -> None:
-        """Waits for the workers, or kills them when the run stopped early."""
-        if self.pool is not None:
-            if completed:
-                self.pool.close()
-            else:
-                self.pool.terminate()
-            self.pool.join()
-            self.pool = None
 
 
 def _check_layout(config: PreprocConfig) -> None:
@@ -132,7 +104,7 @@ class _Step:
 def _count_pass(
     config: PreprocConfig,
     workdir: WorkDir,
-    workers: _Workers,
+    workers: Workers,
     units: list[Unit],
     hook: TaskHook,
 ) -> tuple[RejectLog, list[int]]:
@@ -163,7 +135,7 @@ def _count_pass(
 
 
 def _vocab_pass(
-    config: PreprocConfig, workdir: WorkDir, workers: _Workers, num_units: int, hook: TaskHook
+    config: PreprocConfig, workdir: WorkDir, workers: Workers, num_units: int, hook: TaskHook
 ) -> None:
     tasks = [
         VocabTask(t, config.output_dir, num_units, config.frequency_thresholds[t])
@@ -177,7 +149,7 @@ def _vocab_pass(
 def _transform_pass(
     config: PreprocConfig,
     workdir: WorkDir,
-    workers: _Workers,
+    workers: Workers,
     units: list[Unit],
     unit_rows: list[int],
     ranges: list,
@@ -206,59 +178,9 @@ def _transform_pass(
             hook("transform", index)
 
 
-def _assembly_tasks(
-    config: PreprocConfig,
-    workdir: WorkDir,
-    ranges: list,
-    cat_dtypes: tuple[str, ...],
-    num_buckets: int,
-) -> dict[str, list[AssembleTask]]:
-    tasks: dict[str, list[AssembleTask]] = {s: [] for s in SPLITS}
-    offsets = dict.fromkeys(SPLITS, 0)
-
-    def add(split: str, pieces: list, bucket: int) -> None:
-        rows = sum(hi - lo for _, lo, hi in pieces)
-        index = len(tasks[split])
-        tasks[split].append(
-            AssembleTask(
-                split,
-                index,
-                config.output_dir,
-                cat_dtypes,
-                offsets[split],
-                tuple(pieces),
-                bucket,
-                config.seed,
-            )
-        )
-        offsets[split] += rows
-
-    for unit_index, unit_ranges in enumerate(ranges):
-        for split, lo, hi in unit_ranges:
-            if not (split == "train" and num_buckets > 0):
-                add(split, [(unit_index, 0, hi - lo)], -1)
-    if num_buckets > 0:
-        # Record ranges of every (unit, segment, bucket) in the units' train files.
-        starts = {}
-        for u, unit_ranges in enumerate(ranges):
-            if any(s == "train" for s, _, _ in unit_ranges):
-                counts = np.load(workdir.pass2(u, "train.buckets.npy"))
-                flat = np.concatenate([[0], np.cumsum(counts.ravel())])
-                starts[u] = flat[:-1].reshape(counts.shape), counts
-        for bucket in range(num_buckets):
-            pieces = [
-                (u, int(begin[s, bucket]), int(begin[s, bucket] + counts[s, bucket]))
-                for u, (begin, counts) in starts.items()
-                for s in range(counts.shape[0])
-                if counts[s, bucket] > 0
-            ]
-            add("train", pieces, bucket)
-    return tasks
-
-
 def _assemble(
     workdir: WorkDir,
-    workers: _Workers,
+    workers: Workers,
     tasks: dict[str, list[AssembleTask]],
     split_rows: dict[str, int],
     cat_dtypes: tuple[str, ...],
@@ -283,7 +205,7 @@ def _assemble(
 
 
 def _passes(
-    config: PreprocConfig, workdir: WorkDir, workers: _Workers, hook: TaskHook, timings: dict
+    config: PreprocConfig, workdir: WorkDir, workers: Workers, hook: TaskHook, timings: dict
 ) -> tuple[RejectLog, list[dict], list[int], dict[str, int]]:
     """Everything up to complete split files; returns what the metadata needs."""
     units = plan_units(list(config.input_files), config.unit_bytes)
@@ -314,7 +236,7 @@ def _passes(
             config, workdir, workers, units, unit_rows, ranges, cat_dtypes, num_buckets, hook
         )
     with _Step(timings, "assembly_s"):
-        tasks = _assembly_tasks(config, workdir, ranges, cat_dtypes, num_buckets)
+        tasks = plan_assembly(config.output_dir, config.seed, ranges, cat_dtypes, num_buckets)
         _assemble(workdir, workers, tasks, split_rows, cat_dtypes, hook)
     return log, stats, cardinalities, split_rows
 
@@ -335,7 +257,7 @@ def run(config: PreprocConfig, hook: TaskHook | None = None) -> dict:
     _prepare_workdir(config, workdir)
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    workers = _Workers(config.num_workers)
+    workers = Workers(config.num_workers)
     completed = False
     try:
         log, stats, cardinalities, split_rows = _passes(config, workdir, workers, hook, timings)
