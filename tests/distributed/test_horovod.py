@@ -96,7 +96,6 @@ def _loop_until_stopped(tmp_path: Path, sig: int, **env: str) -> tuple[float, fl
         text=True,
         start_new_session=True,
     )
-    victim = None
     try:
         deadline = time.time() + 120
         while not all((tmp_path / f"pid{r}").exists() for r in range(2)):
@@ -117,9 +116,14 @@ def _loop_until_stopped(tmp_path: Path, sig: int, **env: str) -> tuple[float, fl
         if job.poll() is None:
             os.killpg(job.pid, signal.SIGKILL)
             job.wait()
-        if victim is not None and sig == signal.SIGSTOP:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(victim, signal.SIGKILL)
+        # The ranks this test started, should horovodrun have left one behind
+        # (a stopped rank ignores its SIGTERM).
+        for pid_file in tmp_path.glob("pid*"):
+            with contextlib.suppress(OSError, ValueError):
+                pid = int(pid_file.read_text())
+                # Only if the pid still is our rank (not a reused pid).
+                if str(tmp_path) in Path(f"/proc/{pid}/cmdline").read_text():
+                    os.kill(pid, signal.SIGKILL)
 
 
 def test_killed_rank_ends_the_job(tmp_path):
