@@ -251,6 +251,8 @@ def run(config: PreprocConfig, hook: TaskHook | None = None) -> dict:
     if os.path.exists(workdir.output("metadata.json")):
         metadata = load_json(workdir.output("metadata.json"))
         _check_complete_dataset(config, metadata)
+        # A run killed between writing metadata.json and removing _work leaves it behind.
+        shutil.rmtree(workdir.work, ignore_errors=True)
         print(f"{config.output_dir} is already a complete dataset (metadata.json exists)")
         return metadata
     _check_layout(config)
