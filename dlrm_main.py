@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import keras
+import tensorflow as tf
 from absl import app
 from absl import flags as absl_flags
 
@@ -282,7 +283,7 @@ def _train(job: _Job) -> dict[str, Any]:
         state.dense_optimizer,
         state.embedding_optimizer,
         loss_scale=job.device.loss_scale,
-        jit_compile=config.device.enable_xla,
+        jit_compile=_xla_mode(config.device.enable_xla, comm.size) == "step",
     )
     settings = LoopSettings(
         epochs=run.epochs,
@@ -337,6 +338,27 @@ def _train(job: _Job) -> dict[str, Any]:
         results["best_auc"] = result.best_auc
         results["validation_loss"] = result.evals[-1][1].log_loss
     return results
+
+
+def _xla_mode(enable_xla: bool, world: int) -> str:
+    """ "step" (whole step compiled), "auto" (XLA auto-clustering) or "off".
+
+    Horovod's collectives have no XLA kernels, so a multi-rank step cannot be
+    compiled whole; TensorFlow's auto-clustering then compiles the clusters of
+    compatible ops around them (on GPUs; on CPUs only with
+    TF_XLA_FLAGS=--tf_xla_cpu_global_jit).
+    """
+    if not enable_xla:
+        return "off"
+    if world == 1:
+        return "step"
+    logging.warning(
+        "--enable_xla with %d ranks: the all-to-all cannot be compiled; using XLA "
+        "auto-clustering for the rest of the step",
+        world,
+    )
+    tf.config.optimizer.set_jit("autoclustering")
+    return "auto"
 
 
 def _evaluate(job: _Job) -> dict[str, Any]:

@@ -206,6 +206,18 @@ def test_horovodrun_without_use_horovod_is_refused() -> None:
     dlrm_main._check_launcher(False, {"HOROVOD_SIZE": "1"})
 
 
+def test_xla_compiles_the_whole_step_only_without_collectives() -> None:
+    import tensorflow as tf
+
+    assert dlrm_main._xla_mode(False, 1) == dlrm_main._xla_mode(False, 8) == "off"
+    assert dlrm_main._xla_mode(True, 1) == "step"
+    try:
+        assert dlrm_main._xla_mode(True, 2) == "auto"
+        assert tf.config.optimizer.get_jit() == "autoclustering"
+    finally:
+        tf.config.optimizer.set_jit(False)
+
+
 def test_invalid_flags_fail_before_any_work(tmp_path) -> None:
     with pytest.raises(ConfigError, match="--valid_batch_size"):
         dlrm_main.main(["dlrm_main.py", "--dataset_type=synthetic", "--batch_size=64"])
