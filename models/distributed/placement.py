@@ -89,6 +89,20 @@ class Placement:
             loads[s.rank] += s.nbytes
         return tuple(loads)
 
+    def to_dict(self) -> dict:
+        """JSON-ready summary for the structured (DLLogger-style) log."""
+        return {
+            "world_size": self.world_size,
+            "budget_bytes": self.budget_bytes,
+            "total_bytes": self.total_bytes,
+            "tables_per_rank": [list(t) for t in self.tables_per_rank],
+            "bytes_per_rank": list(self.bytes_per_rank),
+            "split_tables": {
+                str(t): [[s.row_start, s.row_end, s.rank] for s in self.shards if s.table == t]
+                for t in self.split_tables
+            },
+        }
+
     def describe(self) -> str:
         """A multi-line summary for the start-of-run log."""
         budget = "none" if self.budget_bytes is None else _human(self.budget_bytes)

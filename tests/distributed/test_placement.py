@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 
 import pytest
 
@@ -148,3 +149,12 @@ def test_describe_lists_every_rank_and_bytes():
     assert "2 tables, 3.0 MiB over 2 rank(s)" in text
     assert "rank 0: 1 tables, 3.0 MiB (3145728 B): 0" in text
     assert "rank 1: 1 tables, 1.0 KiB (1024 B): 1" in text
+
+
+def test_to_dict_is_json_ready():
+    placement = plan_placement([120, 24], world_size=4, budget_bytes=50, table_rows=[10, 2])
+    summary = json.loads(json.dumps(placement.to_dict()))
+    assert summary["bytes_per_rank"] == list(placement.bytes_per_rank)
+    assert summary["tables_per_rank"] == [list(t) for t in placement.tables_per_rank]
+    assert summary["split_tables"] == {"0": [[0, 4, 0], [4, 7, 1], [7, 10, 2]]}
+    assert summary["total_bytes"] == 144
