@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from models.data.slicing import batch_slice
-from models.distributed.comm import LocalCommunicator
+from models.distributed.comm import Communicator, LocalCommunicator
 from models.distributed.hybrid import HybridParallel, slice_sizes
 from models.distributed.placement import plan_placement
 from tests.distributed import parity_setup as ps
@@ -61,6 +61,7 @@ def test_owned_tables_and_byte_counts_for_two_ranks():
 
 
 def test_world_one_sends_nothing():
+    assert isinstance(LocalCommunicator(), Communicator)
     model = ps.build_model()
     hp = ps.make_hybrid(LocalCommunicator(), model)
     assert hp.owned_tables == (0, 1, 2, 3, 4)
