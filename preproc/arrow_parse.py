@@ -109,7 +109,7 @@ def try_parse(data: bytes, labeled: bool = True) -> ParsedBlock | None:
         n = table.num_rows
         if labeled:
             label_data, label_offsets = _column(table, 0)
-            if label_data.size != n or np.any(np.diff(label_offsets) != 1):
+            if np.any(np.diff(label_offsets) != 1):
                 raise _IrregularBlockError
             labels = label_data[label_offsets[0] : label_offsets[0] + n] - np.uint8(48)
             if np.any(labels > 1):
