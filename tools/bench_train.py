@@ -347,15 +347,21 @@ def compare(
     return ours, plain
 
 
-def median_ms(fn: Callable[[], Any], repeats: int) -> float:
-    """Median wall milliseconds of ``fn()`` over ``repeats`` calls after one warm-up call."""
-    fn()
-    times = []
+def interleaved_median_ms(parts: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
+    """Median wall milliseconds of each part, the parts called in turn ``repeats`` times.
+
+    Round-robin rather than one part after the other, so that a change of
+    machine speed during the measurement affects every part alike.
+    """
+    for fn in parts.values():
+        fn()  # traces the function
+    times: dict[str, list[float]] = {name: [] for name in parts}
     for _ in range(repeats):
-        start = time.perf_counter()
-        tf.nest.map_structure(lambda t: t.numpy() if hasattr(t, "numpy") else t, fn())
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
+        for name, fn in parts.items():
+            start = time.perf_counter()
+            tf.nest.map_structure(lambda t: t.numpy() if hasattr(t, "numpy") else t, fn())
+            times[name].append(time.perf_counter() - start)
+    return {name: 1e3 * statistics.median(t) for name, t in times.items()}
 
 
 def _phase(op_name: str) -> str:
@@ -419,11 +425,11 @@ def profile_ours(
 ) -> dict[str, Any]:
     """Milliseconds of the parts of our step, and an op-type trace summary.
 
+    Parts are separate `tf.function`s on one batch: forward pieces, the
+    interaction's forward + backward, forward + loss, forward + backward
+    (gradients computed, not applied), each optimizer on those gradients,
+    and the whole `TrainStep`; the backward time is a difference.
     ``trace_dir`` None skips the trace; "" traces into a temporary directory.
-
-    Parts are separate `tf.function`s on the same batch: the forward pieces,
-    forward + loss, forward + backward (gradients computed, not applied) and
-    the whole `TrainStep`; backward and optimizer times are differences.
     """
     model, parallel = setup.model, setup.parallel
     features, labels = next(iter(batches))
@@ -433,37 +439,55 @@ def profile_ours(
     embeddings = lookup(categorical)
     bottom_mlp = tf.function(lambda x: model.bottom_mlp(x))
     bottom = bottom_mlp(numerical)
-    interaction = tf.function(
-        lambda b, e: model.interaction(b, tf.cast(e, b.dtype)), reduce_retracing=True
-    )
+    interaction = tf.function(lambda b, e: model.interaction(b, tf.cast(e, b.dtype)))
     top_mlp = tf.function(lambda x: model.top_mlp(x))
     interacted = interaction(bottom, embeddings)
-    variables = model.dense_variables + parallel.owned_embedding_variables
+    dense_vars, table_vars = model.dense_variables, parallel.owned_embedding_variables
+
+    @tf.function
+    def interaction_backward(b, e):
+        with tf.GradientTape() as tape:
+            tape.watch([b, e])
+            out = tf.cast(interaction(b, e), tf.float32)
+        return tape.gradient(out, [b, e], output_gradients=tf.ones_like(out))
 
     @tf.function
     def forward(num, cat, lab):
         return bce_with_logits(lab, parallel.forward(num, cat))
 
     @tf.function
-    def forward_backward(num, cat, lab):
+    def gradients(num, cat, lab):
         with tf.GradientTape() as tape:
             loss = bce_with_logits(lab, parallel.forward(num, cat))
-        grads = tape.gradient(loss, variables)
-        # Touch every gradient so that none of the backward pass is pruned.
-        return [tf.reduce_sum(g.values if isinstance(g, tf.IndexedSlices) else g) for g in grads]
+        return tape.gradient(loss, dense_vars + table_vars)
+
+    grads = gradients(numerical, categorical, labels)
+    dense_grads, table_grads = grads[: len(dense_vars)], grads[len(dense_vars) :]
+
+    @tf.function
+    def dense_update(g):
+        setup.dense_optimizer.apply_gradients(zip(g, dense_vars, strict=True))
+        return tf.constant(0)
+
+    @tf.function
+    def table_update(g):
+        setup.embedding_optimizer.apply_gradients(zip(g, table_vars, strict=True))
+        return tf.constant(0)
 
     parts: dict[str, Callable[[], Any]] = {
         "lookup (F gathers + stack)": lambda: lookup(categorical),
         "bottom MLP forward": lambda: bottom_mlp(numerical),
         "interaction forward": lambda: interaction(bottom, embeddings),
+        "interaction fwd + bwd": lambda: interaction_backward(bottom, embeddings),
         "top MLP forward": lambda: top_mlp(interacted),
         "forward + loss": lambda: forward(numerical, categorical, labels),
-        "forward + backward": lambda: forward_backward(numerical, categorical, labels),
+        "forward + backward": lambda: gradients(numerical, categorical, labels),
+        "dense optimizer (Keras SGD)": lambda: dense_update(dense_grads),
+        "embedding optimizer (sparse)": lambda: table_update(table_grads),
         "whole train step": lambda: setup.step(features, labels),
     }
-    ms = {name: median_ms(fn, repeats) for name, fn in parts.items()}
+    ms = interleaved_median_ms(parts, repeats)
     ms["backward (difference)"] = ms["forward + backward"] - ms["forward + loss"]
-    ms["optimizers (difference)"] = ms["whole train step"] - ms["forward + backward"]
     result: dict[str, Any] = {"part_ms": ms}
     if trace_dir is not None:
         result["op_types"] = trace_op_types(
