@@ -4,7 +4,8 @@ Each step runs the compiled forward pass on one global batch and waits for its
 result (that wait is what a serving client sees), so the per-step wall time is
 the batch latency. The first `warmup_steps` (tracing, caches, thread pools)
 are excluded. The batches of the split are cycled when it has fewer than the
-requested steps.
+requested steps; a short last batch is skipped, so every figure is for
+batches of the configured size.
 """
 
 from __future__ import annotations
@@ -66,7 +67,8 @@ def benchmark(
     Args:
         forward: features -> logits ``[b, 1]``; compiled here with tf.function.
         batches: returns a fresh iterable of ``(features, labels)`` (called again
-            when a pass over the split ends before `steps`).
+            when a pass over the split ends before `steps`); only full batches
+            (``categorical`` of `batch_size` rows) are timed.
         steps: total steps, warm-up included.
         warmup_steps: steps excluded from the figures.
         batch_size: global batch size (samples per step over all ranks).
@@ -79,6 +81,8 @@ def benchmark(
     while step < steps:
         before = step
         for features, _ in batches():
+            if features["categorical"].shape[0] != batch_size:
+                continue  # a short last batch would understate latency per batch
             start = time.perf_counter()
             predict(features).numpy()  # .numpy() waits for the device
             times[step] = time.perf_counter() - start
@@ -86,5 +90,5 @@ def benchmark(
             if step == steps:
                 break
         if step == before:
-            raise ValueError("the inference split produced no batches")
+            raise ValueError(f"the inference split has no full batch of {batch_size} rows")
     return summarize(times[warmup_steps:], batch_size)

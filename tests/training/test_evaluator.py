@@ -96,7 +96,7 @@ def test_benchmark_cycles_the_split_and_excludes_warmup() -> None:
 
     def batches():
         calls.append(1)
-        return _batches(logits, labels, 25)  # 4 batches per pass
+        return _batches(logits, labels, 30)  # 3 full batches and a short one per pass
 
     parallel = _LogitParallel()
     result = benchmark(
@@ -104,8 +104,10 @@ def test_benchmark_cycles_the_split_and_excludes_warmup() -> None:
         batches,
         steps=10,
         warmup_steps=3,
-        batch_size=25,
+        batch_size=30,
     )
-    assert result.steps == 7 and len(calls) == 3
+    assert result.steps == 7 and len(calls) == 4
     with pytest.raises(ValueError, match="warmup_steps"):
-        benchmark(lambda f: f["numerical"], batches, steps=3, warmup_steps=3, batch_size=25)
+        benchmark(lambda f: f["numerical"], batches, steps=3, warmup_steps=3, batch_size=30)
+    with pytest.raises(ValueError, match="no full batch of 200 rows"):
+        benchmark(lambda f: f["numerical"], batches, steps=3, warmup_steps=0, batch_size=200)
