@@ -48,16 +48,26 @@ def _sorted_labels(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, 
         sorted labels and a boolean array, True where the score equals the
         previous one in that order.
     """
-    as32 = scores.astype(np.float32)
+    as32 = scores.astype(np.float32, copy=False)
     if scores.dtype.itemsize <= 4 or np.array_equal(as32, scores):
-        # +0.0 merges -0.0 into 0.0; then flipping the magnitude bits of negative
-        # numbers makes the int32 view monotonic in the float value.
-        bits = (as32 + np.float32(0.0)).view(np.int32)
-        monotonic = bits ^ ((bits >> 31) & np.int32(0x7FFFFFFF))
-        key = monotonic.astype(np.int64) * 2 + labels
+        # In place where possible: at 89M samples every temporary costs ~0.5 GB
+        # and page faults dominate the run time. +0.0 merges -0.0 into 0.0;
+        # flipping the magnitude bits of negative numbers then makes the int32
+        # view monotonic in the float value.
+        bits = np.add(as32, np.float32(0.0)).view(np.int32)
+        flip = bits >> 31
+        flip &= np.int32(0x7FFFFFFF)
+        bits ^= flip
+        del flip
+        key = bits.astype(np.int64)
+        del bits
+        key <<= 1
+        key |= labels
         key.sort()
-        ordered = (key & 1).astype(np.int8)
-        ordered_scores = key >> 1
+        ordered = np.empty(key.size, dtype=np.int8)
+        np.bitwise_and(key, 1, out=ordered, casting="unsafe")
+        key >>= 1
+        ordered_scores = key
     else:
         order = np.lexsort((labels, scores))
         ordered = labels[order].astype(np.int8)
@@ -93,17 +103,20 @@ def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
     below_or_tied = int(pos_positions.sum(dtype=np.int64)) - positives * (positives - 1) // 2
     # Tied negatives count one half: remove half of p * m for each tie group.
     tie_correction = 0.0
-    tied_at = np.flatnonzero(tied)  # positions equal to their predecessor
-    if tied_at.size:
-        # Maximal runs of consecutive tied positions, each with its predecessor,
-        # are the tie groups [first, end).
-        breaks = np.flatnonzero(np.diff(tied_at) != 1)
-        first = tied_at[np.concatenate(([0], breaks + 1))] - 1
-        end = tied_at[np.append(breaks, tied_at.size - 1)] + 1
-        bounds = np.stack([first, end], axis=1).reshape(-1)
-        # reduceat needs indices < len: pad with one zero label.
-        sums = np.add.reduceat(np.append(ordered, np.int8(0)), bounds, dtype=np.int64)
-        group_pos = sums[0::2]
+    if tied.any():
+        # A tie group is a run of tied positions plus the position before it:
+        # [first, end). Runs start where `tied` rises and end where it falls.
+        steps = np.diff(tied.view(np.int8))
+        first = np.flatnonzero(steps == 1)  # the run starts at first + 1
+        end = np.flatnonzero(steps == -1) + 1
+        if tied[-1]:
+            end = np.append(end, tied.size)
+        del steps
+        count_type = np.int32 if ordered.size < 2**31 else np.int64
+        positives_before = np.empty(ordered.size + 1, dtype=count_type)
+        positives_before[0] = 0
+        np.cumsum(ordered, dtype=count_type, out=positives_before[1:])
+        group_pos = (positives_before[end] - positives_before[first]).astype(np.int64)
         tie_correction = 0.5 * float(np.dot(group_pos, (end - first) - group_pos))
     return (below_or_tied - tie_correction) / (positives * negatives)
 
