@@ -26,11 +26,12 @@ BUCKET_SEED_STREAM = 1
 
 @dataclass(frozen=True)
 class AssembleTask:
-    """Rows [row_offset, row_offset + sum of pieces) of ``split``.
+    """Rows [row_offset, row_offset + rows) of ``split``.
 
     Attributes:
-        pieces: (unit index, first record, end record) in that unit's ``<split>.rec``.
-        bucket: the bucket permuted by this task, or -1 to keep the order.
+        pieces: (unit index, first record, end record) in that unit's ``<split>.rec``;
+            empty for a bucket task, which reads its pieces from the bucket index.
+        bucket: the bucket gathered and permuted by this task, or -1 to keep the order.
     """
 
     split: str
@@ -38,6 +39,7 @@ class AssembleTask:
     output_dir: str
     cat_dtypes: tuple[str, ...]
     row_offset: int
+    rows: int
     pieces: tuple[tuple[int, int, int], ...]
     bucket: int
     seed: int
@@ -83,11 +85,16 @@ def assemble(task: AssembleTask) -> int:
     workdir = WorkDir(task.output_dir)
     dtype = record_dtype([np.dtype(d) for d in task.cat_dtypes])
     parts = []
-    for unit, lo, hi in task.pieces:
+    pieces = _bucket_pieces(workdir, task.bucket) if task.bucket >= 0 else task.pieces
+    for unit, lo, hi in pieces:
         if hi > lo:
             records = np.memmap(workdir.pass2(unit, f"{task.split}.rec"), dtype, mode="r")
             parts.append(np.array(records[lo:hi]))
     rows = np.concatenate(parts) if parts else np.empty(0, dtype)
+    if rows.size != task.rows:
+        raise RuntimeError(
+            f"{task.split} task {task.task_index}: {rows.size} rows, expected {task.rows}"
+        )
     if task.bucket >= 0:
         rng = np.random.default_rng([task.seed, BUCKET_SEED_STREAM, task.bucket])
         rows = rows[rng.permutation(rows.size)]
@@ -108,6 +115,64 @@ def assemble(task: AssembleTask) -> int:
     return rows.size
 
 
+_INDEX = ("unit", "begin", "count")
+
+
+def _index_path(workdir: WorkDir, name: str) -> str:
+    return os.path.join(workdir.work, f"bucket_index_{name}.npy")
+
+
+def write_bucket_index(workdir: WorkDir, train_units: list[int], num_buckets: int) -> None:
+    """Where every bucket's rows lie in the units' training record files.
+
+    ``begin[b, s]`` and ``count[b, s]`` locate bucket ``b`` in segment ``s``
+    (segments of all units in order, ``unit[s]`` their unit). Bucket-major, so
+    a bucket task reads one contiguous row; built through memory maps one unit
+    at a time, so the coordinator never holds units x buckets numbers.
+    """
+    if all(os.path.exists(_index_path(workdir, n)) for n in _INDEX):
+        return
+    segment_counts = [
+        np.load(workdir.pass2(u, "train.buckets.npy"), mmap_mode="r").shape[0] for u in train_units
+    ]
+    shape = (num_buckets, sum(segment_counts))
+    tmp = {n: _index_path(workdir, n) + ".tmp" for n in _INDEX}
+    unit = np.lib.format.open_memmap(tmp["unit"], "w+", np.int32, (shape[1],))
+    begin = np.lib.format.open_memmap(tmp["begin"], "w+", np.int64, shape)
+    count = np.lib.format.open_memmap(tmp["count"], "w+", np.int32, shape)
+    column = 0
+    for u, segments in zip(train_units, segment_counts, strict=True):
+        counts = np.load(workdir.pass2(u, "train.buckets.npy"))  # [segments, buckets]
+        starts = np.concatenate([[0], np.cumsum(counts.ravel())[:-1]]).reshape(counts.shape)
+        unit[column : column + segments] = u
+        begin[:, column : column + segments] = starts.T
+        count[:, column : column + segments] = counts.T
+        column += segments
+    for array in (unit, begin, count):
+        array.flush()
+    del unit, begin, count
+    for name in _INDEX:
+        os.replace(tmp[name], _index_path(workdir, name))
+
+
+def _bucket_pieces(workdir: WorkDir, bucket: int) -> list[tuple[int, int, int]]:
+    unit, begin, count = (np.load(_index_path(workdir, n), mmap_mode="r") for n in _INDEX)
+    begin, count = np.asarray(begin[bucket]), np.asarray(count[bucket])
+    keep = np.flatnonzero(count > 0)
+    return [(int(unit[s]), int(begin[s]), int(begin[s] + count[s])) for s in keep]
+
+
+def _bucket_rows(workdir: WorkDir) -> np.ndarray:
+    count = np.load(_index_path(workdir, "count"), mmap_mode="r")
+    step = max(1, (1 << 24) // max(1, count.shape[1]))  # bounded memory per chunk of rows
+    return np.concatenate(
+        [
+            np.asarray(count[b : b + step]).sum(axis=1, dtype=np.int64)
+            for b in range(0, len(count), step)
+        ]
+    )
+
+
 def plan_assembly(
     output_dir: str,
     seed: int,
@@ -125,19 +190,11 @@ def plan_assembly(
     tasks: dict[str, list[AssembleTask]] = {s: [] for s in SPLITS}
     offsets = dict.fromkeys(SPLITS, 0)
 
-    def add(split: str, pieces: list, bucket: int) -> None:
-        rows = sum(hi - lo for _, lo, hi in pieces)
+    def add(split: str, rows: int, pieces: tuple, bucket: int) -> None:
         index = len(tasks[split])
         tasks[split].append(
             AssembleTask(
-                split,
-                index,
-                output_dir,
-                cat_dtypes,
-                offsets[split],
-                tuple(pieces),
-                bucket,
-                seed,
+                split, index, output_dir, cat_dtypes, offsets[split], rows, pieces, bucket, seed
             )
         )
         offsets[split] += rows
@@ -145,21 +202,10 @@ def plan_assembly(
     for unit_index, unit_ranges in enumerate(ranges):
         for split, lo, hi in unit_ranges:
             if not (split == "train" and num_buckets > 0):
-                add(split, [(unit_index, 0, hi - lo)], -1)
+                add(split, hi - lo, ((unit_index, 0, hi - lo),), -1)
     if num_buckets > 0:
-        # Record ranges of every (unit, segment, bucket) in the units' train files.
-        starts = {}
-        for u, unit_ranges in enumerate(ranges):
-            if any(s == "train" for s, _, _ in unit_ranges):
-                counts = np.load(workdir.pass2(u, "train.buckets.npy"))
-                flat = np.concatenate([[0], np.cumsum(counts.ravel())])
-                starts[u] = flat[:-1].reshape(counts.shape), counts
-        for bucket in range(num_buckets):
-            pieces = [
-                (u, int(begin[s, bucket]), int(begin[s, bucket] + counts[s, bucket]))
-                for u, (begin, counts) in starts.items()
-                for s in range(counts.shape[0])
-                if counts[s, bucket] > 0
-            ]
-            add("train", pieces, bucket)
+        train_units = [u for u, r in enumerate(ranges) if any(s == "train" for s, _, _ in r)]
+        write_bucket_index(workdir, train_units, num_buckets)
+        for bucket, rows in enumerate(_bucket_rows(workdir).tolist()):
+            add("train", rows, (), bucket)
     return tasks

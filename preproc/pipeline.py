@@ -196,7 +196,7 @@ def _assemble(
     ]
     results = workers.map(assemble, flat)
     with _progress("writing splits", sum(split_rows.values())) as bar:
-        bar.update(sum(split_rows.values()) - sum(hi - lo for t in flat for _, lo, hi in t.pieces))
+        bar.update(sum(split_rows.values()) - sum(t.rows for t in flat))
         for task, rows in zip(flat, results, strict=True):
             bar.update(rows)
             hook("assemble", task.task_index)
