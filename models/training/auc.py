@@ -11,6 +11,10 @@ integers and packed with the label into one int64 key, so a single
 ``np.sort`` of plain integers (vectorised in numpy 2) orders scores and puts
 negatives before positives within ties. Scores that float32 cannot hold
 exactly take a slower ``np.lexsort`` path with the same result.
+
+Measured on the 2-core development VM while other jobs ran (load 5-8):
+10M float32 scores 0.2-0.7 s (sklearn 6-8 s); 89M scores 6 s, 13 s on the
+first call of a process (page faults of the ~2 GB of fresh temporaries).
 """
 
 from __future__ import annotations
