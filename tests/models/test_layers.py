@@ -151,6 +151,39 @@ def test_dot_interaction_gradients_match_numpy():
     np.testing.assert_allclose(d_emb.numpy(), want[:, 1:], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_dot_interaction_gradient_in_bfloat16_and_under_xla(jit_compile):
+    rng = np.random.default_rng(6)
+    bottom = rng.normal(size=(4, 8))
+    embeddings = rng.normal(size=(4, 5, 8))
+    upstream = rng.normal(size=(4, 8 + 15))
+    layer = DotInteraction(dtype="mixed_bfloat16")
+
+    @tf.function(jit_compile=jit_compile)
+    def gradients(b, e):
+        with tf.GradientTape() as tape:
+            tape.watch([b, e])
+            out = layer(tf.cast(b, tf.bfloat16), tf.cast(e, tf.bfloat16))
+            loss = tf.reduce_sum(tf.cast(out, tf.float32) * tf.constant(upstream, tf.float32))
+        return tape.gradient(loss, [b, e])
+
+    d_bottom, d_emb = gradients(
+        tf.constant(bottom, tf.float32), tf.constant(embeddings, tf.float32)
+    )
+    features = np.concatenate([bottom[:, None], embeddings], 1)
+    rows, cols = np.tril_indices(6, k=-1)
+    want = np.zeros_like(features)
+    for r in range(4):
+        g = np.zeros((6, 6))
+        g[rows, cols] = upstream[r, 8:]
+        want[r] = (g + g.T) @ features[r]
+    want[:, 0] += upstream[:, :8]
+    scale = np.abs(want).max()
+    # bfloat16 keeps 8 significant bits
+    np.testing.assert_allclose(d_bottom.numpy(), want[:, 0], atol=0.03 * scale)
+    np.testing.assert_allclose(d_emb.numpy(), want[:, 1:], atol=0.03 * scale)
+
+
 def test_dot_interaction_rejects_bad_shapes():
     layer = DotInteraction()
     with pytest.raises(ValueError, match="bottom dim 3 differs from embedding dim 4"):
