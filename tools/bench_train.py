@@ -328,23 +328,30 @@ def train_plain_keras(
 
 
 def compare(
-    config: BenchConfig, setup: OursSetup, model: keras.Model, batches: tf.data.Dataset
-) -> tuple[list[float], list[float]]:
+    config: BenchConfig,
+    setup: OursSetup,
+    model: keras.Model,
+    batches: tf.data.Dataset,
+    matmul: Callable[[], float],
+) -> dict[str, list[float]]:
     """Warms both models up, then alternates timed windows of ours and of plain Keras.
 
-    Alternating keeps the ratio meaningful when the machine's speed drifts
-    (other jobs, clock changes) during the run. Returns the samples/s of each
-    window: (ours, plain Keras).
+    Each round measures the matmul rate (``matmul()``, GFLOP/s), a window of
+    ours and one of plain Keras, so that ratios and fractions of the compute
+    bound compare figures taken at the same machine speed (other jobs and
+    clock changes make it drift by 2x here). Returns the per-round lists
+    ``ours``, ``plain_keras`` (samples/s) and ``matmul_gflops``.
     """
     b = config.batch_size
     if config.warmup_steps:
         train_ours(setup, batches, config.warmup_steps, b)
         train_plain_keras(model, batches, config.warmup_steps, b)
-    ours, plain = [], []
+    rounds: dict[str, list[float]] = {"ours": [], "plain_keras": [], "matmul_gflops": []}
     for _ in range(config.steps // config.window_steps):
-        ours.append(train_ours(setup, batches, config.window_steps, b))
-        plain.append(train_plain_keras(model, batches, config.window_steps, b))
-    return ours, plain
+        rounds["matmul_gflops"].append(matmul())
+        rounds["ours"].append(train_ours(setup, batches, config.window_steps, b))
+        rounds["plain_keras"].append(train_plain_keras(model, batches, config.window_steps, b))
+    return rounds
 
 
 def interleaved_median_ms(parts: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
@@ -534,38 +541,55 @@ def run_benchmark(
     log(f"training FLOP per sample: {flops.training_flops / 1e6:.3f} M ({flops})")
     for precision in precisions:
         gflops = matmul_gflops(PRECISIONS[precision][1], *matmul_dims, matmul_repeats)
-        bound = gflops * 1e9 / flops.training_flops
-        results["matmul"][precision] = {"gflops": gflops, "compute_bound_samples_per_s": bound}
-        log(f"matmul {matmul_dims} {precision}: {gflops:.1f} GFLOP/s -> bound {bound:,.0f}/s")
+        results["matmul"][precision] = {"gflops_at_start": gflops}
+        log(f"matmul {matmul_dims} {precision} at start: {gflops:.1f} GFLOP/s")
     results["pipeline_samples_per_s"] = pipeline_rate(config)
     log(f"input pipeline alone: {results['pipeline_samples_per_s']:,.0f} samples/s")
     batches = bench_batches(config)
     for precision in precisions:
         setup = build_ours(config, precision)
         model = build_plain_keras(config, precision)
-        ours, plain = compare(config, setup, model, batches)
-        log(f"{precision} windows, ours: {[round(r) for r in ours]}")
-        log(f"{precision} windows, plain Keras: {[round(r) for r in plain]}")
-        entry: dict[str, Any] = {"ours_windows": ours}
+        dtype = PRECISIONS[precision][1]
+        rounds = compare(
+            config, setup, model, batches, lambda d=dtype: matmul_gflops(d, *matmul_dims, 3)
+        )
+        for name, values in rounds.items():
+            log(f"{precision} rounds, {name}: {[round(v) for v in values]}")
+        entry: dict[str, Any] = {f"{name}_rounds": values for name, values in rounds.items()}
         if profile_steps:
             entry["profile"] = profile_ours(setup, batches, profile_steps, trace_dir)
         _free(setup, model)
-        entry.update(
-            plain_keras_windows=plain,
-            ours_samples_per_s=statistics.median(ours),
-            plain_keras_samples_per_s=statistics.median(plain),
+        entry.update(summarize_rounds(rounds, flops.training_flops))
+        results["matmul"][precision].update(
+            gflops_during_training=statistics.median(rounds["matmul_gflops"]),
+            compute_bound_samples_per_s=entry.pop("compute_bound_samples_per_s"),
         )
-        bound = results["matmul"][precision]["compute_bound_samples_per_s"]
-        entry["ratio_ours_over_plain"] = (
-            entry["ours_samples_per_s"] / entry["plain_keras_samples_per_s"]
-        )
-        entry["ours_fraction_of_bound"] = entry["ours_samples_per_s"] / bound
-        entry["plain_keras_fraction_of_bound"] = entry["plain_keras_samples_per_s"] / bound
         results["precisions"][precision] = entry
     keras.mixed_precision.set_global_policy("float32")
     results["load_average_1min_end"] = os.getloadavg()[0]
     results["targets"] = _targets(results)
     return results
+
+
+def summarize_rounds(rounds: dict[str, list[float]], training_flops: int) -> dict[str, float]:
+    """Medians of the rounds of `compare`, the ratio and the fractions of the compute bound.
+
+    The ratio is the median of the per-round ratios (each round's two windows
+    ran back to back, at about the same machine speed); the ratio of the two
+    medians is kept too. The bound is the median matmul rate of the rounds
+    divided by the training FLOP per sample.
+    """
+    ours, plain = rounds["ours"], rounds["plain_keras"]
+    bound = statistics.median(rounds["matmul_gflops"]) * 1e9 / training_flops
+    return {
+        "ours_samples_per_s": statistics.median(ours),
+        "plain_keras_samples_per_s": statistics.median(plain),
+        "ratio_ours_over_plain": statistics.median(o / p for o, p in zip(ours, plain, strict=True)),
+        "ratio_of_medians": statistics.median(ours) / statistics.median(plain),
+        "compute_bound_samples_per_s": bound,
+        "ours_fraction_of_bound": statistics.median(ours) / bound,
+        "plain_keras_fraction_of_bound": statistics.median(plain) / bound,
+    }
 
 
 def _targets(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -579,6 +603,7 @@ def _targets(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
                 "value": value,
                 "met": value >= target,
             }
+    # The pipeline must feed the fastest of our steps.
     fastest = max(run["ours_samples_per_s"] for run in runs.values())
     value = results["pipeline_samples_per_s"] / fastest
     targets["pipeline_over_fastest_step"] = {
@@ -592,15 +617,19 @@ def _targets(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def format_report(results: dict[str, Any]) -> str:
     """The summary table (throughputs, ratios, bound fractions, targets, profile)."""
     lines = [
-        f"{'precision':<10}{'ours/s':>10}{'keras/s':>10}{'ratio':>8}{'bound/s':>10}"
-        f"{'ours/bound':>12}{'keras/bound':>13}"
+        "samples/s: medians of the rounds; ratio: median of per-round ratios (ratio of "
+        "medians in brackets); bound: median matmul rate of the rounds / FLOP per sample",
+        f"{'precision':<10}{'ours/s':>9}{'keras/s':>9}{'ratio':>14}{'GFLOP/s':>9}{'bound/s':>11}"
+        f"{'ours/bound':>12}{'keras/bound':>13}",
     ]
     for precision, run in results["precisions"].items():
-        bound = results["matmul"][precision]["compute_bound_samples_per_s"]
+        matmul = results["matmul"][precision]
+        ratio = f"{run['ratio_ours_over_plain']:.2f} ({run['ratio_of_medians']:.2f})"
         lines.append(
-            f"{precision:<10}{run['ours_samples_per_s']:>10,.0f}"
-            f"{run['plain_keras_samples_per_s']:>10,.0f}{run['ratio_ours_over_plain']:>8.2f}"
-            f"{bound:>10,.0f}{run['ours_fraction_of_bound']:>12.0%}"
+            f"{precision:<10}{run['ours_samples_per_s']:>9,.0f}"
+            f"{run['plain_keras_samples_per_s']:>9,.0f}{ratio:>14}"
+            f"{matmul['gflops_during_training']:>9.0f}"
+            f"{matmul['compute_bound_samples_per_s']:>11,.0f}{run['ours_fraction_of_bound']:>12.0%}"
             f"{run['plain_keras_fraction_of_bound']:>13.0%}"
         )
     lines.append(
