@@ -7,7 +7,6 @@ few of them. Skipped only when Horovod is not importable.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import signal
 import subprocess
@@ -20,39 +19,27 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from tests.distributed import parity_setup as ps
+from tests.distributed.horovod_launch import (
+    HOROVOD_MARKS,
+    HOROVODRUN,
+    REPO,
+    horovod_env,
+    run_horovod,
+)
 
-REPO = Path(__file__).resolve().parents[2]
-HOROVODRUN = Path(sys.executable).parent / "horovodrun"
 # A dead process ends the job in well under a second (module docstring of
 # models/distributed/comm.py); the bound leaves room for a loaded machine.
 DEAD_RANK_BOUND_SECONDS = 10.0
 
-pytestmark = [
-    pytest.mark.horovod,
-    pytest.mark.skipif(
-        importlib.util.find_spec("horovod") is None or not HOROVODRUN.exists(),
-        reason=f"Horovod is not importable from {sys.executable} (no horovodrun next to it); "
-        "tools/setup_env.sh builds it",
-    ),
-]
+pytestmark = HOROVOD_MARKS
 
 
 def _command(*args: str) -> list[str]:
     return [str(HOROVODRUN), "-np", "2", "--gloo", sys.executable, "-m", *args]
 
 
-def _env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **extra)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    return env
-
-
 def _run(*args: str) -> subprocess.CompletedProcess:
-    done = subprocess.run(
-        _command(*args), cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300
-    )
-    assert done.returncode == 0, f"horovodrun failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-    return done
+    return run_horovod(["-np", "2", "--gloo"], ["-m", *args])
 
 
 def test_smoke_collectives():
@@ -90,7 +77,7 @@ def _loop_until_stopped(tmp_path: Path, sig: int, **env: str) -> tuple[float, fl
     job = subprocess.Popen(
         _command("tests.distributed.hvd_program", "loop", str(tmp_path)),
         cwd=REPO,
-        env=_env(**env),
+        env=horovod_env(**env),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
