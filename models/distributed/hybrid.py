@@ -231,6 +231,8 @@ class HybridParallel:
         loss, the result is the exact mean loss of the global batch.
         """
         value = tf.cast(value, tf.float32)
+        if self.comm.size == 1:
+            return value  # also spares the rounding of value * weight / weight
         if weight is None:
             return self.comm.grouped_allreduce([value], average=True, name="mean_across_ranks")[0]
         weight = tf.cast(weight, tf.float32)

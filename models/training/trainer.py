@@ -254,9 +254,13 @@ class Trainer:
         hooks: progress lines, evaluations, checkpoints.
         learning_rate: `step -> rate` shown in progress lines.
         profiler: the profiled window of steps (none when omitted).
-        reduce_loss: averages a rank's loss over ranks for progress lines. It is
-            a collective: every rank reaches the same progress steps, so every
-            rank calls it equally often.
+        reduce_loss: ``(loss, rows) -> mean`` over ranks for progress lines and
+            the final loss, where ``loss`` is this rank's mean over the ``rows``
+            rows of its slice of the step's batch; weighting by ``rows`` makes
+            it the exact mean of the global batch when slices differ in size
+            (``HybridParallel.mean_across_ranks``). It is a collective: every
+            rank reaches the same progress steps, so every rank calls it
+            equally often. Default: the rank's own loss (one process).
     """
 
     def __init__(
@@ -266,10 +270,10 @@ class Trainer:
         hooks: Hooks,
         learning_rate: Callable[[int], float],
         profiler: ProfilerWindow | None = None,
-        reduce_loss: Callable[[tf.Tensor], tf.Tensor] = tf.identity,
+        reduce_loss: Callable[[tf.Tensor, int], tf.Tensor] | None = None,
     ) -> None:
         self._step_fn = step_fn
-        self._reduce_loss = reduce_loss
+        self._reduce_loss = reduce_loss or (lambda loss, rows: loss)
         self._settings = settings
         self._hooks = hooks
         self._learning_rate = learning_rate
@@ -295,6 +299,7 @@ class Trainer:
         eval_points = s.eval_points()
         clock = _Clock()
         loss = None
+        rows = 0  # this rank's rows in the batch of `loss`
         last_eval_step = last_ckpt_step = start_step
         printed_at = (0, 0.0)  # clock (steps, seconds) at the last progress line
 
@@ -314,7 +319,7 @@ class Trainer:
             nonlocal printed_at
             steps_done = clock.steps - printed_at[0]
             seconds = clock.seconds - printed_at[1]
-            result.final_loss = float(self._reduce_loss(loss))
+            result.final_loss = float(self._reduce_loss(loss, rows))
             metrics = {
                 "loss": result.final_loss,
                 "learning_rate": float(self._learning_rate(step)),
@@ -336,6 +341,7 @@ class Trainer:
             for batch, (features, labels) in enumerate(train_batches(epoch, first), start=first):
                 self._profiler.before_step(step + 1)
                 loss = self._step_fn(features, labels)
+                rows = int(labels.shape[0])
                 step += 1
                 measured = step - start_step > s.benchmark_warmup_steps
                 if s.record_step_times:
@@ -368,7 +374,7 @@ class Trainer:
             clock.pause()
         self._profiler.close(sync)
         if loss is not None:
-            result.final_loss = float(self._reduce_loss(loss))
+            result.final_loss = float(self._reduce_loss(loss, rows))
         if eval_points and step > last_eval_step:
             result.evals.append((step, self._hooks.evaluate(step)))
         if step > last_ckpt_step:
