@@ -3,7 +3,8 @@
 Shapes: ``B`` global batch, ``b`` local batch, ``F`` number of tables,
 ``T`` tables looked up by this process, ``D`` embedding dim, ``N`` numerical
 features. On one process B == b and T == F; under model parallelism the
-distributed code calls :meth:`DLRM.lookup` for the tables a rank owns and
+distributed code builds each rank's model with only the tables it owns
+(``table_ids``), calls :meth:`DLRM.lookup` for them and
 :meth:`DLRM.dense_forward` on its slice of the batch.
 """
 
@@ -27,6 +28,11 @@ def _positive_ints(name: str, values: Sequence[int]) -> tuple[int, ...]:
     return values
 
 
+def _table_seed(seed: int, table: int) -> int:
+    """A per-table seed that depends on nothing but (seed, table)."""
+    return (seed * 1_000_003 + table * 7919) % (2**31 - 1)
+
+
 @keras.saving.register_keras_serializable(package="dlrm")
 class DLRM(keras.Model):
     """Deep Learning Recommendation Model (Naumov et al., 2019, arXiv:1906.00091).
@@ -37,6 +43,13 @@ class DLRM(keras.Model):
         bottom_mlp_dims: widths of the bottom MLP; the last must equal D.
         top_mlp_dims: widths of the top MLP; the last must be 1 (the logit).
         num_numerical_features: N.
+        table_ids: the tables this model holds (all when None). A rank of a
+            model-parallel job holds only the tables it owns, so table memory is
+            split over the ranks; the dense part is always complete.
+        seed: seed of the table initialisers; table ``t`` is seeded from
+            ``(seed, t)``, so its initial rows do not depend on which other
+            tables are held (the same on 1 or 8 ranks). None: Keras' global
+            generator, in table order.
 
     Tables stay float32 under a mixed-precision policy; the dense part runs in
     the compute dtype and returns float32 logits.
@@ -49,6 +62,8 @@ class DLRM(keras.Model):
         bottom_mlp_dims: Sequence[int] = (512, 256, 128),
         top_mlp_dims: Sequence[int] = (1024, 1024, 512, 256, 1),
         num_numerical_features: int = 13,
+        table_ids: Sequence[int] | None = None,
+        seed: int | None = None,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -67,10 +82,27 @@ class DLRM(keras.Model):
         if self.top_mlp_dims[-1] != 1:
             raise ValueError(f"the last top_mlp_dims entry must be 1, got {self.top_mlp_dims}")
 
-        self.tables = [
-            EmbeddingTable(rows, self.embedding_dim, name=f"embedding_{i}")
-            for i, rows in enumerate(self.cardinalities)
+        num_tables = len(self.cardinalities)
+        held = range(num_tables) if table_ids is None else sorted(set(table_ids))
+        bad = [t for t in held if not 0 <= t < num_tables]
+        if bad:
+            raise ValueError(f"DLRM table_ids {bad} out of range for {num_tables} tables")
+        self.table_ids = None if table_ids is None else tuple(held)
+        self.seed = seed
+        self.held_tables = tuple(held)
+        # Only held tables are Keras layers (tracked, saved); `tables` keeps the
+        # global table index, with None for tables held by other ranks.
+        self._held_layers = [
+            EmbeddingTable(
+                self.cardinalities[t],
+                self.embedding_dim,
+                seed=None if seed is None else _table_seed(seed, t),
+                name=f"embedding_{t}",
+            )
+            for t in held
         ]
+        by_id = dict(zip(held, self._held_layers, strict=True))
+        self._tables_by_id = [by_id.get(t) for t in range(num_tables)]
         self.bottom_mlp = MLP(self.bottom_mlp_dims, final_activation="relu", name="bottom_mlp")
         self.interaction = DotInteraction(name="interaction")
         # The logit layer runs in float32 so that logits and loss keep full precision.
@@ -89,7 +121,13 @@ class DLRM(keras.Model):
 
     @property
     def num_tables(self) -> int:
-        return len(self.tables)
+        """F, the number of tables of the whole model (held or not)."""
+        return len(self.cardinalities)
+
+    @property
+    def tables(self) -> list[EmbeddingTable | None]:
+        """The F tables by global index; None for a table this model does not hold."""
+        return list(self._tables_by_id)
 
     def lookup(self, categorical: tf.Tensor, table_ids: Sequence[int]) -> list[tf.Tensor]:
         """Looks up the given tables.
@@ -106,6 +144,11 @@ class DLRM(keras.Model):
         bad = [t for t in table_ids if not 0 <= t < self.num_tables]
         if bad:
             raise ValueError(f"table ids {bad} out of range for {self.num_tables} tables")
+        missing = [t for t in table_ids if self._tables_by_id[t] is None]
+        if missing:
+            raise ValueError(
+                f"tables {missing} are not held by this model (it holds {list(self.held_tables)})"
+            )
         if len(categorical.shape) != 2:
             raise ValueError(f"categorical must be [B, T], got shape {categorical.shape}")
         if categorical.shape[1] is not None and categorical.shape[1] != len(table_ids):
@@ -114,7 +157,7 @@ class DLRM(keras.Model):
                 f"table ids were given: {table_ids}"
             )
         columns = tf.unstack(categorical, num=len(table_ids), axis=1)
-        return [self.tables[t](ids) for t, ids in zip(table_ids, columns, strict=True)]
+        return [self._tables_by_id[t](ids) for t, ids in zip(table_ids, columns, strict=True)]
 
     def dense_forward(self, numerical: tf.Tensor, embeddings: tf.Tensor) -> tf.Tensor:
         """Bottom MLP, interaction and top MLP.
@@ -151,8 +194,8 @@ class DLRM(keras.Model):
 
     @property
     def embedding_variables(self) -> list:
-        """The F table variables (float32), for the sparse optimizer."""
-        return [table.embeddings for table in self.tables]
+        """The F table variables (float32) by table index, None where not held."""
+        return [None if table is None else table.embeddings for table in self._tables_by_id]
 
     @property
     def dense_variables(self) -> list:
@@ -167,6 +210,8 @@ class DLRM(keras.Model):
             "bottom_mlp_dims": list(self.bottom_mlp_dims),
             "top_mlp_dims": list(self.top_mlp_dims),
             "num_numerical_features": self.num_numerical_features,
+            "table_ids": None if self.table_ids is None else list(self.table_ids),
+            "seed": self.seed,
         }
 
     @classmethod

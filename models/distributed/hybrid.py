@@ -79,7 +79,7 @@ class HybridParallel:
     def __init__(
         self, model: Any, comm: Communicator, placement: Placement, global_batch_size: int
     ) -> None:
-        num_tables = len(model.tables)
+        num_tables = model.num_tables
         if placement.world_size != comm.size:
             raise ValueError(
                 f"placement is for {placement.world_size} ranks but the job has {comm.size}"
@@ -87,6 +87,12 @@ class HybridParallel:
         if placement.num_tables != num_tables:
             raise ValueError(
                 f"placement covers {placement.num_tables} tables, the model has {num_tables}"
+            )
+        not_held = [t for t in placement.tables_per_rank[comm.rank] if model.tables[t] is None]
+        if not_held:
+            raise ValueError(
+                f"rank {comm.rank} owns tables {not_held} but its model does not hold them; "
+                "build the model with table_ids=placement.tables_per_rank[rank]"
             )
         if placement.split_tables:
             raise ValueError(

@@ -21,12 +21,13 @@ class EmbeddingTable(keras.layers.Layer):
     Args:
         num_rows: number of rows (ids ``0 .. num_rows - 1``).
         dim: embedding dimension D.
+        seed: seed of the initial rows; None draws from Keras' global generator.
 
     Shapes: ``ids [B]`` integer -> ``[B, D]`` float32. The gradient of the
     table is an ``IndexedSlices`` of the looked-up rows.
     """
 
-    def __init__(self, num_rows: int, dim: int, **kwargs) -> None:
+    def __init__(self, num_rows: int, dim: int, seed: int | None = None, **kwargs) -> None:
         # The policy is float32 whatever the global policy is (see docstring).
         kwargs["dtype"] = "float32"
         super().__init__(**kwargs)
@@ -35,10 +36,11 @@ class EmbeddingTable(keras.layers.Layer):
                 raise ValueError(f"EmbeddingTable {name} must be a positive integer, got {value!r}")
         self.num_rows = num_rows
         self.dim = dim
+        self.seed = seed
         limit = math.sqrt(1.0 / num_rows)
         self.embeddings = self.add_weight(
             shape=(num_rows, dim),
-            initializer=keras.initializers.RandomUniform(-limit, limit),
+            initializer=keras.initializers.RandomUniform(-limit, limit, seed=seed),
             dtype="float32",
             name="embeddings",
         )
@@ -54,5 +56,5 @@ class EmbeddingTable(keras.layers.Layer):
 
     def get_config(self) -> dict:
         config = super().get_config()
-        config.update(num_rows=self.num_rows, dim=self.dim)
+        config.update(num_rows=self.num_rows, dim=self.dim, seed=self.seed)
         return config

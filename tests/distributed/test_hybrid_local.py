@@ -174,3 +174,17 @@ def test_vectors_travel_in_the_16_bit_compute_dtype(bfloat16_policy):
     expected = model({"numerical": numerical, "categorical": categorical})
     got = local.forward(tf.constant(numerical), tf.constant(categorical))
     np.testing.assert_array_equal(got.numpy(), expected.numpy())
+
+
+def test_model_without_the_owned_tables_is_refused():
+    from models.distributed.comm import LocalCommunicator
+    from models.distributed.hybrid import HybridParallel
+    from models.distributed.placement import plan_placement
+    from models.dlrm import DLRM
+
+    model = DLRM(
+        (5, 6, 7), embedding_dim=4, bottom_mlp_dims=(4,), top_mlp_dims=(3, 1), table_ids=[0]
+    )
+    placement = plan_placement([100, 100, 100], 1)
+    with pytest.raises(ValueError, match=r"owns tables \[1, 2\] but its model does not hold them"):
+        HybridParallel(model, LocalCommunicator(), placement, global_batch_size=8)

@@ -166,3 +166,36 @@ def test_input_shape_errors_name_the_values():
         model.dense_forward(tf.zeros((2, 3)), tf.zeros((2, 3, 4)))
     with pytest.raises(ValueError, match=r"lack \['numerical'\]"):
         model({"categorical": tf.zeros((2, 4), tf.int32)})
+
+
+def test_partial_model_holds_only_its_tables_with_world_independent_init():
+    cards = (5, 7, 9, 11)
+    full = DLRM(cards, embedding_dim=4, bottom_mlp_dims=(8, 4), top_mlp_dims=(6, 1), seed=3)
+    part = DLRM(
+        cards,
+        embedding_dim=4,
+        bottom_mlp_dims=(8, 4),
+        top_mlp_dims=(6, 1),
+        table_ids=[3, 1],
+        seed=3,
+    )
+    assert part.held_tables == (1, 3) and part.num_tables == 4
+    assert [t is None for t in part.tables] == [True, False, True, False]
+    assert [v is None for v in part.embedding_variables] == [True, False, True, False]
+    # Only held tables are weights of the model: memory is split over ranks.
+    table_weights = [w for w in part.weights if "embedding" in w.path]
+    assert sorted(tuple(w.shape) for w in table_weights) == [(7, 4), (11, 4)]
+    # A table starts with the same rows whichever other tables are held.
+    for t in (1, 3):
+        np.testing.assert_array_equal(
+            part.embedding_variables[t].numpy(), full.embedding_variables[t].numpy()
+        )
+    ids = tf.constant([[1, 2], [0, 10]], tf.int32)
+    got = part.lookup(ids, [1, 3])
+    np.testing.assert_array_equal(got[1].numpy(), full.lookup(ids, [1, 3])[1].numpy())
+    with pytest.raises(ValueError, match=r"tables \[0\] are not held by this model"):
+        part.lookup(ids, [0, 1])
+    clone = DLRM.from_config(part.get_config())
+    assert clone.held_tables == (1, 3) and clone.seed == 3
+    with pytest.raises(ValueError, match=r"table_ids \[4\] out of range for 4 tables"):
+        DLRM(cards, embedding_dim=4, bottom_mlp_dims=(8, 4), top_mlp_dims=(6, 1), table_ids=[4])
