@@ -30,14 +30,20 @@ from models.data.synthetic import SyntheticDataset
 from models.device import DeviceSetup, setup_device
 from models.distributed.comm import Communicator, make_communicator
 from models.distributed.hybrid import HybridParallel
-from models.distributed.placement import plan_placement
+from models.distributed.placement import (
+    EMBEDDING_MEMORY_FRACTION,
+    Placement,
+    embedding_budget_bytes,
+    embedding_table_bytes,
+    plan_placement,
+)
 from models.dlrm import DLRM
 from models.export import export_saved_model
 from models.training import checkpoint as ckpt
 from models.training.evaluator import Evaluator
 from models.training.inference import benchmark
 from models.training.lr_schedule import DLRMSchedule
-from models.training.optimizers import make_optimizers
+from models.training.optimizers import SparseOptimizer, make_optimizers
 from models.training.results_log import ResultsLogger
 from models.training.trainer import LoopSettings, ProfilerWindow, Trainer, TrainStep
 from tools.record_time import StepTimer
@@ -61,15 +67,20 @@ def run(config: Config) -> dict[str, Any]:
     logger = _open_results_log(config, comm.rank)
 
     data = _Data(config, comm.rank, comm.size)
-    model, parallel = _build_model(config, data.cardinalities, comm)
-    data.place(parallel.owned_tables)
-    _log_parameters(logger, config, device, data, parallel)
-
     opt = config.optimizer
     schedule = DLRMSchedule(
         opt.learning_rate, opt.warmup_steps, opt.decay_start_step, opt.decay_steps
     )
-    state = _restore_or_sync(config, model, parallel, schedule, comm, logger)
+    dense_optimizer, embedding_optimizer = make_optimizers(opt.name, schedule)
+    # Before the model exists: tables that cannot fit fail here, not at allocation.
+    placement = _plan_tables(config, data.cardinalities, comm.size, embedding_optimizer)
+    model, parallel = _build_model(config, data.cardinalities, comm, placement)
+    data.place(parallel.owned_tables)
+    _log_parameters(logger, config, device, data, parallel)
+
+    state = _restore_or_sync(
+        config, model, parallel, (dense_optimizer, embedding_optimizer), comm, logger
+    )
     job = _Job(config, comm, device, data, parallel, state, schedule, logger)
     results = {"train": _train, "eval": _evaluate, "inference": _inference}[config.run.mode](job)
 
@@ -108,8 +119,52 @@ def _open_results_log(config: Config, rank: int) -> ResultsLogger:
     )
 
 
+def _plan_tables(
+    config: Config,
+    cardinalities: tuple[int, ...],
+    world: int,
+    embedding_optimizer: SparseOptimizer,
+) -> Placement:
+    """Places the tables on ranks; within a per-rank budget when a memory limit is set.
+
+    The budget (``embedding_budget_bytes``) counts the optimizer's slots in
+    training; eval and inference hold the weights only.
+    """
+    table_bytes = embedding_table_bytes(cardinalities, config.model.embedding_dim)
+    limit_gb = config.device.memory_limit_gb
+    if limit_gb is None:
+        return plan_placement(table_bytes, world)
+    training = config.run.mode == "train"
+    slots = len(embedding_optimizer.slot_initial_values) if training else 0
+    budget = embedding_budget_bytes(limit_gb, slots)
+    derivation = (
+        f"--tf_mlu_memory_limit_gb={limit_gb} leaves each rank {budget} bytes of table "
+        f"weights ({EMBEDDING_MEMORY_FRACTION:.0%} of the memory for the tables and their "
+        f"{slots} optimizer slot(s) each)"
+    )
+    try:
+        placement = plan_placement(table_bytes, world, budget, table_rows=list(cardinalities))
+    except ValueError as error:
+        raise ConfigError(
+            f"the embedding tables do not fit: {error}\n{derivation}; raise the limit, use "
+            "more ranks or lower --embedding_dim"
+        ) from error
+    if placement.split_tables:
+        oversized = "; ".join(
+            f"table {t}: {table_bytes[t]} bytes ({cardinalities[t]} rows x "
+            f"{config.model.embedding_dim} float32)"
+            for t in placement.split_tables
+        )
+        raise ConfigError(
+            f"{oversized}: larger than the per-rank budget of {budget} bytes, and the model "
+            f"cannot hold a table split by rows yet\n{derivation}; raise the limit or lower "
+            "--embedding_dim (or preprocess with a higher frequency threshold)"
+        )
+    return placement
+
+
 def _build_model(
-    config: Config, cardinalities: tuple[int, ...], comm: Communicator
+    config: Config, cardinalities: tuple[int, ...], comm: Communicator, placement: Placement
 ) -> tuple[DLRM, HybridParallel]:
     # Same seed on every rank: identical dense initial weights (also broadcast later).
     keras.utils.set_random_seed(config.run.seed)
@@ -121,8 +176,6 @@ def _build_model(
         top_mlp_dims=m.top_mlp_dims,
         num_numerical_features=m.num_numerical_features,
     )
-    table_bytes = [rows * m.embedding_dim * 4 for rows in cardinalities]  # float32 tables
-    placement = plan_placement(table_bytes, comm.size)
     return model, HybridParallel(model, comm, placement, config.data.batch_size)
 
 
@@ -136,8 +189,7 @@ def _log_parameters(logger, config: Config, device: DeviceSetup, data, parallel)
             "precision_policy": device.policy_name,
             "loss_scale_applied": device.loss_scale,
             "cardinalities": list(data.cardinalities),
-            "tables_per_rank": [list(t) for t in placement.tables_per_rank],
-            "table_bytes_per_rank": list(placement.bytes_per_rank),
+            "placement": placement.to_dict(),
             "alltoall_bytes_per_step": parallel.alltoall_bytes_per_step(),
         }
     )
@@ -145,9 +197,9 @@ def _log_parameters(logger, config: Config, device: DeviceSetup, data, parallel)
         logging.info("placement:\n%s", parallel.describe())
 
 
-def _restore_or_sync(config, model, parallel, schedule, comm, logger) -> ckpt.TrainingState:
-    """Optimizers and the checkpointed state; restored, or dense weights broadcast."""
-    dense_optimizer, embedding_optimizer = make_optimizers(config.optimizer.name, schedule)
+def _restore_or_sync(config, model, parallel, optimizers, comm, logger) -> ckpt.TrainingState:
+    """The checkpointed state; restored, or dense weights broadcast."""
+    dense_optimizer, embedding_optimizer = optimizers
     training = config.run.mode == "train"
     # Eval and inference restore weights only (no optimizer state needed).
     state = ckpt.TrainingState(

@@ -9,6 +9,7 @@ uninterrupted one.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import os
@@ -333,3 +334,81 @@ def test_dataset_problems_are_reported_before_training(tmp_path) -> None:
         dlrm_main.main([*base, log, "--num_numerical_features=12"])
     # Without evaluation the same dataset trains.
     assert dlrm_main.main([*base, log, "--skip_eval"])["steps"] == 2
+
+
+def _parameters(log: Path) -> dict:
+    return next(
+        e["data"] for e in _log_lines(log) if e["step"] == "PARAMETER" and e["type"] == "LOG"
+    )
+
+
+def test_memory_limit_sets_the_placement_budget_in_the_log(tmp_path) -> None:
+    log = tmp_path / "log.json"
+    _main("--skip_eval", "--max_steps=1", "--tf_mlu_memory_limit_gb=1", f"--log_path={log}")
+    placement = _parameters(log)["placement"]
+    # Adam keeps two slots next to each table: a third of 3/4 GiB for the weights.
+    assert placement["budget_bytes"] == (2**30 * 3 // 4) // 3
+    assert placement["bytes_per_rank"] == [sum(CARDINALITIES) * 8 * 4]
+    assert placement["tables_per_rank"] == [list(range(len(CARDINALITIES)))]
+    assert placement["split_tables"] == {}
+
+
+def _cardinalities_flag(cardinalities: list[int]) -> str:
+    return "--synthetic_dataset_cardinalities=" + ",".join(map(str, cardinalities))
+
+
+def test_tables_over_the_memory_budget_fail_before_the_model_is_built(
+    tmp_path, monkeypatch
+) -> None:
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was built although its tables cannot fit")
+
+    monkeypatch.setattr(dlrm_main, "DLRM", no_model)
+    log = f"--log_path={tmp_path / 'log.json'}"
+    # 1 GiB with SGD (no slots): 805,306,368 bytes of weights; five tables of
+    # 6,000,000 rows x 8 float32 (192,000,000 bytes) each fit, all five do not.
+    big = [6_000_000] * 5 + CARDINALITIES[5:]
+    with pytest.raises(ConfigError) as raised:
+        _main("--tf_mlu_memory_limit_gb=1", "--optimizer=sgd", _cardinalities_flag(big), log)
+    message = str(raised.value)
+    assert "the embedding tables do not fit: cannot place table 4 (192000000 bytes)" in message
+    assert "805306368-byte budget" in message and "0 optimizer slot(s)" in message
+
+
+def test_a_table_the_planner_splits_by_rows_is_refused_by_name() -> None:
+    from models.config import Config, DeviceConfig, ModelConfig
+    from models.training.optimizers import make_optimizers
+
+    config = Config(model=ModelConfig(embedding_dim=8), device=DeviceConfig(memory_limit_gb=1))
+    _, adam = make_optimizers("adam", 0.1)
+    # Table 5: 9,000,000 rows x 8 float32 = 288,000,000 bytes, over the
+    # 268,435,456 bytes that 1 GiB leaves for weights with Adam's two slots;
+    # two ranks could hold its halves, but the model cannot.
+    huge = (*CARDINALITIES[:5], 9_000_000, *CARDINALITIES[6:])
+    with pytest.raises(ConfigError) as raised:
+        dlrm_main._plan_tables(config, huge, 2, adam)
+    message = str(raised.value)
+    assert "table 5: 288000000 bytes (9000000 rows x 8 float32)" in message
+    assert "per-rank budget of 268435456 bytes" in message
+    assert "cannot hold a table split by rows" in message
+    assert "--tf_mlu_memory_limit_gb=1" in message and "2 optimizer slot(s)" in message
+
+
+def test_evaluation_budget_counts_no_optimizer_slots() -> None:
+    from models.config import Config, DeviceConfig, ModelConfig, RunConfig
+    from models.training.optimizers import make_optimizers
+
+    config = Config(
+        run=RunConfig(mode="eval"),
+        model=ModelConfig(embedding_dim=8),
+        device=DeviceConfig(memory_limit_gb=1),
+    )
+    _, adam = make_optimizers("adam", 0.1)
+    placement = dlrm_main._plan_tables(config, tuple(CARDINALITIES), 2, adam)
+    assert placement.budget_bytes == 2**30 * 3 // 4
+    assert placement.world_size == 2 and all(placement.bytes_per_rank)
+    training = dataclasses.replace(config, run=RunConfig(mode="train"))
+    assert (
+        dlrm_main._plan_tables(training, tuple(CARDINALITIES), 2, adam).budget_bytes
+        == (2**30 * 3 // 4) // 3
+    )

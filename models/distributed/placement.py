@@ -258,3 +258,33 @@ def plan_placement(
 def embedding_table_bytes(cardinalities: Sequence[int], embedding_dim: int) -> list[int]:
     """Bytes of float32 tables ``[rows, embedding_dim]``, for :func:`plan_placement`."""
     return [rows * embedding_dim * 4 for rows in cardinalities]
+
+
+# Share of a rank's device memory planned for embedding tables and their
+# optimizer slots; the rest holds the MLPs, the step's activations (looked-up
+# vectors, their gradients) and the all-to-all buffers.
+EMBEDDING_MEMORY_FRACTION = 0.75
+
+
+def embedding_budget_bytes(
+    memory_limit_gb: float, slots_per_table: int, fraction: float = EMBEDDING_MEMORY_FRACTION
+) -> int:
+    """Per-rank budget of table weight bytes for :func:`plan_placement`.
+
+    A table of ``W`` weight bytes occupies ``W * (1 + slots_per_table)`` with
+    its optimizer slots (each slot is a float32 array of the table's shape:
+    0 for SGD, 1 for Adagrad, 2 for Adam), and tables may use ``fraction`` of
+    the ``memory_limit_gb`` GiB given to TensorFlow on one device.
+
+    Raises:
+        ValueError: non-positive limit, negative slot count, fraction outside (0, 1].
+    """
+    if not memory_limit_gb > 0:
+        raise ValueError(f"memory_limit_gb must be positive, got {memory_limit_gb!r}")
+    if isinstance(slots_per_table, bool) or not isinstance(slots_per_table, int):
+        raise ValueError(f"slots_per_table must be an integer, got {slots_per_table!r}")
+    if slots_per_table < 0:
+        raise ValueError(f"slots_per_table must be >= 0, got {slots_per_table}")
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction!r}")
+    return int(memory_limit_gb * 2**30 * fraction) // (1 + slots_per_table)

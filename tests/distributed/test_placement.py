@@ -7,7 +7,12 @@ import json
 
 import pytest
 
-from models.distributed.placement import Shard, embedding_table_bytes, plan_placement
+from models.distributed.placement import (
+    Shard,
+    embedding_budget_bytes,
+    embedding_table_bytes,
+    plan_placement,
+)
 
 # Criteo 1TB cardinalities at frequency threshold 15, capped at 200,000 rows (the
 # benchmark configuration of the model issue).
@@ -158,3 +163,29 @@ def test_to_dict_is_json_ready():
     assert summary["tables_per_rank"] == [list(t) for t in placement.tables_per_rank]
     assert summary["split_tables"] == {"0": [[0, 4, 0], [4, 7, 1], [7, 10, 2]]}
     assert summary["total_bytes"] == 144
+
+
+def test_memory_budget_leaves_room_for_optimizer_slots_and_activations():
+    gib = 2**30
+    # SGD: the weights alone may use three quarters of the memory.
+    assert embedding_budget_bytes(16, 0) == 12 * gib
+    # Adam keeps two slots per table: a third of that for the weights.
+    assert embedding_budget_bytes(16, 2) == 4 * gib
+    assert embedding_budget_bytes(1, 1, fraction=0.5) == gib // 4
+    budget = embedding_budget_bytes(1, 2)
+    assert 3 * budget <= 0.75 * gib < 3 * (budget + 1)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((0, 0), "memory_limit_gb must be positive"),
+        ((4, -1), "slots_per_table must be >= 0"),
+        ((4, 1.5), "slots_per_table must be an integer"),
+        ((4, 1, 0.0), r"fraction must be in \(0, 1\]"),
+        ((4, 1, 1.5), r"fraction must be in \(0, 1\]"),
+    ],
+)
+def test_memory_budget_rejects_invalid_arguments(args, message):
+    with pytest.raises(ValueError, match=message):
+        embedding_budget_bytes(*args)
