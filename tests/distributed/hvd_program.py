@@ -2,6 +2,7 @@
 
 ``python -m tests.distributed.hvd_program smoke``   collectives with asserted results
 ``python -m tests.distributed.hvd_program parity DIR``  hybrid training, writes DIR/rank{r}.npz
+                                                        (with the launch topology)
 ``python -m tests.distributed.hvd_program loop DIR``    trains until killed (rank-death test)
 """
 
@@ -72,9 +73,13 @@ def smoke(comm: HorovodCommunicator) -> None:
 
 
 def parity(comm: HorovodCommunicator, out_dir: Path) -> None:
+    import horovod.tensorflow as hvd  # initialised by the communicator
+
     from tests.distributed.parity_setup import run_hybrid
 
     result = run_hybrid(comm)
+    # The launch topology as Horovod sees it (hosts and ranks per host).
+    result["topology"] = np.array([hvd.local_rank(), hvd.local_size(), hvd.cross_size()])
     np.savez(out_dir / f"rank{comm.rank}.npz", **result)
     print(f"rank {comm.rank}: parity run written", flush=True)
 

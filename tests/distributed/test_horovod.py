@@ -48,8 +48,8 @@ def test_smoke_collectives():
     assert "rank 1: smoke OK" in done.stdout
 
 
-def test_two_ranks_match_one_process(tmp_path):
-    _run("tests.distributed.hvd_program", "parity", str(tmp_path))
+def _assert_parity(tmp_path: Path) -> list[dict[str, np.ndarray]]:
+    """Checks the parity program's outputs against one process; returns them."""
     ranks = [dict(np.load(tmp_path / f"rank{r}.npz")) for r in range(2)]
     reference = ps.run_reference()
 
@@ -66,6 +66,30 @@ def test_two_ranks_match_one_process(tmp_path):
     assert not np.allclose(ps.build_model().dense_variables[0].numpy(), reference["dense_0"])
     auc = roc_auc_score(ranks[0]["labels"], ranks[0]["predictions"])
     assert auc == pytest.approx(roc_auc_score(reference["labels"], reference["predictions"]))
+    return ranks
+
+
+def test_two_ranks_match_one_process(tmp_path):
+    _run("tests.distributed.hvd_program", "parity", str(tmp_path))
+    ranks = _assert_parity(tmp_path)
+    # One host, two ranks on it: (local rank, local size, hosts).
+    assert [r["topology"].tolist() for r in ranks] == [[0, 2, 1], [1, 2, 1]]
+
+
+def test_two_local_host_names_run_as_two_nodes(tmp_path):
+    """The multi-node launch form ``-H host1:1,host2:1`` on loopback, without ssh.
+
+    horovodrun resolves every ``-H`` name and starts the ranks of names whose
+    address belongs to a local interface directly (no ssh); the rest over ssh.
+    Two names of this machine therefore give a real two-host topology: one
+    rank per host, each local rank 0, Gloo over the loopback interface.
+    """
+    run_horovod(
+        ["-np", "2", "-H", "localhost:1,127.0.0.1:1", "--gloo"],
+        ["-m", "tests.distributed.hvd_program", "parity", str(tmp_path)],
+    )
+    ranks = _assert_parity(tmp_path)
+    assert [r["topology"].tolist() for r in ranks] == [[0, 1, 2], [0, 1, 2]]
 
 
 def _loop_until_stopped(tmp_path: Path, sig: int, **env: str) -> tuple[float, float, int, str]:
