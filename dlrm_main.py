@@ -37,6 +37,7 @@ from models.distributed.placement import (
     embedding_table_bytes,
     plan_placement,
 )
+from models.distributed.watchdog import StepWatchdog
 from models.dlrm import DLRM
 from models.export import export_saved_model
 from models.training import checkpoint as ckpt
@@ -365,6 +366,11 @@ def _train(job: _Job) -> dict[str, Any]:
             prof.enabled and comm.rank == prof.rank, prof.start_step, prof.num_steps, prof.log_dir
         ),
         reduce_loss=job.parallel.mean_across_ranks,
+        watchdog=(
+            StepWatchdog(run.step_timeout_s, where=f"rank {comm.rank} of {comm.size}")
+            if run.step_timeout_s > 0
+            else None
+        ),
     )
     result = trainer.fit(
         lambda epoch, start: train_split.as_dataset(epoch=epoch, start_batch=start),

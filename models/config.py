@@ -37,6 +37,7 @@ class RunConfig:
     print_freq: int = 1000
     benchmark_warmup_steps: int = 0
     seed: int = 12345
+    step_timeout_s: float = 600.0  # 0: no step watchdog
 
 
 @dataclass(frozen=True)
@@ -167,6 +168,7 @@ def config_from_flags(flag_values: flags.FlagValues) -> Config:
             print_freq=f.print_freq,
             benchmark_warmup_steps=f.benchmark_warmup_steps,
             seed=f.seed,
+            step_timeout_s=f.step_timeout_s,
         ),
         data=DataConfig(
             dataset_type=f.dataset_type,
@@ -242,7 +244,11 @@ def _non_negative(problems: list[str], **values: int | float | None) -> None:
 def _validate_run(c: Config, problems: list[str]) -> None:
     run = c.run
     _positive(problems, epochs=run.epochs, print_freq=run.print_freq)
-    _non_negative(problems, benchmark_warmup_steps=run.benchmark_warmup_steps)
+    _non_negative(
+        problems,
+        benchmark_warmup_steps=run.benchmark_warmup_steps,
+        step_timeout_s=run.step_timeout_s,
+    )
     if run.max_steps != -1 and run.max_steps <= 0:
         problems.append(f"--max_steps must be -1 (no limit) or positive, got {run.max_steps}")
     if run.mode == "train" and not run.skip_eval and run.evals_per_epoch < 1:

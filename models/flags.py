@@ -48,6 +48,13 @@ def _define_run_flags() -> None:
     flags.DEFINE_integer(
         "seed", 12345, "(new) Seed of weight initialisation, synthetic data and shuffling."
     )
+    flags.DEFINE_float(
+        "step_timeout_s",
+        600.0,
+        "(new) End a training process in which no step completed for this many seconds "
+        "(a rank that never reaches its next collective would stall every rank); the first "
+        "step counts, evaluations and checkpoints do not. 0: off.",
+    )
 
 
 def _define_data_flags() -> None:

@@ -412,3 +412,27 @@ def test_evaluation_budget_counts_no_optimizer_slots() -> None:
         dlrm_main._plan_tables(training, tuple(CARDINALITIES), 2, adam).budget_bytes
         == (2**30 * 3 // 4) // 3
     )
+
+
+def test_step_watchdog_follows_the_flag(tmp_path, monkeypatch) -> None:
+    from models.distributed.watchdog import StepWatchdog
+
+    made, events = [], []
+
+    class Recording(StepWatchdog):
+        def __init__(self, timeout_s: float, where: str) -> None:
+            super().__init__(timeout_s, where, on_timeout=events.append)
+            made.append((timeout_s, where))
+
+        def beat(self, step: int) -> None:
+            events.append(step)
+            super().beat(step)
+
+    monkeypatch.setattr(dlrm_main, "StepWatchdog", Recording)
+    log = f"--log_path={tmp_path / 'log.json'}"
+    _main("--skip_eval", "--max_steps=3", "--step_timeout_s=120", log)
+    assert made == [(120.0, "rank 0 of 1")] and events == [1, 2, 3]
+    _main("--skip_eval", "--max_steps=1", "--step_timeout_s=0", log)
+    assert len(made) == 1, "--step_timeout_s=0 must run without a watchdog"
+    with pytest.raises(ConfigError, match="--step_timeout_s must be >= 0, got -1"):
+        _main("--step_timeout_s=-1", log)

@@ -10,10 +10,13 @@ tables this rank owns).
 `print_freq` steps (progress line), at evaluations and checkpoints, at the
 warm-up boundary and at the end; with `record_step_times` it waits after
 every step so that each step's wall time is real (`--use_performance`).
+An optional step watchdog (`models.distributed.watchdog.StepWatchdog`) hears
+a beat after every step and is suspended during evaluations and checkpoints.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
@@ -193,6 +196,32 @@ class Hooks(Protocol):
     def save_checkpoint(self, step: int, epoch: int, batch: int) -> None: ...
 
 
+class Watchdog(Protocol):
+    """Progress watch of the loop (`models.distributed.watchdog.StepWatchdog`)."""
+
+    def start(self, step: int) -> None: ...
+
+    def beat(self, step: int) -> None: ...
+
+    def suspended(self) -> contextlib.AbstractContextManager[None]: ...
+
+    def stop(self) -> None: ...
+
+
+class _NoWatchdog:
+    def start(self, step: int) -> None:
+        pass
+
+    def beat(self, step: int) -> None:
+        pass
+
+    def suspended(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+    def stop(self) -> None:
+        pass
+
+
 class ProfilerWindow:
     """Starts/stops `tf.profiler` around steps [start, start + steps) on one rank."""
 
@@ -261,6 +290,8 @@ class Trainer:
             (``HybridParallel.mean_across_ranks``). It is a collective: every
             rank reaches the same progress steps, so every rank calls it
             equally often. Default: the rank's own loss (one process).
+        watchdog: told of every completed step; evaluations and checkpoints
+            run suspended from it (none when omitted).
     """
 
     def __init__(
@@ -271,6 +302,7 @@ class Trainer:
         learning_rate: Callable[[int], float],
         profiler: ProfilerWindow | None = None,
         reduce_loss: Callable[[tf.Tensor, int], tf.Tensor] | None = None,
+        watchdog: Watchdog | None = None,
     ) -> None:
         self._step_fn = step_fn
         self._reduce_loss = reduce_loss or (lambda loss, rows: loss)
@@ -278,6 +310,7 @@ class Trainer:
         self._hooks = hooks
         self._learning_rate = learning_rate
         self._profiler = profiler or ProfilerWindow(False, 0, 0, "")
+        self._watchdog = watchdog or _NoWatchdog()
 
     def fit(
         self,
@@ -294,6 +327,19 @@ class Trainer:
             start_epoch: epoch to continue.
             start_batch: next batch of that epoch.
         """
+        self._watchdog.start(start_step)
+        try:
+            return self._fit(train_batches, start_step, start_epoch, start_batch)
+        finally:
+            self._watchdog.stop()
+
+    def _fit(
+        self,
+        train_batches: Callable[[int, int], Iterable],
+        start_step: int,
+        start_epoch: int,
+        start_batch: int,
+    ) -> TrainResult:
         s = self._settings
         result = TrainResult(steps=start_step)
         eval_points = s.eval_points()
@@ -307,11 +353,16 @@ class Trainer:
             if loss is not None:
                 loss.numpy()
 
-        def paused(action: Callable[[], Any]) -> Any:
-            """Runs `action` with the device idle and the training clock stopped."""
+        def paused(action: Callable[[], Any], watched: bool = True) -> Any:
+            """Runs `action` with the device idle and the training clock stopped.
+
+            The device wait stays under the watchdog (a hung step shows there);
+            `action` is outside it unless `watched`.
+            """
             sync()
             clock.pause()
-            value = action()
+            with contextlib.nullcontext() if watched else self._watchdog.suspended():
+                value = action()
             clock.resume()
             return value
 
@@ -343,6 +394,7 @@ class Trainer:
                 loss = self._step_fn(features, labels)
                 rows = int(labels.shape[0])
                 step += 1
+                self._watchdog.beat(step)
                 measured = step - start_step > s.benchmark_warmup_steps
                 if s.record_step_times:
                     sync()
@@ -357,7 +409,7 @@ class Trainer:
                     paused(lambda step=step, epoch=epoch: progress(step, epoch))
                 stop = 0 <= s.max_steps <= step
                 if batch in eval_points or (stop and eval_points):
-                    evaluation = paused(lambda step=step: self._hooks.evaluate(step))
+                    evaluation = paused(lambda step=step: self._hooks.evaluate(step), False)
                     result.evals.append((step, evaluation))
                     last_eval_step = step
                 if s.checkpoint_every_n_steps and step % s.checkpoint_every_n_steps == 0:
@@ -365,7 +417,9 @@ class Trainer:
                     position = (
                         (epoch, batch + 1) if batch + 1 < s.steps_per_epoch else (epoch + 1, 0)
                     )
-                    paused(lambda step=step, p=position: self._hooks.save_checkpoint(step, *p))
+                    paused(
+                        lambda step=step, p=position: self._hooks.save_checkpoint(step, *p), False
+                    )
                     last_ckpt_step = step
                 if stop:
                     break
@@ -375,11 +429,12 @@ class Trainer:
         self._profiler.close(sync)
         if loss is not None:
             result.final_loss = float(self._reduce_loss(loss, rows))
-        if eval_points and step > last_eval_step:
-            result.evals.append((step, self._hooks.evaluate(step)))
-        if step > last_ckpt_step:
-            epoch_done, batch_done = divmod(step, max(s.steps_per_epoch, 1))
-            self._hooks.save_checkpoint(step, epoch_done, batch_done)
+        with self._watchdog.suspended():
+            if eval_points and step > last_eval_step:
+                result.evals.append((step, self._hooks.evaluate(step)))
+            if step > last_ckpt_step:
+                epoch_done, batch_done = divmod(step, max(s.steps_per_epoch, 1))
+                self._hooks.save_checkpoint(step, epoch_done, batch_done)
         result.steps = step
         result.measured_steps = clock.steps
         result.train_seconds = clock.seconds
