@@ -16,13 +16,17 @@ frequency-threshold-15 cardinalities capped at 200,000 rows, power-law ids):
 
 Both models train on the same batches: a few distinct synthetic batches held
 in memory and repeated, so that batch generation does not compete with the
-step for the two cores (item 4 measures it separately). Throughput is the
-median of timed windows after warm-up. With ``--profile_steps`` it also
-breaks our step into parts (forward pieces, backward, optimizers) and traces
-it with ``tf.profiler`` to list the op types the time goes to.
+step for the two cores (item 4 measures it separately). After warm-up, each
+round measures the matmul rate, a window of our steps and a window of plain
+Keras steps back to back: this machine's speed drifts by 2x within minutes
+(other jobs), so the ratio is the median of per-round ratios and the compute
+bound uses the matmul rate of the same rounds. With ``--profile_steps`` it
+also times parts of our step (forward pieces, interaction backward, each
+optimizer) and traces it with ``tf.profiler`` to list where the time goes.
 
     python -m tools.bench_train                              # the issue-4 benchmark
     python -m tools.bench_train --precisions fp32 --steps 30 --json out.json
+    python -m tools.bench_train --inter_op 1 --intra_op 2   # TF thread pools (both models)
 
 The cardinalities are NVIDIA's ``criteo_t15_synthetic`` variant
 (DeepLearningExamples, TensorFlow2/Recommendation/DLRM_and_DCNv2), i.e. the
@@ -427,6 +431,15 @@ def trace_op_types(step: Callable[[], Any], steps: int, trace_dir: str) -> dict[
     return {"by_type": rows(by_type), "by_phase": rows(by_phase)}
 
 
+def _graph(fn: Callable) -> Callable:
+    """`tf.function` without AutoGraph.
+
+    These bodies have no Python control flow, and AutoGraph's source lookup of
+    lambdas fails when the file is edited while a benchmark runs.
+    """
+    return tf.function(fn, autograph=False)
+
+
 def profile_ours(
     setup: OursSetup, batches: tf.data.Dataset, repeats: int, trace_dir: str | None
 ) -> dict[str, Any]:
@@ -442,27 +455,27 @@ def profile_ours(
     features, labels = next(iter(batches))
     numerical, categorical = features["numerical"], features["categorical"]
     tables = range(model.num_tables)
-    lookup = tf.function(lambda ids: tf.stack(model.lookup(ids, tables), axis=1))
+    lookup = _graph(lambda ids: tf.stack(model.lookup(ids, tables), axis=1))
     embeddings = lookup(categorical)
-    bottom_mlp = tf.function(lambda x: model.bottom_mlp(x))
+    bottom_mlp = _graph(lambda x: model.bottom_mlp(x))
     bottom = bottom_mlp(numerical)
-    interaction = tf.function(lambda b, e: model.interaction(b, tf.cast(e, b.dtype)))
-    top_mlp = tf.function(lambda x: model.top_mlp(x))
+    interaction = _graph(lambda b, e: model.interaction(b, tf.cast(e, b.dtype)))
+    top_mlp = _graph(lambda x: model.top_mlp(x))
     interacted = interaction(bottom, embeddings)
     dense_vars, table_vars = model.dense_variables, parallel.owned_embedding_variables
 
-    @tf.function
+    @_graph
     def interaction_backward(b, e):
         with tf.GradientTape() as tape:
             tape.watch([b, e])
             out = tf.cast(interaction(b, e), tf.float32)
         return tape.gradient(out, [b, e], output_gradients=tf.ones_like(out))
 
-    @tf.function
+    @_graph
     def forward(num, cat, lab):
         return bce_with_logits(lab, parallel.forward(num, cat))
 
-    @tf.function
+    @_graph
     def gradients(num, cat, lab):
         with tf.GradientTape() as tape:
             loss = bce_with_logits(lab, parallel.forward(num, cat))
@@ -471,12 +484,12 @@ def profile_ours(
     grads = gradients(numerical, categorical, labels)
     dense_grads, table_grads = grads[: len(dense_vars)], grads[len(dense_vars) :]
 
-    @tf.function
+    @_graph
     def dense_update(g):
         setup.dense_optimizer.apply_gradients(zip(g, dense_vars, strict=True))
         return tf.constant(0)
 
-    @tf.function
+    @_graph
     def table_update(g):
         setup.embedding_optimizer.apply_gradients(zip(g, table_vars, strict=True))
         return tf.constant(0)
@@ -503,8 +516,8 @@ def profile_ours(
     return result
 
 
-def _free(*objects: Any) -> None:
-    del objects
+def _release_memory() -> None:
+    """Frees the tables of models the caller has dropped (about 0.8 GB per model)."""
     keras.backend.clear_session()
     gc.collect()
 
@@ -558,7 +571,8 @@ def run_benchmark(
         entry: dict[str, Any] = {f"{name}_rounds": values for name, values in rounds.items()}
         if profile_steps:
             entry["profile"] = profile_ours(setup, batches, profile_steps, trace_dir)
-        _free(setup, model)
+        del setup, model
+        _release_memory()
         entry.update(summarize_rounds(rounds, flops.training_flops))
         results["matmul"][precision].update(
             gflops_during_training=statistics.median(rounds["matmul_gflops"]),
