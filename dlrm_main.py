@@ -170,12 +170,16 @@ def _build_model(
     # Same seed on every rank: identical dense initial weights (also broadcast later).
     keras.utils.set_random_seed(config.run.seed)
     m = config.model
+    # Each rank allocates only the tables it owns; per-table seeds give every table
+    # the same initial rows whatever the world size.
     model = DLRM(
         cardinalities,
         embedding_dim=m.embedding_dim,
         bottom_mlp_dims=m.bottom_mlp_dims,
         top_mlp_dims=m.top_mlp_dims,
         num_numerical_features=m.num_numerical_features,
+        table_ids=placement.tables_per_rank[comm.rank],
+        seed=config.run.seed,
     )
     return model, HybridParallel(model, comm, placement, config.data.batch_size)
 

@@ -436,3 +436,28 @@ def test_step_watchdog_follows_the_flag(tmp_path, monkeypatch) -> None:
     assert len(made) == 1, "--step_timeout_s=0 must run without a watchdog"
     with pytest.raises(ConfigError, match="--step_timeout_s must be >= 0, got -1"):
         _main("--step_timeout_s=-1", log)
+
+
+def test_each_rank_allocates_only_the_tables_it_owns() -> None:
+    """Model parallelism splits table memory: rank r's model holds its placement only."""
+    from models.config import Config, ModelConfig
+    from models.distributed.placement import embedding_table_bytes, plan_placement
+
+    class _Rank:  # the communicator attributes the model builder reads
+        def __init__(self, rank: int) -> None:
+            self.rank, self.size, self.local_rank = rank, 2, 0
+
+    config = Config(
+        model=ModelConfig(embedding_dim=8, bottom_mlp_dims=(16, 8), top_mlp_dims=(4, 1))
+    )
+    cards = tuple(CARDINALITIES)
+    placement = plan_placement(embedding_table_bytes(cards, 8), 2)
+    held_bytes = []
+    for rank in (0, 1):
+        model, parallel = dlrm_main._build_model(config, cards, _Rank(rank), placement)
+        assert model.held_tables == tuple(sorted(placement.tables_per_rank[rank]))
+        assert parallel.owned_tables == placement.tables_per_rank[rank]
+        tables = [w for w in model.weights if "embedding" in w.path]
+        held_bytes.append(sum(int(np.prod(w.shape)) * 4 for w in tables))
+    assert held_bytes == list(placement.bytes_per_rank)
+    assert sum(held_bytes) == sum(embedding_table_bytes(cards, 8))
