@@ -347,6 +347,9 @@ class Trainer:
         loss = None
         rows = 0  # this rank's rows in the batch of `loss`
         last_eval_step = last_ckpt_step = start_step
+        # The next batch to read, for an exact resume; not derivable from the step
+        # when the run was resumed from a checkpoint of another batch size.
+        position = (start_epoch, start_batch)
         printed_at = (0, 0.0)  # clock (steps, seconds) at the last progress line
 
         def sync() -> None:
@@ -412,11 +415,8 @@ class Trainer:
                     evaluation = paused(lambda step=step: self._hooks.evaluate(step), False)
                     result.evals.append((step, evaluation))
                     last_eval_step = step
+                position = (epoch, batch + 1) if batch + 1 < s.steps_per_epoch else (epoch + 1, 0)
                 if s.checkpoint_every_n_steps and step % s.checkpoint_every_n_steps == 0:
-                    # The position of the next batch to read, for an exact resume.
-                    position = (
-                        (epoch, batch + 1) if batch + 1 < s.steps_per_epoch else (epoch + 1, 0)
-                    )
                     paused(
                         lambda step=step, p=position: self._hooks.save_checkpoint(step, *p), False
                     )
@@ -433,8 +433,7 @@ class Trainer:
             if eval_points and step > last_eval_step:
                 result.evals.append((step, self._hooks.evaluate(step)))
             if step > last_ckpt_step:
-                epoch_done, batch_done = divmod(step, max(s.steps_per_epoch, 1))
-                self._hooks.save_checkpoint(step, epoch_done, batch_done)
+                self._hooks.save_checkpoint(step, *position)
         result.steps = step
         result.measured_steps = clock.steps
         result.train_seconds = clock.seconds

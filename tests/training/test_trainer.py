@@ -181,6 +181,16 @@ def test_resume_continues_from_the_data_position() -> None:
     assert result.steps == 12 and hooks.eval_steps == []
 
 
+def test_final_checkpoint_records_the_data_position_not_step_arithmetic() -> None:
+    # Resumed from a checkpoint written with another batch size: 8 steps were one
+    # epoch then, 6 are now. The next run must start at epoch 2, batch 0.
+    settings = LoopSettings(epochs=2, steps_per_epoch=6, evals_per_epoch=0)
+    result, hooks, seen = _run(settings, start_step=8, start_epoch=1, start_batch=0)
+    assert result.steps == 14
+    assert seen == [(1, b) for b in range(6)]
+    assert hooks.checkpoints == [(14, 2, 0)]
+
+
 def test_warmup_steps_are_not_measured_and_step_times_recorded() -> None:
     settings = LoopSettings(
         epochs=1,
