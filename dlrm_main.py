@@ -212,6 +212,7 @@ def _restore_or_sync(config, model, parallel, optimizers, comm, logger) -> ckpt.
         parallel.owned_tables,
         embedding_optimizer if training else None,
         dense_optimizer if training else None,
+        global_batch_size=config.data.batch_size if training else None,
     )
     if config.output.restore_checkpoint_path:
         info = ckpt.restore_checkpoint(config.output.restore_checkpoint_path, state, comm)

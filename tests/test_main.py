@@ -200,6 +200,21 @@ def test_resumed_run_matches_an_uninterrupted_run(tmp_path) -> None:
         np.testing.assert_allclose(resumed[name], value, rtol=1e-6, atol=1e-7, err_msg=name)
 
 
+def test_resuming_mid_epoch_with_another_batch_size_is_refused(tmp_path) -> None:
+    from models.training.checkpoint import CheckpointError
+
+    ckpt, log = f"--save_checkpoint_path={tmp_path}", f"--log_path={tmp_path / 'log.json'}"
+    _main("--skip_eval", "--max_steps=3", ckpt, log)
+    with pytest.raises(CheckpointError, match="global batch size of 128; resuming with 64"):
+        _main(
+            "--skip_eval",
+            "--batch_size=64",
+            "--valid_batch_size=64",
+            f"--restore_checkpoint_path={tmp_path}",
+            log,
+        )
+
+
 def test_horovodrun_without_use_horovod_is_refused() -> None:
     with pytest.raises(ConfigError, match="--use_horovod is not set"):
         dlrm_main._check_launcher(False, {"HOROVOD_SIZE": "2"})

@@ -86,6 +86,10 @@ class TrainingState:
         step: global training step.
         epoch: data position: epoch being read.
         batch: data position: next batch of that epoch.
+        global_batch_size: rows per step of the run (None: not a training
+            run). Saved with the data position: a batch index means other
+            rows under another batch size, so resuming mid-epoch with a
+            different one is refused.
     """
 
     model: Any
@@ -95,6 +99,7 @@ class TrainingState:
     step: int = 0
     epoch: int = 0
     batch: int = 0
+    global_batch_size: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -287,7 +292,7 @@ def save_checkpoint(
         metadata.update(
             format_version=FORMAT_VERSION,
             step=int(state.step),
-            data_position={"epoch": int(state.epoch), "batch": int(state.batch)},
+            data_position=_data_position(state),
             model=dims,
             optimizers={
                 "embedding": _optimizer_name(state.embedding_optimizer),
@@ -309,6 +314,26 @@ def save_checkpoint(
                 shutil.rmtree(old)
     comm.barrier()
     return final
+
+
+def _data_position(state: TrainingState) -> dict[str, int]:
+    position = {"epoch": int(state.epoch), "batch": int(state.batch)}
+    if state.global_batch_size is not None:
+        position["global_batch_size"] = int(state.global_batch_size)
+    return position
+
+
+def _check_batch_size(directory: Path, position: Mapping[str, Any], batch_size: int | None):
+    """Refuses to resume mid-epoch with another batch size (rows would be skipped or repeated)."""
+    saved = position.get("global_batch_size")
+    if batch_size is None or saved is None or saved == batch_size or position["batch"] == 0:
+        return
+    raise CheckpointError(
+        f"checkpoint {directory} stopped before batch {position['batch']} of epoch "
+        f"{position['epoch']} with a global batch size of {saved}; resuming with {batch_size} "
+        f"would skip or repeat rows of that epoch: resume with batch size {saved} (or from a "
+        "checkpoint at an epoch boundary)"
+    )
 
 
 def _embedding_slots(optimizer: EmbeddingOptimizer | None, variable: Any) -> dict[str, Any]:
@@ -485,6 +510,7 @@ def restore_checkpoint(
         raise CheckpointError(
             f"checkpoint {directory} does not match the model:\n  " + "\n  ".join(problems)
         )
+    _check_batch_size(directory, metadata["data_position"], state.global_batch_size)
 
     arrays = metadata["arrays"]
     assignments = []  # (variable, memory-mapped array), validated before any assign

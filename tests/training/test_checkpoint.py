@@ -205,6 +205,25 @@ def test_mismatched_table_count_and_optimizer(tmp_path: Path) -> None:
         restore_checkpoint(tmp_path, make_state(optimizer="amp_sgd"), LocalComm())
 
 
+def test_resuming_mid_epoch_with_another_batch_size_is_refused(tmp_path: Path) -> None:
+    saved = make_state()
+    saved.global_batch_size = 256
+    saved.step, saved.epoch, saved.batch = 10, 1, 4
+    save_checkpoint(tmp_path / "mid", saved, LocalComm())
+    resumed = make_state()
+    resumed.global_batch_size = 128
+    with pytest.raises(CheckpointError, match="global batch size of 256; resuming with 128"):
+        restore_checkpoint(tmp_path / "mid", resumed, LocalComm())
+    # Same batch size, an epoch boundary, or a weights-only restore: accepted.
+    resumed.global_batch_size = 256
+    assert restore_checkpoint(tmp_path / "mid", resumed, LocalComm()).batch == 4
+    saved.step, saved.epoch, saved.batch = 16, 2, 0
+    save_checkpoint(tmp_path / "end", saved, LocalComm())
+    resumed.global_batch_size = 128
+    assert restore_checkpoint(tmp_path / "end", resumed, LocalComm()).epoch == 2
+    restore_checkpoint(tmp_path / "mid", TrainingState(resumed.model, range(4)), LocalComm())
+
+
 def test_weights_only_restore_without_optimizers(tmp_path: Path) -> None:
     saved = make_state(seed=1)
     randomize(saved, seed=5)
