@@ -25,7 +25,7 @@ from absl import flags as absl_flags
 from models import flags as dlrm_flags
 from models.config import Config, ConfigError, config_from_flags, config_path_for, write_config
 from models.data.binary import BinaryDataset
-from models.data.metadata import load_metadata
+from models.data.metadata import DatasetError, load_metadata
 from models.data.synthetic import SyntheticDataset
 from models.device import DeviceSetup, setup_device
 from models.distributed.comm import Communicator, make_communicator
@@ -478,6 +478,8 @@ if __name__ == "__main__":
     app.define_help_flags()
     try:
         main(sys.argv)
-    except (ConfigError, absl_flags.Error) as error:
+    # What the user can fix (flags, dataset files, checkpoint) is reported without a
+    # traceback; the messages name the flag, file or table.
+    except (ConfigError, DatasetError, ckpt.CheckpointError, absl_flags.Error) as error:
         print(f"dlrm_main.py: {error}", file=sys.stderr)
         sys.exit(2)

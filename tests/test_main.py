@@ -200,6 +200,26 @@ def test_resumed_run_matches_an_uninterrupted_run(tmp_path) -> None:
         np.testing.assert_allclose(resumed[name], value, rtol=1e-6, atol=1e-7, err_msg=name)
 
 
+def test_missing_dataset_and_checkpoint_are_reported_without_a_traceback(tmp_path) -> None:
+    missing = tmp_path / "none"
+    for flags, expected in [
+        (
+            ["--dataset_type=raw", f"--dataset_path={missing}"],
+            f"dlrm_main.py: dataset directory {missing} does not exist",
+        ),
+        ([f"--restore_checkpoint_path={missing}"], f"dlrm_main.py: {missing} does not exist"),
+    ]:
+        done = subprocess.run(
+            [sys.executable, "dlrm_main.py", *TINY, *flags, f"--log_path={tmp_path / 'l.json'}"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 2 and expected in done.stderr, done.stderr[-3000:]
+        assert "Traceback" not in done.stderr, done.stderr[-3000:]
+
+
 def test_resuming_mid_epoch_with_another_batch_size_is_refused(tmp_path) -> None:
     from models.training.checkpoint import CheckpointError
 
