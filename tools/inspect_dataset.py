@@ -52,7 +52,8 @@ def validate(meta: DatasetMetadata) -> list[str]:
     return problems
 
 
-def first_rows(meta: DatasetMetadata, split: str, rows: int) -> list[str]:
+def first_rows(meta: DatasetMetadata, split: str, rows: int) -> tuple[list[str], list[str]]:
+    """The first ``rows`` rows of ``split`` decoded, and the ids among them outside their table."""
     n = max(0, min(rows, meta.rows[split]))
     directory = layout.split_dir(meta.root, split)
     width = meta.num_numerical_features
@@ -71,17 +72,29 @@ def first_rows(meta: DatasetMetadata, split: str, rows: int) -> list[str]:
     for t in range(meta.num_tables):
         path = meta.root / "vocab" / f"cat_{t}.npy"
         vocabs.append(np.load(path, mmap_mode="r") if path.exists() else None)
+    table_rows = np.asarray(meta.cardinalities)
+    outside = (cats < 0) | (cats >= table_rows)
+    problems = [
+        f"{directory / layout.categorical_file(t)}: row {i} holds id {cats[i, t]}, outside "
+        f"table {t}'s [0, {table_rows[t]})"
+        for i, t in zip(*np.nonzero(outside), strict=True)
+    ]
     lines = []
     for i in range(n):
         numbers = " ".join(f"{v:.3g}" for v in numerical[i])
         ids = []
         for t, value in enumerate(cats[i]):
             vocab = vocabs[t]
-            raw = f"={vocab[value - 1]:08x}" if vocab is not None and value > 0 else ""
+            if outside[i, t]:
+                raw = "=OUT_OF_RANGE"
+            elif vocab is not None and value > 0:
+                raw = f"={vocab[value - 1]:08x}"
+            else:
+                raw = ""
             ids.append(f"{value}{raw}")
         lines.append(f"  [{i}] label={int(labels[i])} numerical=[{numbers}]")
         lines.append(f"      categorical (id=raw hash)=[{' '.join(ids)}]")
-    return lines
+    return lines, problems
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,7 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     for split in meta.rows:
         if not any(p.startswith(str(layout.split_dir(meta.root, split))) for p in problems):
             print(f"{split}: {meta.rows[split]:,} rows")
-            print("\n".join(first_rows(meta, split, args.rows)))
+            lines, bad_ids = first_rows(meta, split, args.rows)
+            print("\n".join(lines))
+            problems += bad_ids
     if problems:
         print("INVALID:\n  " + "\n  ".join(problems))
         return 1

@@ -2,6 +2,8 @@ import json
 import os
 import shutil
 
+import numpy as np
+
 from tests.preproc.helpers import preprocess, sample, sample_lines
 from tools.inspect_dataset import main
 
@@ -25,6 +27,19 @@ def test_detects_a_truncated_file(tmp_path, capsys):
     assert main([str(tmp_path / "ds")]) == 1
     out = capsys.readouterr().out
     assert "INVALID" in out and "cat_3.bin" in out and "label.bin: missing" in out
+
+
+def test_an_id_outside_its_table_is_reported_not_a_crash(tmp_path, capsys):
+    preprocess([sample("deepctr_criteo_sample.tsv")], tmp_path / "ds", shuffle=False)
+    meta = json.loads((tmp_path / "ds" / "metadata.json").read_text())
+    path = tmp_path / "ds" / "train" / "cat_3.bin"
+    ids = np.fromfile(path, meta["categorical_dtypes"][3])
+    ids[1] = meta["cardinalities"][3]  # one past the last row
+    ids.tofile(path)
+    assert main([str(tmp_path / "ds"), "--rows", "2"]) == 1
+    out = capsys.readouterr().out
+    assert f"{ids[1]}=OUT_OF_RANGE" in out
+    assert f"cat_3.bin: row 1 holds id {ids[1]}, outside table 3's [0, {ids[1]})" in out
 
 
 def test_reads_nvidia_layout_from_model_size_only(tmp_path, capsys):
