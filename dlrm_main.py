@@ -311,11 +311,12 @@ class _LoopHooks:
 
     def evaluate(self, step: int):
         result = self._evaluator.evaluate(self._eval_split.as_dataset())
-        if result.auc is not None:
+        if result.log_loss is not None:  # rank 0; its AUC is None for one-class labels
+            metrics = {} if result.auc is None else {"auc": result.auc}
             self._logger.log(
                 step,
                 {
-                    "auc": result.auc,
+                    **metrics,
                     "validation_loss": result.log_loss,
                     "eval_samples": result.samples,
                     "eval_seconds": result.seconds,

@@ -358,6 +358,23 @@ def _write_tiny_dataset(root: Path, test_rows: int) -> None:
     write_dataset(root, {"train": arrays(256), "test": arrays(test_rows)}, CARDINALITIES)
 
 
+def test_a_one_class_test_split_still_ends_with_a_checkpoint(tmp_path) -> None:
+    _write_tiny_dataset(tmp_path / "data", test_rows=64)
+    (tmp_path / "data" / "test" / "label.bin").write_bytes(bytes(64))  # all negatives
+    flags = [a for a in TINY if not a.startswith(("--dataset_type", "--synthetic"))]
+    results = dlrm_main.main(
+        [
+            "dlrm_main.py",
+            *flags,
+            f"--dataset_path={tmp_path / 'data'}",
+            f"--log_path={tmp_path / 'log.json'}",
+            f"--save_checkpoint_path={tmp_path / 'ckpt'}",
+        ]
+    )
+    assert results["auc"] is None and results["validation_loss"] > 0
+    assert (tmp_path / "ckpt" / "ckpt-000000002" / "checkpoint.json").is_file()
+
+
 def test_dataset_problems_are_reported_before_training(tmp_path) -> None:
     _write_tiny_dataset(tmp_path / "data", test_rows=0)
     flags = [a for a in TINY if not a.startswith(("--dataset_type", "--synthetic"))]

@@ -15,6 +15,7 @@ clipped probabilities are not.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Iterable
 from typing import Protocol
@@ -37,7 +38,11 @@ class Parallel(Protocol):
 
 @dataclasses.dataclass(frozen=True)
 class EvalResult:
-    """Metrics of one evaluation; `auc`/`log_loss` are None (`samples` 0) off rank 0."""
+    """Metrics of one evaluation; `auc`/`log_loss` are None (`samples` 0) off rank 0.
+
+    `auc` is also None when the evaluated labels are all of one class (the AUC
+    is undefined there); the log loss is still reported.
+    """
 
     auc: float | None
     log_loss: float | None
@@ -87,8 +92,20 @@ class Evaluator:
         if not labels:
             raise ValueError("the evaluation split produced no batches")
         all_logits, all_y = np.concatenate(logits), np.concatenate(labels)
+        positives = int(np.count_nonzero(all_y))
+        auc = None
+        if 0 < positives < all_y.size:
+            auc = float(auc_metrics.roc_auc(all_y, all_logits))
+        else:
+            # Raising here would end a training run before its final checkpoint.
+            logging.warning(
+                "AUC undefined: the evaluated labels are all of one class (%d positives in %d "
+                "samples); reporting the log loss only",
+                positives,
+                all_y.size,
+            )
         return EvalResult(
-            auc=float(auc_metrics.roc_auc(all_y, all_logits)),
+            auc=auc,
             log_loss=float(auc_metrics.log_loss_from_logits(all_y, all_logits)),
             samples=int(all_y.size),
             seconds=seconds,

@@ -74,6 +74,17 @@ def test_saturated_scores_keep_their_order() -> None:
     assert result.log_loss == pytest.approx(np.mean([20.0, np.exp(-30.0), 20.0, 0.0]), rel=1e-6)
 
 
+def test_one_class_labels_give_no_auc_but_the_log_loss() -> None:
+    logits = np.array([0.5, -1.0, 2.0], np.float32)
+    result = Evaluator(_LogitParallel(), is_chief=True).evaluate(
+        _batches(logits, np.zeros(3, np.float32), 2)
+    )
+    assert result.auc is None and result.samples == 3
+    assert result.log_loss == pytest.approx(
+        log_loss([0, 0, 0], 1 / (1 + np.exp(-logits)), labels=[0, 1]), rel=1e-5
+    )
+
+
 def test_empty_split_is_an_error() -> None:
     with pytest.raises(ValueError, match="no batches"):
         Evaluator(_LogitParallel(), is_chief=True).evaluate([])
