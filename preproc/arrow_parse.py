@@ -34,13 +34,10 @@ class _IrregularBlockError(Exception):
 
 def _read(data: bytes, labeled: bool) -> pa.Table:
     names = [f"f{i}" for i in range(num_fields(labeled))]
-    irregular = []
-
-    def on_invalid_row(row: object) -> str:
-        irregular.append(row)
-        return "skip"
-
-    table = csv.read_csv(
+    # A row with another field count raises ArrowInvalid (the caller's exact path).
+    # No invalid_row_handler: pyarrow decodes the row as UTF-8 before calling it,
+    # which raises inside pyarrow for non-UTF-8 bytes.
+    return csv.read_csv(
         pa.py_buffer(data),
         read_options=csv.ReadOptions(
             column_names=names,
@@ -53,7 +50,6 @@ def _read(data: bytes, labeled: bool) -> pa.Table:
             escape_char=False,
             double_quote=False,
             ignore_empty_lines=False,
-            invalid_row_handler=on_invalid_row,
         ),
         convert_options=csv.ConvertOptions(
             column_types=dict.fromkeys(names, pa.binary()),
@@ -62,9 +58,6 @@ def _read(data: bytes, labeled: bool) -> pa.Table:
             null_values=[],
         ),
     )
-    if irregular:
-        raise _IrregularBlockError
-    return table
 
 
 def _column(table: pa.Table, index: int) -> tuple[np.ndarray, np.ndarray]:

@@ -1,5 +1,7 @@
 """The pyarrow fast path decodes exactly like the slow path and defers every irregular block."""
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -52,3 +54,14 @@ def test_irregular_blocks_go_to_the_exact_path(bad):
     assert try_parse(data) is None
     parsed = parse_lines(data)
     assert parsed.reject_lines.tolist() == [1] and parsed.num_rows == 2
+
+
+def test_a_short_line_of_non_utf8_bytes_takes_the_exact_path_quietly(monkeypatch):
+    # pyarrow decodes an invalid row as UTF-8 before handing it to a row handler;
+    # random bytes made that raise inside pyarrow ("Exception ignored" on stderr).
+    unraisable = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    data = line("1") + b"\n\xad\xff\x01\n" + line("0") + b"\n"
+    assert try_parse(data) is None
+    assert unraisable == []
+    assert parse_lines(data).reject_lines.tolist() == [1]
