@@ -50,6 +50,8 @@ class PreprocConfig:
         missing = [p for p in self.input_files if not os.path.isfile(p)]
         if missing:
             errors.append(f"input files not found: {', '.join(missing)}")
+        if os.path.exists(self.output_dir) and not os.path.isdir(self.output_dir):
+            errors.append(f"output_dir {self.output_dir} exists and is not a directory")
         if len(set(map(os.path.abspath, self.input_files))) != len(self.input_files):
             errors.append("an input file is listed twice")
         if len(self.frequency_thresholds) != NUM_CATEGORICAL:

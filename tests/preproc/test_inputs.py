@@ -40,6 +40,12 @@ def test_only_empty_inputs_fail_clearly(tmp_path):
         preprocess([str(empty)], tmp_path / "out")
 
 
+def test_an_output_dir_that_is_a_file_fails_clearly(tmp_path):
+    (tmp_path / "out").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"output_dir .*out exists and is not a directory"):
+        preprocess([sample("deepctr_criteo_sample.tsv")], tmp_path / "out")
+
+
 def test_gzip_input_matches_plain(tmp_path):
     packed = tmp_path / "kaggle.tsv.gz"
     packed.write_bytes(gzip.compress(Path(sample(KAGGLE)).read_bytes()))
