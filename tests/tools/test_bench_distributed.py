@@ -1,0 +1,43 @@
+"""The distributed benchmark's command lines and log summary (the runs are too big for CI)."""
+
+import json
+
+from tools import bench_distributed
+from tools.bench_input import BENCH_CARDINALITIES
+
+
+def test_one_rank_runs_dlrm_main_directly_and_two_under_horovodrun(tmp_path):
+    one = bench_distributed.command(1, 40, 10, False, tmp_path / "a.json")
+    two = bench_distributed.command(2, 40, 10, True, tmp_path / "b.json")
+    assert one[1].endswith("dlrm_main.py") and "--use_horovod" not in one
+    assert two[0].endswith("horovodrun") and two[1:4] == ["-np", "2", "--gloo"]
+    assert "--use_horovod" in two and "--amp" in two and "--amp" not in one
+    cards = "--synthetic_dataset_cardinalities=" + ",".join(map(str, BENCH_CARDINALITIES))
+    assert cards in one and max(BENCH_CARDINALITIES) == 200_000
+    assert "--benchmark_warmup_steps=10" in two and "--synthetic_dataset_train_batches=40" in two
+
+
+def test_summary_reads_placement_alltoall_and_throughput(tmp_path):
+    log = tmp_path / "log.json"
+    entries = [
+        {"type": "METADATA", "step": "PARAMETER", "data": {"metric": "throughput"}},
+        {
+            "type": "LOG",
+            "step": "PARAMETER",
+            "data": {
+                "placement": {"world_size": 2, "bytes_per_rank": [10, 12], "total_bytes": 22},
+                "alltoall_bytes_per_step": 4096,
+            },
+        },
+        {"type": "LOG", "step": 5, "data": {"loss": 0.5}},
+        {"type": "RESULT", "step": "RESULT", "data": {"throughput": 9.5, "mean_step_time_ms": 3}},
+    ]
+    log.write_text("".join(json.dumps({"timestamp": 0, **e}) + "\n" for e in entries))
+    assert bench_distributed.summarise(log) == {
+        "world_size": 2,
+        "bytes_per_rank": [10, 12],
+        "total_bytes": 22,
+        "alltoall_bytes_per_step": 4096,
+        "samples_per_second": 9.5,
+        "mean_step_time_ms": 3,
+    }

@@ -1,0 +1,123 @@
+"""Hybrid-parallel benchmark: the real `dlrm_main.py` on 1 process and under horovodrun.
+
+    python -m tools.bench_distributed [--ranks 1,2] [--steps 40] [--bf16]
+
+Runs the benchmark configuration of the model issue (global batch 4096, D = 128, the
+reference MLPs, 26 tables with the Criteo threshold-15 cardinalities capped at
+200,000 rows, synthetic power-law data, SGD) for each world size, each run a separate
+job, then prints from their JSON logs: table bytes held per rank, all-to-all bytes per
+step and samples/s (warm-up steps excluded). With more ranks than cores (this 2-core
+machine) no speed-up is expected: the figure shows the cost of the communication.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from tools.bench_input import BENCH_CARDINALITIES
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def command(world: int, steps: int, warmup: int, bf16: bool, log: Path) -> list[str]:
+    """The dlrm_main command line of one benchmark job."""
+    threads = max(1, (os.cpu_count() or 1) // world)
+    args = [
+        sys.executable,
+        str(REPO_ROOT / "dlrm_main.py"),
+        "--dataset_type=synthetic",
+        "--synthetic_dataset_cardinalities=" + ",".join(map(str, BENCH_CARDINALITIES)),
+        f"--synthetic_dataset_train_batches={steps}",
+        "--batch_size=4096",
+        "--valid_batch_size=4096",
+        "--skip_eval",
+        "--optimizer=sgd",
+        "--learning_rate=0.1",
+        "--warmup_steps=0",
+        "--decay_start_step=0",
+        "--decay_steps=0",
+        f"--benchmark_warmup_steps={warmup}",
+        f"--print_freq={steps}",
+        "--device=cpu",
+        f"--intra_op_parallelism={threads}",
+        f"--log_path={log}",
+    ]
+    if bf16:
+        args.append("--amp")
+    if world > 1:
+        horovodrun = Path(sys.executable).with_name("horovodrun")
+        launcher = str(horovodrun) if horovodrun.exists() else "horovodrun"
+        args = [launcher, "-np", str(world), "--gloo", *args, "--use_horovod"]
+    return args
+
+
+def summarise(log: Path) -> dict:
+    """Placement, all-to-all volume and throughput from a run's JSON log."""
+    parameters, result = {}, {}
+    for line in log.read_text().splitlines():
+        entry = json.loads(line)
+        if entry["type"] == "LOG" and entry["step"] == "PARAMETER":
+            parameters.update(entry["data"])
+        elif entry["type"] == "RESULT":
+            result.update(entry["data"])
+    placement = parameters["placement"]
+    return {
+        "world_size": placement["world_size"],
+        "bytes_per_rank": placement["bytes_per_rank"],
+        "total_bytes": placement["total_bytes"],
+        "alltoall_bytes_per_step": parameters["alltoall_bytes_per_step"],
+        "samples_per_second": result["throughput"],
+        "mean_step_time_ms": result["mean_step_time_ms"],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--ranks", default="1,2", help="world sizes to run, e.g. 1,2")
+    parser.add_argument("--steps", type=int, default=40, help="training steps per job")
+    parser.add_argument("--warmup_steps", type=int, default=10, help="steps not timed")
+    parser.add_argument("--bf16", action="store_true", help="mixed_bfloat16 (--amp on CPU)")
+    args = parser.parse_args(argv)
+    worlds = [int(w) for w in args.ranks.split(",")]
+    if any(w < 1 for w in worlds) or args.warmup_steps >= args.steps:
+        parser.error("world sizes must be >= 1 and --warmup_steps < --steps")
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench_distributed_") as tmp:
+        for world in worlds:
+            log = Path(tmp) / f"world{world}.json"
+            cmd = command(world, args.steps, args.warmup_steps, args.bf16, log)
+            done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True)
+            if done.returncode != 0:
+                print(done.stdout[-3000:] + done.stderr[-3000:], file=sys.stderr)
+                print(f"error: the {world}-rank job failed (exit {done.returncode})")
+                return 1
+            rows.append(summarise(log))
+
+    mib = 2**20
+    print(f"precision {'bf16' if args.bf16 else 'fp32'}, batch 4096, {args.steps} steps")
+    print("ranks  table MiB per rank          all-to-all MB/step  samples/s  step ms")
+    for row in rows:
+        per_rank = ", ".join(f"{b / mib:.1f}" for b in row["bytes_per_rank"])
+        print(
+            f"{row['world_size']:>5}  {per_rank:<26}  "
+            f"{row['alltoall_bytes_per_step'] / 1e6:>18.1f}  "
+            f"{row['samples_per_second']:>9.0f}  {row['mean_step_time_ms']:>7.1f}"
+        )
+    base = rows[0]["samples_per_second"]
+    for row in rows[1:]:
+        print(
+            f"{row['world_size']} ranks / {rows[0]['world_size']}: "
+            f"{row['samples_per_second'] / base:.2f}x samples/s"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
