@@ -89,11 +89,6 @@ class SparseOptimizer(tf.Module, abc.ABC):
             raise KeyError(f"no slots for {key}: build() or apply_gradients() it first")
         return dict(self._slots[key])
 
-    @property
-    def variables_with_slots(self) -> list[str]:
-        """Keys (variable paths) of the variables that have slots, sorted."""
-        return sorted(self._slots)
-
     def current_learning_rate(self) -> tf.Tensor:
         lr = self.learning_rate
         if callable(lr):
