@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import keras
 import tensorflow as tf
 
-from models.config import DeviceConfig
+from models.config import ConfigError, DeviceConfig
 
 # Kind name -> TensorFlow device type. Cambricon's TensorFlow registers "MLU".
 DEVICE_TYPES = {"mlu": "MLU", "gpu": "GPU", "cpu": "CPU"}
@@ -66,12 +66,12 @@ class DeviceSetup:
 
 def _requested_kind(device: str, use_mlus: bool, use_gpus: bool) -> str:
     if device not in KINDS:
-        raise ValueError(f"--device must be one of {KINDS}, got {device!r}")
+        raise ConfigError(f"--device must be one of {KINDS}, got {device!r}")
     if use_mlus and use_gpus:
-        raise ValueError("--use_mlus and --use_gpus are both set; choose one")
+        raise ConfigError("--use_mlus and --use_gpus are both set; choose one")
     legacy = "mlu" if use_mlus else "gpu" if use_gpus else None
     if legacy and device not in ("auto", legacy):
-        raise ValueError(f"--use_{legacy}s contradicts --device={device}")
+        raise ConfigError(f"--use_{legacy}s contradicts --device={device}")
     return legacy or device
 
 
@@ -102,7 +102,7 @@ def resolve_device(
         memory_limit_gb: device memory for TensorFlow on an accelerator.
 
     Raises:
-        ValueError: contradictory flags, a requested kind with no device, more
+        ConfigError: contradictory flags, a requested kind with no device, more
             local ranks than devices, a non-positive loss scale or memory limit.
     """
     kind = _requested_kind(device, use_mlus, use_gpus)
@@ -113,15 +113,15 @@ def resolve_device(
         kind = next((k for k in AUTO_PREFERENCE if by_kind[k]), "cpu")
     visible = sorted(f"{d.name} ({d.device_type})" for d in physical_devices)
     if not by_kind[kind]:
-        raise ValueError(
+        raise ConfigError(
             f"--device={kind} requested but no {DEVICE_TYPES[kind]} is visible: {visible}"
         )
     if local_rank < 0:
-        raise ValueError(f"local_rank must be >= 0, got {local_rank}")
+        raise ConfigError(f"local_rank must be >= 0, got {local_rank}")
     if use_amp and loss_scale <= 0:
-        raise ValueError(f"--loss_scale must be positive, got {loss_scale}")
+        raise ConfigError(f"--loss_scale must be positive, got {loss_scale}")
     if memory_limit_gb is not None and memory_limit_gb <= 0:
-        raise ValueError(f"--tf_mlu_memory_limit_gb must be positive, got {memory_limit_gb}")
+        raise ConfigError(f"--tf_mlu_memory_limit_gb must be positive, got {memory_limit_gb}")
 
     device_type = DEVICE_TYPES[kind]
     if kind == "cpu":
@@ -131,7 +131,7 @@ def resolve_device(
     else:
         candidates = by_kind[kind]
         if local_rank >= len(candidates):
-            raise ValueError(
+            raise ConfigError(
                 f"local rank {local_rank} needs its own {device_type} but only "
                 f"{len(candidates)} are visible: {candidates}"
             )
