@@ -296,6 +296,12 @@ class _Data:
             raise ConfigError(
                 f"the {name!r} split of --dataset_path={data.dataset_path} has no rows{hint}"
             )
+        if c.run.mode == "inference" and split.num_rows < batch_size:
+            raise ConfigError(
+                f"--mode=inference times full batches, but the {name!r} split of "
+                f"--dataset_path={data.dataset_path} has {split.num_rows} rows, fewer than "
+                f"--valid_batch_size={batch_size}"
+            )
         return split
 
 

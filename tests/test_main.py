@@ -386,6 +386,10 @@ def test_dataset_problems_are_reported_before_training(tmp_path) -> None:
         dlrm_main.main([*base, log, "--num_numerical_features=12"])
     # Without evaluation the same dataset trains.
     assert dlrm_main.main([*base, log, "--skip_eval"])["steps"] == 2
+    _write_tiny_dataset(tmp_path / "short", test_rows=100)
+    short = f"--dataset_path={tmp_path / 'short'}"
+    with pytest.raises(ConfigError, match=r"has 100 rows, fewer than --valid_batch_size=128"):
+        dlrm_main.main([*base, short, log, "--mode=inference", "--max_steps=2"])
 
 
 def _parameters(log: Path) -> dict:
