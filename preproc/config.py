@@ -74,7 +74,7 @@ class PreprocConfig:
         if self.on_bad_row not in ON_BAD_ROW:
             errors.append(f"on_bad_row must be one of {ON_BAD_ROW}, got {self.on_bad_row!r}")
         if self.unit_bytes < 1024:
-            errors.append(f"unit_bytes must be >= 1024, got {self.unit_bytes}")
+            errors.append(f"unit_bytes (--unit_mb x 2**20) must be >= 1024, got {self.unit_bytes}")
         if self.shuffle_bucket_rows < 1:
             errors.append(f"shuffle_bucket_rows must be >= 1, got {self.shuffle_bucket_rows}")
         if errors:

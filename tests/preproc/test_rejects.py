@@ -88,6 +88,12 @@ def test_cli_fail_exit_code_and_message(tmp_path, capsys):
     assert f"{STRIPPED}:1: field_count" in capsys.readouterr().err
 
 
+def test_cli_option_errors_name_the_flag(tmp_path, capsys):
+    args = ["--input_files", sample(STRIPPED), "--output_dir", str(tmp_path / "out")]
+    assert main([*args, "--unit_mb", "0"]) == 1
+    assert "(--unit_mb x 2**20) must be >= 1024, got 0" in capsys.readouterr().err
+
+
 def test_summary_is_printed_and_saved(tmp_path, capsys):
     code = main(
         [
