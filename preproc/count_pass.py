@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from preproc.arrow_parse import parse_lines
+from preproc.fast_parse import parse_lines
 from preproc.numerical import transform
 from preproc.parse import ParsedBlock
 from preproc.schema import NUM_CATEGORICAL, PARSED_DTYPE, REASON_CODE, pack_missing
