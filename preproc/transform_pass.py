@@ -62,10 +62,11 @@ def _to_records(rows: np.ndarray, tables: list[VocabLookup], dtype: np.dtype) ->
     records = np.empty(rows.size, dtype)
     records["label"] = rows["label"]
     records["numerical"] = rows["numerical"]
-    missing = unpack_missing(rows["categorical_missing"])
-    values = rows["categorical"]
+    # Table-major copies: each lookup then reads one contiguous column.
+    missing = np.ascontiguousarray(unpack_missing(rows["categorical_missing"]).T)
+    values = np.ascontiguousarray(rows["categorical"].T)
     for t, table in enumerate(tables):
-        records[f"cat_{t}"] = table(values[:, t], missing[:, t])
+        records[f"cat_{t}"] = table(values[t], missing[t])
     return records
 
 
@@ -91,7 +92,9 @@ class _ShuffledWriter:
             return
         rows = np.concatenate(self.pending)
         buckets = self.rng.integers(0, self.num_buckets, size=rows.size)
-        self.f.write(rows[np.argsort(buckets, kind="stable")].tobytes())
+        # A stable sort of 16-bit keys is a radix sort: same order, several times faster.
+        keys = buckets.astype(np.uint16) if self.num_buckets <= 1 << 16 else buckets
+        self.f.write(rows[np.argsort(keys, kind="stable")].tobytes())
         self.counts.append(np.bincount(buckets, minlength=self.num_buckets))
         self.pending, self.pending_rows = [], 0
 

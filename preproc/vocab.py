@@ -103,11 +103,12 @@ class VocabLookup:
         self.index = None
         if 0 < sorted_values.size <= hash_max:
             self.index = pd.Index(np.asarray(sorted_values))
-            self.ids = np.asarray(sorted_ids)
+            # get_indexer gives -1 for unknown values: index -1 of this array is their id 0.
+            self.ids_then_zero = np.append(np.asarray(sorted_ids, np.int32), np.int32(0))
 
     def __call__(self, values: np.ndarray, missing: np.ndarray) -> np.ndarray:
         if self.index is None:
             return lookup(self.sorted_values, self.sorted_ids, values, missing)
-        position = self.index.get_indexer(values)
-        found = (position >= 0) & ~missing
-        return np.where(found, self.ids[position], 0).astype(np.int32)
+        ids = self.ids_then_zero[self.index.get_indexer(values)]
+        ids[missing] = 0
+        return ids
