@@ -140,7 +140,7 @@ def test_saved_on_two_ranks_continues_on_one_process(runs: Path) -> None:
     saved, _ = _checkpoint(runs / "two_then_one", SAVE_STEP)
     assert saved["world_size"] == 2
     assert set(saved["table_owners"].values()) == {0, 1}, "both ranks must own tables"
-    assert saved["data_position"] == {"epoch": 0, "batch": SAVE_STEP}
+    assert saved["data_position"] == {"epoch": 0, "batch": SAVE_STEP, "global_batch_size": 63}
     final, _ = _checkpoint(runs / "two_then_one", FINAL_STEP)
     assert final["world_size"] == 1
     losses = {**_losses(runs / "two_then_one.json"), **_losses(runs / "two_then_one.resumed.json")}
