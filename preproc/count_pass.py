@@ -105,7 +105,7 @@ def count_unit(task: CountTask) -> int:
         for block in reader:
             parsed = parse_lines(block, task.labeled)
             counter.add(parsed.categorical, parsed.categorical_missing)
-            rows_file.write(_parsed_rows(parsed, task.numerical_transform).tobytes())
+            rows_file.write(_parsed_rows(parsed, task.numerical_transform))
             reject_lines.append(parsed.reject_lines + num_lines)
             reject_codes.append(parsed.reject_codes)
             rejects += zip(parsed.reject_details, parsed.reject_raw, strict=True)

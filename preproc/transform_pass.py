@@ -94,7 +94,7 @@ class _ShuffledWriter:
         buckets = self.rng.integers(0, self.num_buckets, size=rows.size)
         # A stable sort of 16-bit keys is a radix sort: same order, several times faster.
         keys = buckets.astype(np.uint16) if self.num_buckets <= 1 << 16 else buckets
-        self.f.write(rows[np.argsort(keys, kind="stable")].tobytes())
+        self.f.write(rows[np.argsort(keys, kind="stable")])
         self.counts.append(np.bincount(buckets, minlength=self.num_buckets))
         self.pending, self.pending_rows = [], 0
 
@@ -128,7 +128,7 @@ def transform_unit(task: TransformTask) -> int:
                 if writer is not None:
                     writer.write(records)
                 else:
-                    f.write(records.tobytes())
+                    f.write(records)
             if writer is not None:
                 writer.flush()
                 save_npy(
