@@ -8,15 +8,9 @@ import pytest
 from models.data.binary import BinaryDataset
 from models.data.metadata import load_metadata
 from preproc import cli
+from tests.samples import SAMPLES_DIR
 
-# Real Criteo rows live next to the repository (../shared), outside of it.
-SAMPLE = (
-    Path(__file__).resolve().parents[3]
-    / "shared"
-    / "data"
-    / "criteo_kaggle_sample"
-    / "deepctr_criteo_sample.tsv"
-)
+SAMPLE = SAMPLES_DIR / "deepctr_criteo_sample.tsv"
 
 
 def _decode(directory: Path, rows: int, dtypes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -12,10 +12,9 @@ import numpy as np
 
 from preproc.config import PreprocConfig
 from preproc.pipeline import run
+from tests.samples import SAMPLES_DIR
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "data" / "criteo_kaggle_sample"
-if not SAMPLES.is_dir():
-    SAMPLES = Path("/work/shared/data/criteo_kaggle_sample")
+SAMPLES = SAMPLES_DIR
 LABELED_SAMPLES = ["kaggle_train_head.tsv", "deepctr_criteo_sample.tsv", "paddlerec_samples.tsv"]
 
 
