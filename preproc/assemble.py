@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from models.data.layout import LABEL_FILE, NUMERICAL_FILE, categorical_file
 from preproc.schema import NUM_CATEGORICAL, NUM_NUMERICAL, SPLITS, record_dtype
 from preproc.workdir import WorkDir, atomic_open
 
@@ -47,9 +48,9 @@ class AssembleTask:
 
 def column_files(cat_dtypes: tuple[str, ...]) -> list[tuple[str, np.dtype, int]]:
     """(file name, dtype, values per row) of a split's files."""
-    files = [("label.bin", np.dtype(np.bool_), 1)]
-    files.append(("numerical.bin", np.dtype("<f2"), NUM_NUMERICAL))
-    files += [(f"cat_{t}.bin", np.dtype(d), 1) for t, d in enumerate(cat_dtypes)]
+    files = [(LABEL_FILE, np.dtype(np.bool_), 1)]
+    files.append((NUMERICAL_FILE, np.dtype("<f2"), NUM_NUMERICAL))
+    files += [(categorical_file(t), np.dtype(d), 1) for t, d in enumerate(cat_dtypes)]
     return files
 
 
@@ -99,10 +100,10 @@ def assemble(task: AssembleTask) -> int:
         rng = np.random.default_rng([task.seed, BUCKET_SEED_STREAM, task.bucket])
         rows = rows[rng.permutation(rows.size)]
     columns = {
-        "label.bin": rows["label"].astype(np.bool_),
-        "numerical.bin": rows["numerical"],
+        LABEL_FILE: rows["label"].astype(np.bool_),
+        NUMERICAL_FILE: rows["numerical"],
     }
-    columns |= {f"cat_{t}.bin": rows[f"cat_{t}"] for t in range(NUM_CATEGORICAL)}
+    columns |= {categorical_file(t): rows[f"cat_{t}"] for t in range(NUM_CATEGORICAL)}
     for name, dtype_, width in column_files(task.cat_dtypes):
         data = np.ascontiguousarray(columns[name], dtype=dtype_)
         _write_at(

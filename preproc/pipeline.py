@@ -15,12 +15,13 @@ from collections.abc import Callable
 
 from tqdm import tqdm
 
+from models.data.layout import categorical_dtype
 from preproc.assemble import AssembleTask, assemble, finalize, plan_assembly, preallocate
 from preproc.config import PreprocConfig
 from preproc.count_pass import CountTask, count_unit, load_summary
 from preproc.metadata import peak_memory_mb, write_dataset_metadata, write_summary
 from preproc.rejects import REJECTS_FILE, RejectLog
-from preproc.schema import NUM_CATEGORICAL, SPLITS, categorical_dtype, num_fields
+from preproc.schema import NUM_CATEGORICAL, SPLITS, num_fields
 from preproc.splits import plan_splits, split_rule
 from preproc.transform_pass import TransformTask, is_done, transform_unit
 from preproc.units import Unit, first_line, plan_units

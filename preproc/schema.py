@@ -21,24 +21,10 @@ REASON_CODE = {name: code for code, name in enumerate(REASONS)}
 
 SPLITS = ("train", "test", "validation")
 
-_CAT_DTYPES = (np.int8, np.int16, np.int32)
-
 
 def num_fields(labeled: bool) -> int:
     """Tab-separated fields of a well-formed line."""
     return NUM_NUMERICAL + NUM_CATEGORICAL + (1 if labeled else 0)
-
-
-def categorical_dtype(table_rows: int) -> np.dtype:
-    """Smallest of int8/int16/int32 whose maximum exceeds ``table_rows``.
-
-    This is NVIDIA's rule (``size < np.iinfo(t).max`` with ``size`` the table's
-    number of rows), so a dataset from either pipeline has the same dtypes.
-    """
-    for dtype in _CAT_DTYPES:
-        if table_rows < np.iinfo(dtype).max:
-            return np.dtype(dtype)
-    raise ValueError(f"a table of {table_rows} rows does not fit int32 ids")
 
 
 def record_dtype(cat_dtypes: list[np.dtype]) -> np.dtype:

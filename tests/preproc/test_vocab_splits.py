@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
+from models.data.layout import categorical_dtype
 from preproc.config import parse_thresholds
 from preproc.metadata import model_size
-from preproc.schema import categorical_dtype
 from preproc.splits import plan_splits, split_rule
 from preproc.units import Unit
 from preproc.vocab import VocabLookup, build_vocab, lookup, merge_counts, reduce_counts
