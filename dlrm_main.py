@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -480,6 +481,17 @@ def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def dataset_error_in(error: tf.errors.OpError) -> str | None:
+    """The DatasetError message carried by a TensorFlow error, if any.
+
+    Batches are read inside `tf.data` (numpy_function), so a bad file found mid-run
+    (an id outside its table, a label byte other than 0/1) reaches the training loop
+    as an InvalidArgumentError whose text holds the original message.
+    """
+    match = re.search(r"DatasetError: ([^\n]*)", error.message)
+    return match.group(1).strip() if match else None
+
+
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     app.define_help_flags()
@@ -489,4 +501,10 @@ if __name__ == "__main__":
     # traceback; the messages name the flag, file or table.
     except (ConfigError, DatasetError, ckpt.CheckpointError, absl_flags.Error) as error:
         print(f"dlrm_main.py: {error}", file=sys.stderr)
+        sys.exit(2)
+    except tf.errors.InvalidArgumentError as error:
+        message = dataset_error_in(error)
+        if message is None:
+            raise
+        print(f"dlrm_main.py: {message}", file=sys.stderr)
         sys.exit(2)

@@ -518,3 +518,23 @@ def test_each_rank_allocates_only_the_tables_it_owns() -> None:
         held_bytes.append(sum(int(np.prod(w.shape)) * 4 for w in tables))
     assert held_bytes == list(placement.bytes_per_rank)
     assert sum(held_bytes) == sum(embedding_table_bytes(cards, 8))
+
+
+def test_a_bad_id_found_mid_run_is_reported_by_file_and_row(tmp_path) -> None:
+    """The reader's DatasetError crosses tf.data; the command line still names file and row."""
+    _write_tiny_dataset(tmp_path / "data", test_rows=256)
+    cat = tmp_path / "data" / "train" / "cat_0.bin"
+    ids = np.fromfile(cat, np.int8)
+    ids[200] = 120
+    ids.tofile(cat)
+    flags = [a for a in TINY if not a.startswith(("--dataset_type", "--synthetic"))]
+    flags += [f"--dataset_path={tmp_path / 'data'}", "--skip_eval"]
+    done = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "dlrm_main.py"), *flags],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("dlrm_main.py: ") and "cat_0.bin: row 200 holds id 120" in last
