@@ -20,7 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tools.bench_input import BENCH_CARDINALITIES
+from models.data.criteo import BENCH_CARDINALITIES
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

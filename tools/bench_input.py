@@ -28,17 +28,10 @@ import tensorflow as tf
 
 from models.data import layout
 from models.data.binary import BinaryDataset
+from models.data.criteo import BENCH_CARDINALITIES
 from models.data.synthetic import SyntheticDataset
 from models.data.writer import SplitArrays, write_metadata, write_split
 
-# Criteo 1TB cardinalities at frequency threshold 15, capped at 200,000 rows
-# as in the model benchmark of issue 4 (on disk: 8 int8, 9 int16 and 9 int32
-# files).
-CRITEO_FT15_CARDINALITIES = (
-    7912889, 33823, 17139, 7339, 20046, 4, 7105, 1382, 63, 5554114, 582469, 245828, 11,
-    2209, 10667, 104, 4, 968, 15, 8165896, 2675940, 7156453, 302516, 12022, 97, 35,
-)  # fmt: skip
-BENCH_CARDINALITIES = tuple(min(n, 200_000) for n in CRITEO_FT15_CARDINALITIES)
 TARGET_SAMPLES_PER_SECOND = 200_000
 _WRITE_CHUNK_ROWS = 262_144
 

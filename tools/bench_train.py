@@ -52,6 +52,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from models.data.criteo import CRITEO_FT15_CARDINALITIES
 from models.data.synthetic import SyntheticDataset
 from models.device import apply_threading, resolve_device
 from models.distributed.comm import LocalCommunicator
@@ -61,7 +62,6 @@ from models.dlrm import DLRM
 from models.training.lr_schedule import DLRMSchedule
 from models.training.optimizers import make_optimizers
 from models.training.trainer import LoopSettings, Trainer, TrainStep, bce_with_logits
-from tools.bench_input import CRITEO_FT15_CARDINALITIES
 
 PRECISIONS = {"fp32": ("float32", tf.float32), "bf16": ("mixed_bfloat16", tf.bfloat16)}
 TARGET_FP32_RATIO = 1.3

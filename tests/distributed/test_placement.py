@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from models.data.criteo import BENCH_CARDINALITIES
 from models.distributed.placement import (
     Shard,
     embedding_budget_bytes,
@@ -14,37 +15,7 @@ from models.distributed.placement import (
     plan_placement,
 )
 
-# Criteo 1TB cardinalities at frequency threshold 15, capped at 200,000 rows (the
-# benchmark configuration of the model issue).
-CRITEO_CAPPED = [
-    7912889,
-    33823,
-    17139,
-    7339,
-    20046,
-    4,
-    7105,
-    1382,
-    63,
-    5554114,
-    582469,
-    245828,
-    11,
-    2209,
-    10667,
-    104,
-    4,
-    968,
-    15,
-    8165896,
-    2675940,
-    7156453,
-    302516,
-    12022,
-    97,
-    35,
-]
-CRITEO_CAPPED = [min(rows, 200_000) for rows in CRITEO_CAPPED]
+CRITEO_CAPPED = list(BENCH_CARDINALITIES)
 
 
 def test_single_rank_owns_everything():

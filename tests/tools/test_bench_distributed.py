@@ -2,8 +2,8 @@
 
 import json
 
+from models.data.criteo import BENCH_CARDINALITIES
 from tools import bench_distributed
-from tools.bench_input import BENCH_CARDINALITIES
 
 
 def test_one_rank_runs_dlrm_main_directly_and_two_under_horovodrun(tmp_path):
