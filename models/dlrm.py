@@ -87,7 +87,6 @@ class DLRM(keras.Model):
         bad = [t for t in held if not 0 <= t < num_tables]
         if bad:
             raise ValueError(f"DLRM table_ids {bad} out of range for {num_tables} tables")
-        self.table_ids = None if table_ids is None else tuple(held)
         self.seed = seed
         self.held_tables = tuple(held)
         # Only held tables are Keras layers (tracked, saved); `tables` keeps the
@@ -203,6 +202,7 @@ class DLRM(keras.Model):
         return [*self.bottom_mlp.trainable_variables, *self.top_mlp.trainable_variables]
 
     def get_config(self) -> dict:
+        num_tables = len(self.cardinalities)
         return {
             "name": self.name,
             "cardinalities": list(self.cardinalities),
@@ -210,7 +210,8 @@ class DLRM(keras.Model):
             "bottom_mlp_dims": list(self.bottom_mlp_dims),
             "top_mlp_dims": list(self.top_mlp_dims),
             "num_numerical_features": self.num_numerical_features,
-            "table_ids": None if self.table_ids is None else list(self.table_ids),
+            # None (all tables) keeps the config of a complete model minimal.
+            "table_ids": None if len(self.held_tables) == num_tables else list(self.held_tables),
             "seed": self.seed,
         }
 
