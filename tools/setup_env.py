@@ -361,16 +361,11 @@ def setup_horovod(env: Environment, tf_version: str) -> None:
             log(f"horovod: no cached wheel for {key}; building from source (a few minutes)")
             wheel = build_horovod_wheel(env, version, gpu_ops, cached)
             log(f"horovod: cached {wheel}")
+        # With its declared dependencies (cloudpickle, psutil, pyyaml, packaging).
         run(
             "horovod install",
-            env.pip("install", "-q", "--no-deps", str(wheel)),
-            f"could not install {wheel}; remove {cached} to force a rebuild",
-        )
-        # Horovod's runtime dependencies (cloudpickle, psutil, pyyaml, packaging).
-        run(
-            "horovod dependencies",
-            env.pip("install", "-q", "cloudpickle", "psutil", "pyyaml", "packaging"),
-            "pip could not install them",
+            env.pip("install", "-q", str(wheel)),
+            f"could not install {wheel} or its dependencies; remove {cached} to force a rebuild",
         )
         found = probe(env.python, _PROBE_HVD)
         if found is None:
