@@ -64,6 +64,7 @@ def run(config: Config) -> dict[str, Any]:
     """Runs one configured job; returns the result block (rank 0's figures)."""
     _check_launcher(config.device.use_horovod, os.environ)
     comm = make_communicator(config.device.use_horovod)
+    _check_world(config, comm.size)
     # Before any TensorFlow op: pins this rank's device and sets the precision policy.
     device = setup_device(config.device, config.optimizer.loss_scale, comm.local_rank)
     logger = _open_results_log(config, comm.rank)
@@ -106,6 +107,16 @@ def _check_launcher(use_horovod: bool, environ: Mapping[str, str]) -> None:
                 f"launched as {size} processes ({variable}={size}) but --use_horovod is not "
                 "set; add --use_horovod (or start one process)"
             )
+
+
+def _check_world(config: Config, world: int) -> None:
+    """Cross-checks the flags that only the launched world size can validate."""
+    profiler = config.profiler
+    if profiler.enabled and not 0 <= profiler.rank < world:
+        raise ConfigError(
+            f"--profiled_rank={profiler.rank} does not exist in a job of {world} rank(s); "
+            f"use 0..{world - 1}"
+        )
 
 
 def _open_results_log(config: Config, rank: int) -> ResultsLogger:

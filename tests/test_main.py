@@ -538,3 +538,8 @@ def test_a_bad_id_found_mid_run_is_reported_by_file_and_row(tmp_path) -> None:
     assert done.returncode == 2, done.stderr[-2000:]
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("dlrm_main.py: ") and "cat_0.bin: row 200 holds id 120" in last
+
+
+def test_a_profiled_rank_outside_the_job_is_refused(tmp_path) -> None:
+    with pytest.raises(ConfigError, match=r"--profiled_rank=1 does not exist in a job of 1 rank"):
+        _main("--use_profiler", "--profiled_rank=1", f"--log_path={tmp_path / 'log.json'}")

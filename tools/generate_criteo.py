@@ -171,6 +171,10 @@ def generate(
     """Writes the files and returns their paths."""
     if num_rows < 1 or num_days < 0:
         raise ValueError(f"need num_rows >= 1 and num_days >= 0, got {num_rows}, {num_days}")
+    if num_days > num_rows:
+        raise ValueError(
+            f"{num_rows} rows cannot fill {num_days} day files (one row each at least)"
+        )
     os.makedirs(output_dir, exist_ok=True)
     names = ["train.txt"] if num_days == 0 else [f"day_{i}" for i in range(num_days)]
     generator = CriteoGenerator(num_rows, seed)

@@ -92,3 +92,9 @@ def test_cli(tmp_path, capsys):
     assert main(["--output_dir", str(tmp_path), "--num_rows", "100", "--num_days", "2"]) == 0
     assert "wrote 100 rows in 2 file(s)" in capsys.readouterr().out
     assert main(["--output_dir", str(tmp_path), "--num_rows", "0"]) == 1
+
+
+def test_more_days_than_rows_is_refused(tmp_path, capsys):
+    assert main(["--output_dir", str(tmp_path), "--num_rows", "3", "--num_days", "5"]) != 0
+    assert "3 rows cannot fill 5 day files" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
