@@ -158,28 +158,34 @@ class DLRM(keras.Model):
         columns = tf.unstack(categorical, num=len(table_ids), axis=1)
         return [self._tables_by_id[t](ids) for t, ids in zip(table_ids, columns, strict=True)]
 
-    def dense_forward(self, numerical: tf.Tensor, embeddings: tf.Tensor) -> tf.Tensor:
+    def dense_forward(
+        self, numerical: tf.Tensor, embeddings: tf.Tensor | Sequence[tf.Tensor]
+    ) -> tf.Tensor:
         """Bottom MLP, interaction and top MLP.
 
         Args:
             numerical: ``[b, N]`` float.
-            embeddings: ``[b, F, D]`` float32, all tables for this batch slice.
+            embeddings: every table's vectors for this batch slice, in table
+                order: one ``[b, F, D]`` tensor, or pieces ``[b, D]`` (one
+                table, e.g. the output of :meth:`lookup`) or ``[b, k, D]``
+                (k consecutive tables). Any float dtype; the interaction
+                casts to the compute dtype.
 
         Returns:
             ``[b, 1]`` float32 logits.
         """
-        if embeddings.shape[1] is not None and embeddings.shape[1] != self.num_tables:
-            raise ValueError(
-                f"embeddings must hold {self.num_tables} tables, got shape {embeddings.shape}"
-            )
+        is_pieces = isinstance(embeddings, Sequence)
+        pieces = list(embeddings) if is_pieces else [embeddings]
+        widths = [1 if len(p.shape) == 2 else p.shape[1] for p in pieces]
+        if None not in widths and sum(widths) != self.num_tables:
+            shapes = [p.shape for p in pieces] if is_pieces else embeddings.shape
+            raise ValueError(f"embeddings must hold {self.num_tables} tables, got shape {shapes}")
         if numerical.shape[-1] is not None and numerical.shape[-1] != self.num_numerical_features:
             raise ValueError(
                 f"{self.num_numerical_features} numerical features expected, "
                 f"got shape {numerical.shape}"
             )
         bottom = self.bottom_mlp(numerical)
-        # Tables are float32; the interaction runs in the compute dtype.
-        embeddings = tf.cast(embeddings, bottom.dtype)
         logits = self.top_mlp(self.interaction(bottom, embeddings))
         return tf.cast(logits, tf.float32)
 
@@ -189,7 +195,7 @@ class DLRM(keras.Model):
         if missing:
             raise ValueError(f"DLRM inputs lack {sorted(missing)}; got keys {sorted(inputs)}")
         vectors = self.lookup(inputs["categorical"], range(self.num_tables))
-        return self.dense_forward(inputs["numerical"], tf.stack(vectors, axis=1))
+        return self.dense_forward(inputs["numerical"], vectors)
 
     @property
     def embedding_variables(self) -> list:

@@ -199,3 +199,16 @@ def test_partial_model_holds_only_its_tables_with_world_independent_init():
     assert clone.held_tables == (1, 3) and clone.seed == 3
     with pytest.raises(ValueError, match=r"table_ids \[4\] out of range for 4 tables"):
         DLRM(cards, embedding_dim=4, bottom_mlp_dims=(8, 4), top_mlp_dims=(6, 1), table_ids=[4])
+
+
+def test_dense_forward_takes_lookups_as_pieces():
+    model = DLRM(CARDINALITIES, **DIMS)
+    inputs = _inputs(seed=2)
+    vectors = model.lookup(tf.constant(inputs["categorical"]), range(4))
+    numerical = tf.constant(inputs["numerical"])
+    stacked = model.dense_forward(numerical, tf.stack(vectors, 1)).numpy()
+    np.testing.assert_array_equal(model.dense_forward(numerical, vectors).numpy(), stacked)
+    blocks = [tf.stack(vectors[:3], 1), vectors[3]]
+    np.testing.assert_array_equal(model.dense_forward(numerical, blocks).numpy(), stacked)
+    with pytest.raises(ValueError, match="must hold 4 tables"):
+        model.dense_forward(numerical, vectors[:3])

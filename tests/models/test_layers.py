@@ -232,3 +232,65 @@ def test_embedding_validates_arguments():
         EmbeddingTable(0, 4)
     with pytest.raises(ValueError, match="ids of shape"):
         EmbeddingTable(3, 2)(tf.zeros((2, 2), tf.int32))
+
+
+def test_dot_interaction_pieces_equal_one_tensor_forward_and_backward():
+    rng = np.random.default_rng(8)
+    bottom = tf.constant(rng.normal(size=(3, 4)), tf.float32)
+    embeddings = tf.constant(rng.normal(size=(3, 5, 4)), tf.float32)
+    upstream = tf.constant(rng.normal(size=(3, 4 + 15)), tf.float32)
+    layer = DotInteraction()
+
+    def as_tensor(e):
+        return e
+
+    def per_table(e):  # one [b, D] piece per table
+        return tf.unstack(e, axis=1)
+
+    def mixed(e):  # [b, k, D] blocks and [b, D] pieces
+        return [e[:, :2], e[:, 2], e[:, 3:]]
+
+    results = []
+    for split in (as_tensor, per_table, mixed):
+        with tf.GradientTape() as tape:
+            tape.watch([bottom, embeddings])
+            out = layer(bottom, split(embeddings))
+            loss = tf.reduce_sum(out * upstream)
+        grads = tape.gradient(loss, [bottom, embeddings])
+        results.append((out.numpy(), *[g.numpy() for g in grads]))
+    for got in results[1:]:
+        for a, b in zip(got, results[0], strict=True):
+            np.testing.assert_array_equal(a, b)
+    assert layer.compute_output_shape((3, 4), [(3, 2, 4), (3, 4), (3, 2, 4)]) == (3, 19)
+    assert layer.compute_output_shape((3, 4), (3, 5, 4)) == (3, 19)
+
+
+@pytest.mark.parametrize("dtype", [tf.bfloat16, tf.float16])
+def test_dot_interaction_16_bit_pair_selection_is_exact(dtype):
+    # In 16-bit dtypes the pairs are picked (and the gradient spread) by a product
+    # with a 0/1 matrix; it must give exactly the Gram entries a gather gives.
+    from models.layers.dot_interaction import _lower_triangle_dots
+
+    rng = np.random.default_rng(9)
+    n = 6
+    x = tf.cast(tf.constant(rng.normal(size=(16, n, 8)) * 10.0, tf.float32), dtype)
+    upstream = tf.cast(tf.constant(rng.normal(size=(16, n * (n - 1) // 2)) * 10.0), dtype)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        pairs = _lower_triangle_dots(x, n)
+    grad = tape.gradient(pairs, x, output_gradients=upstream)
+    gram = tf.matmul(x, x, transpose_b=True).numpy().astype(np.float32)
+    rows, cols = np.tril_indices(n, k=-1)
+    np.testing.assert_array_equal(pairs.numpy().astype(np.float32), gram[:, rows, cols])
+    m = np.zeros((16, n, n), np.float32)
+    m[:, rows, cols] = upstream.numpy().astype(np.float32)
+    m = tf.cast(m + m.transpose(0, 2, 1), dtype)
+    np.testing.assert_array_equal(grad.numpy(), tf.matmul(m, x).numpy())
+
+
+def test_dot_interaction_piece_errors_name_the_piece():
+    layer = DotInteraction()
+    with pytest.raises(ValueError, match=r"embeddings piece 1 shape \(2, 3, 4, 4\)"):
+        layer(tf.ones((2, 4)), [tf.ones((2, 4)), tf.ones((2, 3, 4, 4))])
+    with pytest.raises(ValueError, match="bottom dim 4 differs from embedding dim 3"):
+        layer(tf.ones((2, 4)), [tf.ones((2, 4)), tf.ones((2, 3))])
