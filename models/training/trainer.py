@@ -250,28 +250,42 @@ class ProfilerWindow:
             self._active = False
 
 
+def _global_rows(features: Features, default: int) -> int:
+    """Rows of the step's global batch: the ids are read for the whole global batch.
+
+    A short last batch counts with its real size (``default``, the full global
+    batch, only when the size is not static).
+    """
+    rows = features["categorical"].shape[0] if "categorical" in features else None
+    return default if rows is None else int(rows)
+
+
 class _Clock:
     """Training time that excludes evaluations, checkpoints and warm-up steps."""
 
     def __init__(self) -> None:
         self.seconds = 0.0
         self.steps = 0
+        self.samples = 0
         self._start: float | None = None
-        self._pending = 0
+        self._pending = (0, 0)
 
     def resume(self) -> None:
         self._start = time.perf_counter()
-        self._pending = 0
+        self._pending = (0, 0)
 
-    def count(self) -> None:
-        self._pending += 1
+    def count(self, samples: int) -> None:
+        """Counts one step of ``samples`` global-batch rows."""
+        self._pending = (self._pending[0] + 1, self._pending[1] + samples)
 
     def pause(self) -> None:
         """Call after a device sync: adds the elapsed time of counted steps."""
-        if self._start is not None and self._pending:
+        steps, samples = self._pending
+        if self._start is not None and steps:
             self.seconds += time.perf_counter() - self._start
-            self.steps += self._pending
-        self._start, self._pending = None, 0
+            self.steps += steps
+            self.samples += samples
+        self._start, self._pending = None, (0, 0)
 
 
 class Trainer:
@@ -350,7 +364,7 @@ class Trainer:
         # The next batch to read, for an exact resume; not derivable from the step
         # when the run was resumed from a checkpoint of another batch size.
         position = (start_epoch, start_batch)
-        printed_at = (0, 0.0)  # clock (steps, seconds) at the last progress line
+        printed_at = (0, 0, 0.0)  # clock (steps, samples, seconds) at the last progress line
 
         def sync() -> None:
             if loss is not None:
@@ -372,7 +386,8 @@ class Trainer:
         def progress(step: int, epoch: int) -> None:
             nonlocal printed_at
             steps_done = clock.steps - printed_at[0]
-            seconds = clock.seconds - printed_at[1]
+            samples_done = clock.samples - printed_at[1]
+            seconds = clock.seconds - printed_at[2]
             result.final_loss = float(self._reduce_loss(loss, rows))
             metrics = {
                 "loss": result.final_loss,
@@ -380,9 +395,9 @@ class Trainer:
                 "epoch": epoch,
             }
             if steps_done and seconds > 0:  # none when only warm-up steps ran since
-                metrics["samples_per_second"] = steps_done * s.global_batch_size / seconds
+                metrics["samples_per_second"] = samples_done / seconds
             self._hooks.progress(step, metrics)
-            printed_at = (clock.steps, clock.seconds)
+            printed_at = (clock.steps, clock.samples, clock.seconds)
 
         step = start_step
         for epoch in range(start_epoch, s.epochs):
@@ -404,7 +419,7 @@ class Trainer:
                     if measured:
                         result.step_times_s.append(time.perf_counter() - boundary)
                 if measured:
-                    clock.count()
+                    clock.count(_global_rows(features, s.global_batch_size))
                 self._profiler.after_step(step, sync)
                 if step - start_step == s.benchmark_warmup_steps:
                     paused(lambda: None)  # warm-up (tracing, first batches) ends here
@@ -438,6 +453,6 @@ class Trainer:
         result.measured_steps = clock.steps
         result.train_seconds = clock.seconds
         if clock.steps and clock.seconds > 0:
-            result.samples_per_second = clock.steps * s.global_batch_size / clock.seconds
+            result.samples_per_second = clock.samples / clock.seconds
             result.mean_step_time_ms = clock.seconds / clock.steps * 1e3
         return result

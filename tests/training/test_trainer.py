@@ -233,3 +233,20 @@ def test_float16_policy_with_loss_scale_tracks_float32_training() -> None:
     # float16 activations: the same trajectory within half-precision error.
     np.testing.assert_allclose(losses, expected, rtol=2e-2)
     assert all(v.dtype == "float32" for v in model.embedding_variables)
+
+
+def test_throughput_counts_a_short_last_batch_with_its_real_rows() -> None:
+    # 5 full global batches of 8 rows and a last one of 2: 42 samples, not 48.
+    def batches(epoch: int, start_batch: int):
+        for batch in range(start_batch, 6):
+            rows = 2 if batch == 5 else 8
+            yield {"categorical": tf.zeros((rows, 3), tf.int32)}, tf.zeros((rows, 1))
+
+    settings = LoopSettings(epochs=1, steps_per_epoch=6, evals_per_epoch=0, global_batch_size=8)
+    hooks = _RecordingHooks()
+    trainer = Trainer(
+        lambda features, labels: tf.reduce_sum(labels), settings, hooks, lambda step: 0.1
+    )
+    result = trainer.fit(batches)
+    assert result.measured_steps == 6 and result.train_seconds > 0
+    assert result.samples_per_second * result.train_seconds == pytest.approx(42)
