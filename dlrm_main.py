@@ -15,7 +15,7 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import keras
@@ -327,8 +327,8 @@ class _LoopHooks:
     def progress(self, step: int, metrics: dict[str, float]) -> None:
         self._logger.log(step, metrics)
 
-    def evaluate(self, step: int):
-        result = self._evaluator.evaluate(self._eval_split.as_dataset())
+    def evaluate(self, step: int, alive: Callable[[], None]):
+        result = self._evaluator.evaluate(self._eval_split.as_dataset(), on_batch=alive)
         if result.log_loss is not None:  # rank 0; its AUC is None for one-class labels
             metrics = {} if result.auc is None else {"auc": result.auc}
             self._logger.log(
@@ -444,10 +444,19 @@ def _xla_mode(enable_xla: bool, world: int) -> str:
 
 
 def _evaluate(job: _Job) -> dict[str, Any]:
-    evaluator = Evaluator(
-        job.parallel, is_chief=job.comm.rank == 0, max_batches=job.config.run.max_steps
-    )
-    evaluation = evaluator.evaluate(job.data.split("test").as_dataset())
+    run, comm = job.config.run, job.comm
+    evaluator = Evaluator(job.parallel, is_chief=comm.rank == 0, max_batches=run.max_steps)
+    batches = job.data.split("test").as_dataset()
+    if run.step_timeout_s > 0:
+        watchdog = StepWatchdog(run.step_timeout_s, where=f"rank {comm.rank} of {comm.size}")
+        watchdog.start(job.state.step)
+        try:
+            with watchdog.watching("evaluation"):
+                evaluation = evaluator.evaluate(batches, on_batch=watchdog.alive)
+        finally:
+            watchdog.stop()
+    else:
+        evaluation = evaluator.evaluate(batches)
     return {
         "auc": evaluation.auc,
         "validation_loss": evaluation.log_loss,

@@ -51,9 +51,9 @@ def _define_run_flags() -> None:
     flags.DEFINE_float(
         "step_timeout_s",
         600.0,
-        "(new) End a training process in which no step completed for this many seconds "
-        "(a rank that never reaches its next collective would stall every rank); the first "
-        "step counts, evaluations and checkpoints do not. 0: off.",
+        "(new) End a process in which no training step (or evaluation batch) completed for "
+        "this many seconds (a rank that never reaches its next collective would stall every "
+        "rank); the first step counts, checkpoints do not. 0: off.",
     )
 
 

@@ -192,7 +192,7 @@ class _NoHooks:
     def progress(self, step: int, metrics: dict[str, float]) -> None:
         del step, metrics
 
-    def evaluate(self, step: int) -> Any:
+    def evaluate(self, step: int, alive: Callable[[], None]) -> Any:
         raise AssertionError("the benchmark runs no evaluation")
 
     def save_checkpoint(self, step: int, epoch: int, batch: int) -> None:

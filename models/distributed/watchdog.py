@@ -14,9 +14,13 @@ TensorFlow op and would never see a Python exception.
 What counts: the first step (tracing, compilation) is timed like the others,
 and on asynchronous devices a step completes when its call returns to the
 host, which may run up to ``--print_freq`` steps ahead of the device; choose
-the timeout above both. Evaluations and checkpoints are not timed (their
-length depends on the evaluation set and the file system): the loop suspends
-the watchdog around them and re-arms it for a full timeout afterwards.
+the timeout above both. An evaluation is watched batch by batch
+(:meth:`StepWatchdog.watching` and :meth:`StepWatchdog.alive`): its length
+depends on the evaluation set, but each of its batches takes about a forward
+pass and gathers predictions across ranks, so a rank stuck there stalls the
+job just as in training. Checkpoints are not timed (their length depends on
+the file system): the loop suspends the watchdog around them. After either,
+the next step has a full timeout.
 
 Pure Python (``threading``), no TensorFlow or Horovod.
 """
@@ -63,8 +67,12 @@ class StepWatchdog:
         for ...:
             run_step()
             watchdog.beat(step)
+            with watchdog.watching("evaluation"):
+                for batch in evaluation_batches:
+                    predict(batch)
+                    watchdog.alive()
             with watchdog.suspended():
-                evaluate()
+                save_checkpoint()
         watchdog.stop()
     """
 
@@ -87,6 +95,8 @@ class StepWatchdog:
         self._step = 0
         self._armed_at = 0.0
         self._deadline: float | None = None  # None while suspended
+        self._activity: str | None = None  # what runs between steps, if watched
+        self._progress = 0  # batches of the watched activity done
 
     def start(self, step: int) -> None:
         """Arms the watchdog; ``step`` is the last completed step (0, or a restored one)."""
@@ -99,6 +109,30 @@ class StepWatchdog:
     def beat(self, step: int) -> None:
         """Records that ``step`` completed; the next one has ``timeout_s`` seconds."""
         self._arm(step)
+
+    @contextlib.contextmanager
+    def watching(self, activity: str) -> Iterator[None]:
+        """Times ``activity`` (e.g. "evaluation") by its own progress.
+
+        Inside, each :meth:`alive` call gives the activity another ``timeout_s``
+        seconds; the first call must come within ``timeout_s`` of entering.
+        The next training step has a full timeout after the block.
+        """
+        with self._lock:
+            self._activity, self._progress = activity, 0
+        self._arm(self._step)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._activity = None
+            self._arm(self._step)
+
+    def alive(self) -> None:
+        """Records progress of the watched activity (one batch done)."""
+        with self._lock:
+            self._progress += 1
+        self._arm(self._step)
 
     @contextlib.contextmanager
     def suspended(self) -> Iterator[None]:
@@ -127,20 +161,32 @@ class StepWatchdog:
         while not self._stopped.is_set():
             with self._lock:
                 deadline, step, armed_at = self._deadline, self._step, self._armed_at
+                activity, progress = self._activity, self._progress
             now = time.monotonic()
             if deadline is not None and now >= deadline:
-                self._on_timeout(self._message(step, now - armed_at))
+                self._on_timeout(self._message(step, now - armed_at, activity, progress))
                 return
             # Sleeps until the deadline seen now; a beat meanwhile moves it
             # later, which the next round notices.
             wait = self.timeout_s if deadline is None else deadline - now
             self._stopped.wait(wait)
 
-    def _message(self, step: int, waited_s: float) -> str:
+    def _message(
+        self, step: int, waited_s: float, activity: str | None = None, progress: int = 0
+    ) -> str:
+        ending = (
+            "A rank that never reaches its next collective stalls every rank; ending this "
+            f"process (exit status {WATCHDOG_EXIT_CODE}) so that the job stops instead of hanging"
+        )
+        if activity is not None:
+            return (
+                f"step watchdog: {self._where}: the {activity} after step {step} made no "
+                f"progress within {self.timeout_s:g} s (--step_timeout_s); {progress} of its "
+                f"batches completed, batch {progress + 1} has been running for "
+                f"{waited_s:.1f} s. {ending}"
+            )
         return (
             f"step watchdog: {self._where}: no training step completed within "
             f"{self.timeout_s:g} s (--step_timeout_s); the last completed step is {step}, "
-            f"step {step + 1} has been running for {waited_s:.1f} s. A rank that never reaches "
-            "its next collective stalls every rank; ending this process (exit status "
-            f"{WATCHDOG_EXIT_CODE}) so that the job stops instead of hanging"
+            f"step {step + 1} has been running for {waited_s:.1f} s. {ending}"
         )

@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 import numpy as np
@@ -75,8 +75,12 @@ class Evaluator:
 
         self._predict = predict
 
-    def evaluate(self, batches: Iterable) -> EvalResult:
-        """Evaluates `batches` of ``(features, labels [b, 1])`` elements; every rank calls it."""
+    def evaluate(self, batches: Iterable, on_batch: Callable[[], None] | None = None) -> EvalResult:
+        """Evaluates `batches` of ``(features, labels [b, 1])`` elements; every rank calls it.
+
+        ``on_batch`` is called after each batch's predictions (the step
+        watchdog's ``alive``, so that a rank stuck in evaluation is caught).
+        """
         start = time.perf_counter()
         logits, labels = [], []
         for index, (features, batch_labels) in enumerate(batches):
@@ -86,6 +90,8 @@ class Evaluator:
             if self._is_chief:
                 logits.append(np.reshape(batch_logits.numpy(), [-1]))
                 labels.append(np.reshape(y.numpy(), [-1]))
+            if on_batch is not None:
+                on_batch()
         seconds = time.perf_counter() - start
         if not self._is_chief:
             return EvalResult(None, None, 0, seconds)

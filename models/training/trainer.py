@@ -11,7 +11,8 @@ tables this rank owns).
 warm-up boundary and at the end; with `record_step_times` it waits after
 every step so that each step's wall time is real (`--use_performance`).
 An optional step watchdog (`models.distributed.watchdog.StepWatchdog`) hears
-a beat after every step and is suspended during evaluations and checkpoints.
+a beat after every step and after every evaluation batch (the `alive`
+callback `Hooks.evaluate` receives); it is suspended during checkpoints.
 """
 
 from __future__ import annotations
@@ -191,7 +192,9 @@ class Hooks(Protocol):
 
     def progress(self, step: int, metrics: dict[str, float]) -> None: ...
 
-    def evaluate(self, step: int) -> EvalResult: ...
+    def evaluate(self, step: int, alive: Callable[[], None]) -> EvalResult:
+        """Evaluates the model after ``step``; calls ``alive()`` after each batch."""
+        ...
 
     def save_checkpoint(self, step: int, epoch: int, batch: int) -> None: ...
 
@@ -205,6 +208,10 @@ class Watchdog(Protocol):
 
     def suspended(self) -> contextlib.AbstractContextManager[None]: ...
 
+    def watching(self, activity: str) -> contextlib.AbstractContextManager[None]: ...
+
+    def alive(self) -> None: ...
+
     def stop(self) -> None: ...
 
 
@@ -217,6 +224,12 @@ class _NoWatchdog:
 
     def suspended(self) -> contextlib.AbstractContextManager[None]:
         return contextlib.nullcontext()
+
+    def watching(self, activity: str) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+    def alive(self) -> None:
+        pass
 
     def stop(self) -> None:
         pass
@@ -304,8 +317,8 @@ class Trainer:
             (``HybridParallel.mean_across_ranks``). It is a collective: every
             rank reaches the same progress steps, so every rank calls it
             equally often. Default: the rank's own loss (one process).
-        watchdog: told of every completed step; evaluations and checkpoints
-            run suspended from it (none when omitted).
+        watchdog: told of every completed step and evaluation batch;
+            checkpoints run suspended from it (none when omitted).
     """
 
     def __init__(
@@ -325,6 +338,16 @@ class Trainer:
         self._learning_rate = learning_rate
         self._profiler = profiler or ProfilerWindow(False, 0, 0, "")
         self._watchdog = watchdog or _NoWatchdog()
+
+    def _watching(self, watch: str) -> contextlib.AbstractContextManager[None]:
+        if watch == "step":
+            return contextlib.nullcontext()
+        if watch == "evaluation":
+            return self._watchdog.watching("evaluation")
+        return self._watchdog.suspended()
+
+    def _evaluate_after(self, step: int) -> Callable[[], EvalResult]:
+        return lambda: self._hooks.evaluate(step, self._watchdog.alive)
 
     def fit(
         self,
@@ -370,15 +393,17 @@ class Trainer:
             if loss is not None:
                 loss.numpy()
 
-        def paused(action: Callable[[], Any], watched: bool = True) -> Any:
+        def paused(action: Callable[[], Any], watch: str = "step") -> Any:
             """Runs `action` with the device idle and the training clock stopped.
 
-            The device wait stays under the watchdog (a hung step shows there);
-            `action` is outside it unless `watched`.
+            The device wait stays under the watchdog (a hung step shows there).
+            `watch` says how `action` is watched: "step" (a short action, as
+            part of the step), "evaluation" (by its batches, see `Hooks`) or
+            "none" (checkpoints: their length depends on the file system).
             """
             sync()
             clock.pause()
-            with contextlib.nullcontext() if watched else self._watchdog.suspended():
+            with self._watching(watch):
                 value = action()
             clock.resume()
             return value
@@ -427,13 +452,13 @@ class Trainer:
                     paused(lambda step=step, epoch=epoch: progress(step, epoch))
                 stop = 0 <= s.max_steps <= step
                 if batch in eval_points or (stop and eval_points):
-                    evaluation = paused(lambda step=step: self._hooks.evaluate(step), False)
+                    evaluation = paused(self._evaluate_after(step), "evaluation")
                     result.evals.append((step, evaluation))
                     last_eval_step = step
                 position = (epoch, batch + 1) if batch + 1 < s.steps_per_epoch else (epoch + 1, 0)
                 if s.checkpoint_every_n_steps and step % s.checkpoint_every_n_steps == 0:
                     paused(
-                        lambda step=step, p=position: self._hooks.save_checkpoint(step, *p), False
+                        lambda step=step, p=position: self._hooks.save_checkpoint(step, *p), "none"
                     )
                     last_ckpt_step = step
                 if stop:
@@ -444,10 +469,11 @@ class Trainer:
         self._profiler.close(sync)
         if loss is not None:
             result.final_loss = float(self._reduce_loss(loss, rows))
-        with self._watchdog.suspended():
-            if eval_points and step > last_eval_step:
-                result.evals.append((step, self._hooks.evaluate(step)))
-            if step > last_ckpt_step:
+        if eval_points and step > last_eval_step:
+            with self._watching("evaluation"):
+                result.evals.append((step, self._evaluate_after(step)()))
+        if step > last_ckpt_step:
+            with self._watching("none"):
                 self._hooks.save_checkpoint(step, *position)
         result.steps = step
         result.measured_steps = clock.steps

@@ -121,8 +121,11 @@ class _Hooks:
     def progress(self, step, metrics) -> None:
         pass
 
-    def evaluate(self, step):
-        time.sleep(self.slow_s)
+    def evaluate(self, step, alive):
+        # 4 batches of a quarter of the slow time each, with a beat after each
+        for _ in range(4):
+            time.sleep(self.slow_s / 4)
+            alive()
 
     def save_checkpoint(self, step, epoch, batch) -> None:
         time.sleep(self.slow_s)
@@ -145,11 +148,12 @@ def _batches(epoch: int, start: int):
     return [({"x": tf.ones([2])}, tf.zeros([2, 1]))] * (4 - start)
 
 
-def test_training_loop_beats_per_step_and_does_not_time_evaluations() -> None:
+def test_training_loop_beats_per_step_and_evaluation_batch_and_not_in_checkpoints() -> None:
     recorder = _Recorder()
     watchdog = StepWatchdog(0.4, on_timeout=recorder)
     # Checkpoints after steps 2 and 4 and an evaluation after step 4, each
-    # lasting twice the timeout; the steps themselves are fast.
+    # lasting twice the timeout (the evaluation in 4 batches of half the
+    # timeout); the steps themselves are fast.
     trainer = _trainer(lambda f, y: tf.constant(0.5), watchdog, 0.8, evals=1, ckpt_every=2)
     assert trainer.fit(_batches).steps == 4
     assert not recorder.fired.is_set(), recorder.messages
@@ -172,6 +176,48 @@ def test_training_loop_stuck_before_a_step_is_reported_with_that_step() -> None:
         trainer.fit(_batches)
     (message,) = recorder.messages
     assert "the last completed step is 2, step 3 has been running for" in message
+
+
+def test_a_stuck_evaluation_batch_is_reported_with_the_batches_done() -> None:
+    recorder = _Recorder()
+
+    class StuckEvaluation(_Hooks):
+        def evaluate(self, step, alive):
+            alive()
+            alive()  # two batches done, the third never returns
+            assert recorder.fired.wait(10), "the watchdog never fired"
+            raise RuntimeError("released by the watchdog")
+
+    settings = LoopSettings(epochs=1, steps_per_epoch=4, evals_per_epoch=1, print_freq=1)
+    trainer = Trainer(
+        lambda f, y: tf.constant(0.5),
+        settings,
+        StuckEvaluation(0.0),
+        learning_rate=lambda step: 0.0,
+        watchdog=StepWatchdog(0.3, where="rank 1 of 2", on_timeout=recorder),
+    )
+    with pytest.raises(RuntimeError, match="released by the watchdog"):
+        trainer.fit(_batches)
+    (message,) = recorder.messages
+    assert "rank 1 of 2: the evaluation after step 4 made no progress within 0.3 s" in message
+    assert "2 of its batches completed, batch 3 has been running for" in message
+
+
+def test_watching_gives_each_alive_a_full_timeout_and_steps_one_after() -> None:
+    recorder = _Recorder()
+    watchdog = StepWatchdog(0.3, on_timeout=recorder)
+    watchdog.start(5)
+    with watchdog.watching("evaluation"):
+        for _ in range(5):  # 1 s in all, 0.2 s between beats
+            time.sleep(0.2)
+            watchdog.alive()
+    time.sleep(0.2)  # the next step still has time left
+    watchdog.beat(6)
+    assert not recorder.fired.is_set(), recorder.messages
+    with watchdog.watching("evaluation"):
+        assert recorder.fired.wait(5)
+    watchdog.stop()
+    assert "the evaluation after step 6 made no progress" in recorder.messages[0]
 
 
 # dlrm_main under horovodrun: the first step (tracing, ~5 s on a loaded

@@ -65,6 +65,16 @@ def test_only_rank_0_computes_metrics() -> None:
     assert result.auc is None and result.log_loss is None
 
 
+@pytest.mark.parametrize("is_chief", [True, False])
+def test_on_batch_is_called_after_each_batch_on_every_rank(is_chief: bool) -> None:
+    logits, labels = _data(200)
+    calls = []
+    Evaluator(_LogitParallel(), is_chief=is_chief, max_batches=3).evaluate(
+        _batches(logits, labels, 64), on_batch=lambda: calls.append(1)
+    )
+    assert len(calls) == 3  # 4 batches, limited to 3
+
+
 def test_saturated_scores_keep_their_order() -> None:
     """Logits 20 and 30 both have a float32 sigmoid of 1.0; the AUC must still see 20 < 30."""
     logits = np.array([20.0, 30.0, 20.0, 30.0], np.float32)

@@ -118,7 +118,7 @@ class _RecordingHooks:
         assert metrics.get("samples_per_second", 1.0) > 0
         self.progress_steps.append(step)
 
-    def evaluate(self, step: int) -> types.SimpleNamespace:
+    def evaluate(self, step: int, alive) -> types.SimpleNamespace:
         self.eval_steps.append(step)
         return types.SimpleNamespace(auc=0.5 + step / 1000, log_loss=0.6)
 

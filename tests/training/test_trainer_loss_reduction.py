@@ -20,7 +20,7 @@ class _Hooks:
     def progress(self, step: int, metrics: dict[str, float]) -> None:
         self.progress_losses.append(metrics["loss"])
 
-    def evaluate(self, step: int):
+    def evaluate(self, step: int, alive):
         raise AssertionError("no evaluation was asked for")
 
     def save_checkpoint(self, step: int, epoch: int, batch: int) -> None:
