@@ -255,6 +255,22 @@ def test_xla_compiles_the_whole_step_only_without_collectives() -> None:
         tf.config.optimizer.set_jit(False)
 
 
+@pytest.mark.parametrize("amp", [False, True])
+def test_an_xla_compiled_step_trains_like_the_plain_step(tmp_path, amp: bool) -> None:
+    # --enable_xla on one process compiles the whole step (lookups, interaction,
+    # sparse updates); it must train to the same losses as the uncompiled step.
+    args = ["--max_steps=6", "--skip_eval", "--print_freq=1", *(["--amp"] if amp else [])]
+    plain = _main(*args, f"--log_path={tmp_path / 'plain.json'}")
+    compiled = _main(*args, "--enable_xla", f"--log_path={tmp_path / 'xla.json'}")
+    assert compiled["steps"] == plain["steps"] == 6
+    losses = [
+        [line["data"]["loss"] for line in _log_lines(tmp_path / name) if "loss" in line["data"]]
+        for name in ("plain.json", "xla.json")
+    ]
+    assert len(losses[0]) == len(losses[1]) >= 6
+    np.testing.assert_allclose(losses[1], losses[0], rtol=2e-2 if amp else 1e-4)
+
+
 def test_invalid_flags_fail_before_any_work(tmp_path) -> None:
     with pytest.raises(ConfigError, match="--valid_batch_size"):
         dlrm_main.main(["dlrm_main.py", "--dataset_type=synthetic", "--batch_size=64"])
