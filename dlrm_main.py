@@ -28,7 +28,7 @@ from models.config import Config, ConfigError, config_from_flags, config_path_fo
 from models.data.binary import BinaryDataset
 from models.data.metadata import DatasetError, load_metadata
 from models.data.synthetic import SyntheticDataset
-from models.device import DeviceSetup, setup_device
+from models.device import DeviceSetup, setup_device, xla_available
 from models.distributed.comm import Communicator, make_communicator
 from models.distributed.hybrid import HybridParallel
 from models.distributed.placement import (
@@ -74,12 +74,14 @@ def run(config: Config) -> dict[str, Any]:
     schedule = DLRMSchedule(
         opt.learning_rate, opt.warmup_steps, opt.decay_start_step, opt.decay_steps
     )
-    dense_optimizer, embedding_optimizer = make_optimizers(opt.name, schedule)
+    dense_optimizer, embedding_optimizer = make_optimizers(
+        opt.name, schedule, jit_embedding_update=xla_available(device.kind)
+    )
     # Before the model exists: tables that cannot fit fail here, not at allocation.
     placement = _plan_tables(config, data.cardinalities, comm.size, embedding_optimizer)
     model, parallel = _build_model(config, data.cardinalities, comm, placement)
     data.place(parallel.owned_tables)
-    _log_parameters(logger, config, device, data, parallel)
+    _log_parameters(logger, config, device, data, parallel, embedding_optimizer)
 
     state = _restore_or_sync(
         config, model, parallel, (dense_optimizer, embedding_optimizer), comm, logger
@@ -196,7 +198,9 @@ def _build_model(
     return model, HybridParallel(model, comm, placement, config.data.batch_size)
 
 
-def _log_parameters(logger, config: Config, device: DeviceSetup, data, parallel) -> None:
+def _log_parameters(
+    logger, config: Config, device: DeviceSetup, data, parallel, embedding_optimizer
+) -> None:
     placement = parallel.placement
     logger.parameters(
         {
@@ -205,6 +209,7 @@ def _log_parameters(logger, config: Config, device: DeviceSetup, data, parallel)
             "device_kind": device.kind,
             "precision_policy": device.policy_name,
             "loss_scale_applied": device.loss_scale,
+            "embedding_update_xla": bool(getattr(embedding_optimizer, "jit_compile", False)),
             "cardinalities": list(data.cardinalities),
             "placement": placement.to_dict(),
             "alltoall_bytes_per_step": parallel.alltoall_bytes_per_step(),

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from models.config import ConfigError, DeviceConfig
@@ -227,3 +228,30 @@ def setup_device(config: DeviceConfig, loss_scale: float, local_rank: int = 0) -
         setup.loss_scale,
     )
     return setup
+
+
+# Kinds whose TensorFlow builds compile XLA functions (the CPU and CUDA wheels);
+# an MLU build is not assumed to.
+XLA_KINDS = ("cpu", "gpu")
+
+
+def xla_available(kind: str) -> bool:
+    """Whether XLA-compiled functions run on the device of ``kind``.
+
+    Probed once by compiling and running a small scatter (what the compiled
+    embedding update does) on the current device: a TensorFlow build without
+    XLA for it fails here, with a warning, instead of at the first step.
+    """
+    if kind not in XLA_KINDS:
+        return False
+    try:
+        probe = tf.Variable(tf.zeros([4, 2]), trainable=False)
+        update = tf.IndexedSlices(tf.ones([3, 2]), tf.constant([1, 3, 1]))
+        tf.function(lambda: probe.scatter_sub(update).read_value(), jit_compile=True)()
+        ok = np.array_equal(probe.numpy(), [[0, 0], [-2, -2], [0, 0], [-1, -1]])
+    except (tf.errors.OpError, NotImplementedError, ValueError) as error:
+        logging.warning("XLA is not available on %s (%s); not compiling with it", kind, error)
+        return False
+    if not ok:
+        logging.warning("XLA scatter on %s gave wrong values; not compiling with it", kind)
+    return ok

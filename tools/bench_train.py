@@ -54,7 +54,7 @@ import tensorflow as tf
 
 from models.data.criteo import CRITEO_FT15_CARDINALITIES
 from models.data.synthetic import SyntheticDataset
-from models.device import apply_threading, resolve_device
+from models.device import apply_threading, resolve_device, xla_available
 from models.distributed.comm import LocalCommunicator
 from models.distributed.hybrid import HybridParallel
 from models.distributed.placement import embedding_table_bytes, plan_placement
@@ -227,7 +227,9 @@ def build_ours(config: BenchConfig, precision: str) -> OursSetup:
     placement = plan_placement(embedding_table_bytes(config.cardinalities, config.embedding_dim), 1)
     parallel = HybridParallel(model, LocalCommunicator(), placement, config.batch_size)
     # The reference SGD run: lr 24, warm-up 8000, decay from 48000 over 24000 steps.
-    dense_optimizer, embedding_optimizer = make_optimizers("sgd", DLRMSchedule(24.0))
+    dense_optimizer, embedding_optimizer = make_optimizers(
+        "sgd", DLRMSchedule(24.0), jit_embedding_update=xla_available(device.kind)
+    )
     step = TrainStep(
         parallel,
         model.dense_variables,

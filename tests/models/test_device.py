@@ -136,3 +136,10 @@ def test_setup_device_on_this_machine():
     assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
     with tf.device(setup.logical_device):
         assert float(tf.reduce_sum(tf.ones(3))) == 3.0
+
+
+def test_xla_is_probed_on_cpu_and_not_assumed_on_mlu():
+    from models.device import xla_available
+
+    assert xla_available("cpu")  # the tensorflow-cpu wheel compiles XLA on CPU
+    assert not xla_available("mlu")

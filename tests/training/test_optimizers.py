@@ -218,3 +218,43 @@ def test_make_optimizers(name, dense_type, sparse_type):
 def test_make_optimizers_rejects_unknown_names():
     with pytest.raises(ValueError, match=r"one of .*'sgd'.* got 'rmsprop'"):
         make_optimizers("rmsprop", 0.1)
+
+
+def _sgd_steps(jit_compile: bool, in_function: bool) -> list[np.ndarray]:
+    """Two SGD steps on two tables (duplicate ids included); the tables after."""
+    tables = [
+        tf.Variable(np.arange(ROWS * DIM, dtype=np.float32).reshape(ROWS, DIM) / t)
+        for t in (1.0, 3.0)
+    ]
+    optimizer = SparseSGD(0.5, jit_compile=jit_compile)
+
+    def step(grads):
+        optimizer.apply_gradients(
+            (tf.IndexedSlices(tf.convert_to_tensor(g), tf.constant(ids)), table)
+            for g, ids, table in zip(grads, (STEPS[0], STEPS[0][::-1]), tables, strict=True)
+        )
+        return tf.constant(0)
+
+    run = tf.function(step) if in_function else step
+    for seed in (0, 1):
+        run([g[: len(STEPS[0])] for g in (_gradients(seed)[0], _gradients(seed + 5)[0])])
+    return [t.numpy() for t in tables]
+
+
+@pytest.mark.parametrize("in_function", [False, True])
+def test_compiled_sgd_update_equals_the_plain_scatter(in_function):
+    plain = _sgd_steps(jit_compile=False, in_function=in_function)
+    compiled = _sgd_steps(jit_compile=True, in_function=in_function)
+    for a, b in zip(plain, compiled, strict=True):
+        # equal up to the order in which duplicate ids are summed
+        np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-6)
+    assert not np.array_equal(plain[0][7], np.arange(21, 24, dtype=np.float32))  # moved
+
+
+def test_make_optimizers_compiles_only_the_sgd_embedding_update():
+    _, sgd = make_optimizers("sgd", 0.1, jit_embedding_update=True)
+    assert sgd.jit_compile
+    _, sgd = make_optimizers("sgd", 0.1)
+    assert not sgd.jit_compile
+    _, adam = make_optimizers("adam", 0.1, jit_embedding_update=True)
+    assert not getattr(adam, "jit_compile", False)
