@@ -179,8 +179,15 @@ def _checkpoint_arrays(directory: Path) -> dict[str, np.ndarray]:
     return {str(p.relative_to(directory)): np.load(p) for p in sorted(directory.rglob("*.npy"))}
 
 
-def test_resumed_run_matches_an_uninterrupted_run(tmp_path) -> None:
-    common = ["--skip_eval", "--epochs=2", "--synthetic_dataset_train_batches=6"]
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_resumed_run_matches_an_uninterrupted_run(tmp_path, optimizer: str) -> None:
+    # sgd: the reference optimizer, whose table update is XLA-compiled on CPU.
+    common = [
+        "--skip_eval",
+        "--epochs=2",
+        "--synthetic_dataset_train_batches=6",
+        f"--optimizer={optimizer}",
+    ]
     _main(*common, f"--save_checkpoint_path={tmp_path / 'a'}", f"--log_path={tmp_path / 'a.json'}")
     _main(
         *common,
