@@ -54,19 +54,28 @@ def _numpy_reference(kind, table, grads, lr):
     return table, {"sgd": {}, "adam": {"m": m, "v": v}, "adagrad": {"accumulator": acc}}[kind]
 
 
-def _make(kind, lr):
-    return {"sgd": SparseSGD, "adam": SparseAdam, "adagrad": SparseAdagrad}[kind](lr)
+def _make(kind, lr, jit_compile=False):
+    if kind == "sgd":
+        return SparseSGD(lr, jit_compile=jit_compile)
+    assert not jit_compile, "only the SGD update is compiled"
+    return {"adam": SparseAdam, "adagrad": SparseAdagrad}[kind](lr)
 
 
-@pytest.mark.parametrize("kind", ["sgd", "adam", "adagrad"])
+# (kind, jit_compile): every optimizer uncompiled, and SGD's compiled update.
+KINDS = [("sgd", False), ("adam", False), ("adagrad", False), ("sgd", True)]
+
+
+@pytest.mark.parametrize(("kind", "jit_compile"), KINDS)
 @pytest.mark.parametrize("use_tf_function", [False, True])
-def test_touched_rows_match_numpy_and_untouched_rows_and_slots_do_not_move(kind, use_tf_function):
+def test_touched_rows_match_numpy_and_untouched_rows_and_slots_do_not_move(
+    kind, use_tf_function, jit_compile
+):
     keras.utils.set_random_seed(0)
     layer = EmbeddingTable(ROWS, DIM, name="table")
     variable = layer.embeddings  # a Keras variable, as the model hands it over
     before = variable.numpy().copy()
     grads = _gradients()
-    optimizer = _make(kind, 0.05)
+    optimizer = _make(kind, 0.05, jit_compile)
 
     def step(ids, values):
         slices = tf.IndexedSlices(values, ids, dense_shape=tf.constant([ROWS, DIM]))
@@ -123,20 +132,23 @@ def test_schedule_is_evaluated_at_the_number_of_applied_updates():
     assert float(optimizer.current_learning_rate()) == pytest.approx(8.0)
 
 
-@pytest.mark.parametrize("kind", ["sgd", "adam", "adagrad"])
-def test_update_graph_only_gathers_and_scatters_table_rows(kind):
+@pytest.mark.parametrize(("kind", "jit_compile"), KINDS)
+def test_update_graph_only_gathers_and_scatters_table_rows(kind, jit_compile):
     rows = 100_003  # a size no batch-shaped tensor can have by accident
     variable = tf.Variable(tf.zeros((rows, DIM)))
-    optimizer = _make(kind, 0.1)
+    optimizer = _make(kind, 0.1, jit_compile)
     optimizer.build([variable])
 
     @tf.function
     def step(ids, values):
         optimizer.apply_gradients([(tf.IndexedSlices(values, ids), variable)])
 
-    concrete = step.get_concrete_function(
-        tf.TensorSpec([8], tf.int32), tf.TensorSpec([8, DIM], tf.float32)
-    )
+    ids_spec, values_spec = tf.TensorSpec([8], tf.int32), tf.TensorSpec([8, DIM], tf.float32)
+    concrete = step.get_concrete_function(ids_spec, values_spec)
+    if jit_compile:  # the table ops live in the compiled function
+        (compiled,) = optimizer._compiled.values()
+        lr_spec = tf.TensorSpec([], tf.float32)
+        concrete = compiled.get_concrete_function([values_spec], [ids_spec], lr_spec)
     # Every op touching the table or its slots must be row-wise: a whole-variable
     # read or assignment (ReadVariableOp, AssignSubVariableOp, ...) costs O(table).
     big = [variable, *optimizer.slots_for(variable).values()]
