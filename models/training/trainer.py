@@ -264,10 +264,10 @@ class ProfilerWindow:
 
 
 def _global_rows(features: Features, default: int) -> int:
-    """Rows of the step's global batch: the ids are read for the whole global batch.
+    """Rows of the step's global batch (every rank reads the ids of all its rows).
 
-    A short last batch counts with its real size (``default``, the full global
-    batch, only when the size is not static).
+    A short last batch counts with its real size; ``default`` (the full global
+    batch) is used only when the size is not static.
     """
     rows = features["categorical"].shape[0] if "categorical" in features else None
     return default if rows is None else int(rows)
