@@ -2,7 +2,8 @@
 
 Every rank predicts its data-parallel slice of each batch; logits and labels
 of each batch are gathered (in global row order) inside the same compiled
-function, and rank 0 keeps them. At the end rank 0 computes the exact
+function, and rank 0 copies them to the host (one batch late, so that an
+asynchronous device is not left idle). At the end rank 0 computes the exact
 (sort-based, not thresholded) ROC AUC and the log loss of the whole split;
 other ranks get a result without metrics.
 
@@ -83,15 +84,28 @@ class Evaluator:
         """
         start = time.perf_counter()
         logits, labels = [], []
+
+        def keep(result) -> None:
+            batch_logits, y = result
+            logits.append(np.reshape(batch_logits.numpy(), [-1]))
+            labels.append(np.reshape(y.numpy(), [-1]))
+
+        # Rank 0 copies a batch's results to the host one batch late: on an
+        # asynchronous device the next batch is already queued when the copy
+        # waits, so the device does not idle between batches.
+        pending = None
         for index, (features, batch_labels) in enumerate(batches):
             if 0 <= self._max_batches <= index:
                 break
-            batch_logits, y = self._predict(features, batch_labels)
+            result = self._predict(features, batch_labels)
             if self._is_chief:
-                logits.append(np.reshape(batch_logits.numpy(), [-1]))
-                labels.append(np.reshape(y.numpy(), [-1]))
+                if pending is not None:
+                    keep(pending)
+                pending = result
             if on_batch is not None:
                 on_batch()
+        if pending is not None:
+            keep(pending)
         seconds = time.perf_counter() - start
         if not self._is_chief:
             return EvalResult(None, None, 0, seconds)
