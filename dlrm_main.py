@@ -365,7 +365,7 @@ def _train(job: _Job) -> dict[str, Any]:
         state.dense_optimizer,
         state.embedding_optimizer,
         loss_scale=job.device.loss_scale,
-        jit_compile=_xla_mode(config.device.enable_xla, comm.size) == "step",
+        jit_compile=_xla_mode(config.device.enable_xla, comm.size, job.device) == "step",
     )
     settings = LoopSettings(
         epochs=run.epochs,
@@ -427,7 +427,7 @@ def _train(job: _Job) -> dict[str, Any]:
     return results
 
 
-def _xla_mode(enable_xla: bool, world: int) -> str:
+def _xla_mode(enable_xla: bool, world: int, device: DeviceSetup | None = None) -> str:
     """ "step" (whole step compiled), "auto" (XLA auto-clustering) or "off".
 
     Horovod's collectives have no XLA kernels, so a multi-rank step cannot be
@@ -437,6 +437,12 @@ def _xla_mode(enable_xla: bool, world: int) -> str:
     """
     if not enable_xla:
         return "off"
+    if device is not None and device.kind == "cpu" and device.policy_name == "mixed_bfloat16":
+        logging.warning(
+            "--enable_xla with --amp on CPU: XLA's bfloat16 matmuls are slow here (the "
+            "tools/bench_train --xla step ran at a third of the uncompiled one); drop "
+            "--enable_xla for bfloat16 training on CPU"
+        )
     if world == 1:
         return "step"
     logging.warning(

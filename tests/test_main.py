@@ -250,11 +250,20 @@ def test_horovodrun_without_use_horovod_is_refused() -> None:
     dlrm_main._check_launcher(False, {"HOROVOD_SIZE": "1"})
 
 
-def test_xla_compiles_the_whole_step_only_without_collectives() -> None:
+def test_xla_compiles_the_whole_step_only_without_collectives(caplog) -> None:
     import tensorflow as tf
+
+    from models.device import DeviceSetup
 
     assert dlrm_main._xla_mode(False, 1) == dlrm_main._xla_mode(False, 8) == "off"
     assert dlrm_main._xla_mode(True, 1) == "step"
+    cpu = DeviceSetup("cpu", (), "/device:CPU:0", "float32", None)
+    with caplog.at_level("WARNING"):
+        assert dlrm_main._xla_mode(True, 1, cpu) == "step"
+        assert "bfloat16" not in caplog.text
+        bf16 = DeviceSetup("cpu", (), "/device:CPU:0", "mixed_bfloat16", None)
+        assert dlrm_main._xla_mode(True, 1, bf16) == "step"
+        assert "drop --enable_xla for bfloat16 training on CPU" in caplog.text
     try:
         assert dlrm_main._xla_mode(True, 2) == "auto"
         assert tf.config.optimizer.get_jit() == "autoclustering"
