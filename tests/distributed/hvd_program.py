@@ -2,6 +2,7 @@
 
 ``python -m tests.distributed.hvd_program smoke``   collectives with asserted results
 ``python -m tests.distributed.hvd_program parity DIR``  hybrid training, writes DIR/rank{r}.npz
+    (planner's placement) and DIR/rank{r}_ordered.npz (tables in rank order)
                                                         (with the launch topology)
 ``python -m tests.distributed.hvd_program loop DIR``    trains until killed (rank-death test)
 """
@@ -75,12 +76,15 @@ def smoke(comm: HorovodCommunicator) -> None:
 def parity(comm: HorovodCommunicator, out_dir: Path) -> None:
     import horovod.tensorflow as hvd  # initialised by the communicator
 
-    from tests.distributed.parity_setup import run_hybrid
+    from tests.distributed.parity_setup import consecutive_placement, run_hybrid
 
     result = run_hybrid(comm)
     # The launch topology as Horovod sees it (hosts and ranks per host).
     result["topology"] = np.array([hvd.local_rank(), hvd.local_size(), hvd.cross_size()])
     np.savez(out_dir / f"rank{comm.rank}.npz", **result)
+    # Tables arriving in table order take the other path of HybridParallel.
+    ordered = run_hybrid(comm, consecutive_placement(comm.size))
+    np.savez(out_dir / f"rank{comm.rank}_ordered.npz", **ordered)
     print(f"rank {comm.rank}: parity run written", flush=True)
 
 

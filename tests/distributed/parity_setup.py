@@ -12,7 +12,7 @@ import tensorflow as tf
 from models.data.slicing import batch_slice
 from models.distributed.comm import Communicator
 from models.distributed.hybrid import HybridParallel
-from models.distributed.placement import embedding_table_bytes, plan_placement
+from models.distributed.placement import Placement, Shard, embedding_table_bytes, plan_placement
 from models.dlrm import DLRM
 
 CARDINALITIES = (7, 11, 5, 13, 3)
@@ -65,8 +65,25 @@ def rank_view(batch: tuple[np.ndarray, ...], hp: HybridParallel) -> tuple[tf.Ten
     )
 
 
-def make_hybrid(comm: Communicator, model: DLRM) -> HybridParallel:
-    placement = plan_placement(embedding_table_bytes(CARDINALITIES, DIM), comm.size)
+def consecutive_placement(world: int) -> Placement:
+    """Tables in consecutive blocks per rank (rank 0 the first ones), so that they
+    arrive from the all-to-all already in table order; the planner's placement
+    of these sizes does not (it needs the reordering path)."""
+    sizes = embedding_table_bytes(CARDINALITIES, DIM)
+    blocks = np.array_split(np.arange(len(CARDINALITIES)), world)
+    shards = tuple(
+        Shard(int(t), 0, CARDINALITIES[t], sizes[t], rank)
+        for rank, block in enumerate(blocks)
+        for t in block
+    )
+    return Placement(world, tuple(sizes), tuple(sorted(shards, key=lambda s: s.table)))
+
+
+def make_hybrid(
+    comm: Communicator, model: DLRM, placement: Placement | None = None
+) -> HybridParallel:
+    if placement is None:
+        placement = plan_placement(embedding_table_bytes(CARDINALITIES, DIM), comm.size)
     return HybridParallel(model, comm, placement, GLOBAL_BATCH)
 
 
@@ -122,10 +139,10 @@ def hybrid_evaluate(hp: HybridParallel, batches) -> tuple[np.ndarray, np.ndarray
     )
 
 
-def run_hybrid(comm: Communicator) -> dict[str, np.ndarray]:
+def run_hybrid(comm: Communicator, placement: Placement | None = None) -> dict[str, np.ndarray]:
     """Trains and evaluates with HybridParallel; returns what this rank knows."""
     model = build_model()
-    hp = make_hybrid(comm, model)
+    hp = make_hybrid(comm, model, placement)
     hp.broadcast_dense_variables()
     step = hybrid_train_step(hp)
     losses = [float(step(*rank_view(batch, hp))) for batch in make_batches(TRAIN_BATCHES, seed=1)]

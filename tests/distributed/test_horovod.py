@@ -48,9 +48,9 @@ def test_smoke_collectives():
     assert "rank 1: smoke OK" in done.stdout
 
 
-def _assert_parity(tmp_path: Path) -> list[dict[str, np.ndarray]]:
+def _assert_parity(tmp_path: Path, suffix: str = "") -> list[dict[str, np.ndarray]]:
     """Checks the parity program's outputs against one process; returns them."""
-    ranks = [dict(np.load(tmp_path / f"rank{r}.npz")) for r in range(2)]
+    ranks = [dict(np.load(tmp_path / f"rank{r}{suffix}.npz")) for r in range(2)]
     reference = ps.run_reference()
 
     # Every table is owned by exactly one rank, and both ranks own some.
@@ -74,6 +74,13 @@ def test_two_ranks_match_one_process(tmp_path):
     ranks = _assert_parity(tmp_path)
     # One host, two ranks on it: (local rank, local size, hosts).
     assert [r["topology"].tolist() for r in ranks] == [[0, 2, 1], [1, 2, 1]]
+    # The placement whose tables arrive in table order (no reordering).
+    ordered = _assert_parity(tmp_path, "_ordered")
+    assert sorted(k for k in ordered[0] if k.startswith("table_")) == [
+        "table_0",
+        "table_1",
+        "table_2",
+    ]
 
 
 def test_two_local_host_names_run_as_two_nodes(tmp_path):
