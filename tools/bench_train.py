@@ -9,7 +9,8 @@ frequency-threshold-15 cardinalities capped at 200,000 rows, power-law ids):
    the model dims, see `flops_per_sample`);
 2. our DLRM trained through the real `TrainStep` under `Trainer.fit`, the way
    `dlrm_main.py` runs it (`HybridParallel` over `LocalCommunicator`, SGD with
-   the reference schedule), per precision;
+   the reference schedule, the table update XLA-compiled when
+   `models.device.xla_available`), per precision;
 3. a plain Keras 3 DLRM written the obvious way (`keras.layers.Embedding` per
    table, `Dense`, dot interaction, `compile(SGD)` + `fit`), same data;
 4. the input pipeline alone (`SyntheticDataset.as_dataset`).
