@@ -69,6 +69,44 @@ def detect_tensorflow(python: str | Path) -> str | None:
     return probe(python, _PROBE_TF)
 
 
+# Prints the vendor stack of the interpreter as a JSON list (see `vendor_stack`).
+_PROBE_STACK = r"""
+import json, re
+from importlib import metadata
+def norm(name):
+    return re.sub(r"[-_.]+", "-", name).lower()
+dists = {}
+for dist in metadata.distributions():
+    if dist.metadata["Name"]:
+        dists.setdefault(norm(dist.metadata["Name"]), dist)
+roots = [n for n in dists if n.startswith("tensorflow") or n in ("keras", "tf-keras", "horovod")]
+stack = set(roots)
+for root in roots:
+    for requirement in dists[root].requires or []:
+        if re.search(r"extra\s*==", requirement):
+            continue
+        match = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", requirement)
+        if match and norm(match.group(0)) in dists:
+            stack.add(norm(match.group(0)))
+print(json.dumps(sorted(stack)))
+"""
+
+
+def vendor_stack(python: str | Path) -> set[str]:
+    """Normalised names of the packages of `python`'s TensorFlow/Keras/Horovod stack.
+
+    The installed distributions named tensorflow*, keras, tf-keras and horovod
+    plus their direct requirements (numpy, protobuf, h5py, ml-dtypes, ...):
+    what the image's TensorFlow was built and tested against. Packages further
+    away (e.g. Pygments, under keras -> rich) may be upgraded inside the
+    virtualenv, which shadows and never modifies the image's copy.
+    """
+    out = probe(python, _PROBE_STACK)
+    if out is None:
+        raise SetupError(f"step 'requirements': could not list the packages of {python}")
+    return set(json.loads(out))
+
+
 def requirement_name(line: str) -> str | None:
     """Normalised project name of a requirements.txt line (None for comments/blank lines)."""
     line = line.split("#", 1)[0].strip()
@@ -268,8 +306,14 @@ def setup_requirements(env: Environment, base_tf: str | None) -> None:
         log(f"requirements: keeping preinstalled {name}=={version}")
     if not install:
         return
+    # Pinned: the image's TensorFlow stack. Other preinstalled packages (system
+    # tools' libraries) may be shadowed by newer versions inside the venv.
+    stack = vendor_stack(env.python) if preinstalled else set()
+    pinned = {name: version for name, version in preinstalled.items() if name in stack}
+    if pinned:
+        log(f"requirements: pinning the preinstalled stack: {', '.join(sorted(pinned))}")
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as constraints:
-        constraints.write(constraints_for(preinstalled))
+        constraints.write(constraints_for(pinned))
     try:
         run(
             "requirements",
@@ -344,6 +388,17 @@ def build_horovod_wheel(env: Environment, version: str, gpu_ops: str, out_dir: P
     return out_dir / wheels[0].name
 
 
+def write_horovodrun(path: Path, python: Path) -> None:
+    """A ``horovodrun`` launcher in the venv for a Horovod the image preinstalled.
+
+    The image's own ``horovodrun`` may not be on PATH (or may run another
+    interpreter); this one is what ``horovodrun`` does, with the venv's Python,
+    so activating the venv is enough for the run scripts and the tests.
+    """
+    path.write_text(f'#!/bin/sh\nexec "{python}" -m horovod.runner.launch "$@"\n')
+    path.chmod(0o755)
+
+
 def setup_horovod(env: Environment, tf_version: str) -> None:
     found = probe(env.python, _PROBE_HVD)
     if found is None:
@@ -375,7 +430,10 @@ def setup_horovod(env: Environment, tf_version: str) -> None:
     else:
         log("horovod: horovod.tensorflow already imports")
     horovodrun = env.venv / "bin" / "horovodrun"
-    cmd = [str(horovodrun) if horovodrun.exists() else "horovodrun", "--check-build"]
+    if not horovodrun.exists():
+        write_horovodrun(horovodrun, env.python)
+        log(f"horovod: wrote {horovodrun} (the preinstalled Horovod, run by the venv's Python)")
+    cmd = [str(horovodrun), "--check-build"]
     result = subprocess.run(
         cmd, capture_output=True, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     )

@@ -1,8 +1,10 @@
 """Unit tests of the set-up logic that does not need a network or a build."""
 
 import stat
+import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -135,3 +137,27 @@ def test_gpu_operations_need_a_gpu_not_just_a_toolkit(monkeypatch, tmp_path):
     monkeypatch.setenv("DLRM_HOROVOD_GPU_OPERATIONS", "mpi")
     with pytest.raises(setup_env.SetupError, match="NCCL or NONE"):
         setup_env.gpu_operations()
+
+
+def test_vendor_stack_is_tensorflow_keras_horovod_and_their_direct_requirements():
+    # This interpreter has tensorflow-cpu, keras and horovod: their direct
+    # requirements are pinned in an image; test tools and deeper packages are not.
+    stack = setup_env.vendor_stack(sys.executable)
+    assert {"keras", "numpy", "protobuf", "h5py", "ml-dtypes"} <= stack
+    assert any(name.startswith("tensorflow") for name in stack)
+    assert not {"pytest", "pygments", "ruff"} & stack
+
+
+@pytest.mark.skipif(
+    __import__("importlib").util.find_spec("horovod") is None, reason="Horovod not importable"
+)
+def test_written_horovodrun_launches_the_importable_horovod(tmp_path):
+    # An image whose Horovod is preinstalled gets a horovodrun in the venv.
+    launcher = tmp_path / "horovodrun"
+    setup_env.write_horovodrun(launcher, Path(sys.executable))
+    assert launcher.stat().st_mode & stat.S_IXUSR
+    import horovod
+
+    done = subprocess.run([str(launcher), "--version"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert horovod.__version__ in done.stdout
