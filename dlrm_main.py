@@ -24,7 +24,14 @@ from absl import app
 from absl import flags as absl_flags
 
 from models import flags as dlrm_flags
-from models.config import Config, ConfigError, config_from_flags, config_path_for, write_config
+from models.config import (
+    Config,
+    ConfigError,
+    RunConfig,
+    config_from_flags,
+    config_path_for,
+    write_config,
+)
 from models.data.binary import BinaryDataset
 from models.data.metadata import DatasetError, load_metadata
 from models.data.synthetic import SyntheticDataset
@@ -395,11 +402,7 @@ def _train(job: _Job) -> dict[str, Any]:
             prof.enabled and comm.rank == prof.rank, prof.start_step, prof.num_steps, prof.log_dir
         ),
         reduce_loss=job.parallel.mean_across_ranks,
-        watchdog=(
-            StepWatchdog(run.step_timeout_s, where=f"rank {comm.rank} of {comm.size}")
-            if run.step_timeout_s > 0
-            else None
-        ),
+        watchdog=_step_watchdog(run, comm),
     )
     result = trainer.fit(
         lambda epoch, start: train_split.as_dataset(epoch=epoch, start_batch=start),
@@ -427,7 +430,7 @@ def _train(job: _Job) -> dict[str, Any]:
     return results
 
 
-def _xla_mode(enable_xla: bool, world: int, device: DeviceSetup | None = None) -> str:
+def _xla_mode(enable_xla: bool, world: int, device: DeviceSetup) -> str:
     """ "step" (whole step compiled), "auto" (XLA auto-clustering) or "off".
 
     Horovod's collectives have no XLA kernels, so a multi-rank step cannot be
@@ -437,7 +440,7 @@ def _xla_mode(enable_xla: bool, world: int, device: DeviceSetup | None = None) -
     """
     if not enable_xla:
         return "off"
-    if device is not None and device.kind == "cpu" and device.policy_name == "mixed_bfloat16":
+    if device.kind == "cpu" and device.policy_name == "mixed_bfloat16":
         logging.warning(
             "--enable_xla with --amp on CPU: XLA's bfloat16 matmuls are slow here (the "
             "tools/bench_train --xla step ran at a third of the uncompiled one); drop "
@@ -454,12 +457,19 @@ def _xla_mode(enable_xla: bool, world: int, device: DeviceSetup | None = None) -
     return "auto"
 
 
+def _step_watchdog(run: RunConfig, comm: Communicator) -> StepWatchdog | None:
+    """This rank's watchdog (--step_timeout_s), or None when it is 0 (off)."""
+    if run.step_timeout_s <= 0:
+        return None
+    return StepWatchdog(run.step_timeout_s, where=f"rank {comm.rank} of {comm.size}")
+
+
 def _evaluate(job: _Job) -> dict[str, Any]:
     run, comm = job.config.run, job.comm
     evaluator = Evaluator(job.parallel, is_chief=comm.rank == 0, max_batches=run.max_steps)
     batches = job.data.split("test").as_dataset()
-    if run.step_timeout_s > 0:
-        watchdog = StepWatchdog(run.step_timeout_s, where=f"rank {comm.rank} of {comm.size}")
+    watchdog = _step_watchdog(run, comm)
+    if watchdog is not None:
         watchdog.start(job.state.step)
         try:
             with watchdog.watching("evaluation"):

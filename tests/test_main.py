@@ -255,9 +255,8 @@ def test_xla_compiles_the_whole_step_only_without_collectives(caplog) -> None:
 
     from models.device import DeviceSetup
 
-    assert dlrm_main._xla_mode(False, 1) == dlrm_main._xla_mode(False, 8) == "off"
-    assert dlrm_main._xla_mode(True, 1) == "step"
     cpu = DeviceSetup("cpu", (), "/device:CPU:0", "float32", None)
+    assert dlrm_main._xla_mode(False, 1, cpu) == dlrm_main._xla_mode(False, 8, cpu) == "off"
     with caplog.at_level("WARNING"):
         assert dlrm_main._xla_mode(True, 1, cpu) == "step"
         assert "bfloat16" not in caplog.text
@@ -265,7 +264,7 @@ def test_xla_compiles_the_whole_step_only_without_collectives(caplog) -> None:
         assert dlrm_main._xla_mode(True, 1, bf16) == "step"
         assert "drop --enable_xla for bfloat16 training on CPU" in caplog.text
     try:
-        assert dlrm_main._xla_mode(True, 2) == "auto"
+        assert dlrm_main._xla_mode(True, 2, cpu) == "auto"
         assert tf.config.optimizer.get_jit() == "autoclustering"
     finally:
         tf.config.optimizer.set_jit(False)
