@@ -136,7 +136,7 @@ class StepWatchdog:
 
     @contextlib.contextmanager
     def suspended(self) -> Iterator[None]:
-        """Not timed inside (evaluation, checkpoint); re-armed with a full timeout after."""
+        """Not timed inside (checkpoints); re-armed with a full timeout after."""
         with self._lock:
             self._deadline = None
         try:
@@ -171,9 +171,7 @@ class StepWatchdog:
             wait = self.timeout_s if deadline is None else deadline - now
             self._stopped.wait(wait)
 
-    def _message(
-        self, step: int, waited_s: float, activity: str | None = None, progress: int = 0
-    ) -> str:
+    def _message(self, step: int, waited_s: float, activity: str | None, progress: int) -> str:
         ending = (
             "A rank that never reaches its next collective stalls every rank; ending this "
             f"process (exit status {WATCHDOG_EXIT_CODE}) so that the job stops instead of hanging"
