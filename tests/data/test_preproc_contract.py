@@ -3,7 +3,6 @@
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from models.data.binary import BinaryDataset
 from models.data.metadata import load_metadata
@@ -21,7 +20,6 @@ def _decode(directory: Path, rows: int, dtypes) -> tuple[np.ndarray, np.ndarray,
     return numerical.astype(np.float32), np.stack(ids, axis=1), labels
 
 
-@pytest.mark.skipif(not SAMPLE.is_file(), reason=f"{SAMPLE} is not on this machine")
 def test_reads_a_preprocessed_criteo_sample(tmp_path, capsys):
     root = tmp_path / "dataset"
     argv = ["--input_files", str(SAMPLE), "--output_dir", str(root)]

@@ -87,7 +87,7 @@ def test_unlabeled_input_needs_the_option(tmp_path):
     with pytest.raises(ValueError, match=r"looks unlabeled.*--unlabeled"):
         preprocess([unlabeled], tmp_path / "a")
     meta = preprocess([unlabeled], tmp_path / "b", labeled=False)
-    assert meta["rows_written"] == 1999 and not meta["labeled"]
+    assert meta["rows_written"] == 300 and not meta["labeled"]
     assert not read_split(tmp_path / "b", "train")["label"].any()
     with pytest.raises(ValueError, match=r"labeled.*drop --unlabeled"):
         preprocess([sample(KAGGLE)], tmp_path / "c", labeled=False)
