@@ -526,10 +526,13 @@ def dataset_error_in(error: tf.errors.OpError) -> str | None:
     """The DatasetError message carried by a TensorFlow error, if any.
 
     Batches are read inside `tf.data` (numpy_function), so a bad file found mid-run
-    (an id outside its table, a label byte other than 0/1) reaches the training loop
-    as an InvalidArgumentError whose text holds the original message.
+    (an id outside its table, a label byte other than 0/1, a NaN numerical) reaches the
+    training loop as an InvalidArgumentError whose text holds the original message
+    (as the data of a failed assertion, `[DatasetError: ...]`, see models/data/pipeline.py).
     """
-    match = re.search(r"DatasetError: ([^\n]*)", error.message)
+    match = re.search(r"\[DatasetError: ([^\n]*)\]", error.message) or re.search(
+        r"DatasetError: ([^\n]*)", error.message
+    )
     return match.group(1).strip() if match else None
 
 

@@ -177,6 +177,8 @@ class BinaryDataset:
             offset * num_numerical,
             local * num_numerical,
         )
+        if local:
+            self._check_finite(numerical, offset, num_numerical)
         categorical = np.empty((rows, len(self.table_ids)), np.int32)
         for column, table in enumerate(self.table_ids):
             ids = self._read(
@@ -208,6 +210,16 @@ class BinaryDataset:
                 )
             done += got
         return buffer
+
+    def _check_finite(self, numerical: np.ndarray, first: int, num_numerical: int) -> None:
+        """Refuses NaN/Inf numericals: one would turn the bottom MLP's weights into NaN."""
+        finite = np.isfinite(numerical)
+        if not finite.all():
+            bad = int(np.flatnonzero(~finite)[0])
+            raise DatasetError(
+                f"{self._paths[layout.NUMERICAL_FILE]}: row {first + bad // num_numerical} "
+                f"column {bad % num_numerical} holds {numerical[bad]}, not a finite number"
+            )
 
     def _check_ids(self, ids: np.ndarray, table: int, first: int) -> None:
         rows = self.metadata.cardinalities[table]

@@ -13,6 +13,8 @@ from collections.abc import Callable
 import numpy as np
 import tensorflow as tf
 
+from models.data.metadata import DatasetError
+
 # (numerical [b, N] float32, categorical [B, T] int32, labels [b, 1] float32)
 BatchArrays = tuple[np.ndarray, np.ndarray, np.ndarray]
 Element = tuple[dict[str, tf.Tensor], tf.Tensor]
@@ -64,13 +66,31 @@ def make_dataset(
     """
     features_spec, labels_spec = spec
 
-    def read(index: np.ndarray) -> BatchArrays:
-        return read_batch(int(index))
+    def read(index: np.ndarray) -> tuple[np.ndarray, ...]:
+        try:
+            return (*read_batch(int(index)), np.bytes_(b""))
+        except DatasetError as error:
+            # Raised through numpy_function, the error would reach the user wrapped
+            # in Python tracebacks (TensorFlow logs them); a failed graph assertion
+            # carries the one-line message alone. Empty arrays are never used.
+            empty = (
+                np.zeros((0, features_spec["numerical"].shape[1]), np.float32),
+                np.zeros((0, features_spec["categorical"].shape[1]), np.int32),
+                np.zeros((0, 1), np.float32),
+            )
+            return (*empty, np.bytes_(f"DatasetError: {error}".encode()))
 
     def to_element(index: tf.Tensor) -> Element:
-        numerical, categorical, labels = tf.numpy_function(
-            read, [index], [tf.float32, tf.int32, tf.float32], stateful=False
+        numerical, categorical, labels, error = tf.numpy_function(
+            read, [index], [tf.float32, tf.int32, tf.float32, tf.string], stateful=False
         )
+        check = tf.debugging.Assert(tf.equal(error, ""), [error])
+        with tf.control_dependencies([check]):
+            numerical, categorical, labels = (
+                tf.identity(numerical),
+                tf.identity(categorical),
+                tf.identity(labels),
+            )
         # numpy_function loses shapes; restore what is static.
         numerical.set_shape(features_spec["numerical"].shape)
         categorical.set_shape(features_spec["categorical"].shape)

@@ -175,6 +175,25 @@ def test_out_of_range_ids_and_labels_are_reported_with_file_and_row(dataset_fact
         dataset.read_batch(0)
 
 
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_a_non_finite_numerical_is_reported_with_file_row_and_column(dataset_factory, value):
+    root, splits = dataset_factory()
+    numerical = np.fromfile(root / "train" / "numerical.bin", np.float16)
+    numerical[14 * NUM_NUMERICAL + 2] = value  # row 14, column 2
+    numerical.tofile(root / "train" / "numerical.bin")
+    dataset = BinaryDataset(root, "train", 10)
+    dataset.read_batch(0)  # rows 0..9 are finite
+    with pytest.raises(
+        DatasetError, match=rf"numerical\.bin: row 14 column 2 holds {value}, not a finite"
+    ):
+        dataset.read_batch(1)
+    # Rank 1 of 2 reads rows 15..19 of that batch: not the bad row.
+    np.testing.assert_array_equal(
+        BinaryDataset(root, "train", 10, rank=1, world_size=2).read_batch(1)[0],
+        splits["train"].numerical[15:20],
+    )
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

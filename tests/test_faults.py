@@ -1,0 +1,60 @@
+"""Bad input and faults met by `dlrm_main.py`: one line naming what and where, exit status 2.
+
+Each case runs the real command line in a subprocess (the way a user meets
+it) on a tiny dataset or synthetic data, and checks that nothing written
+before the fault is lost.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from tests.test_main import REPO_ROOT, TINY, _write_tiny_dataset
+
+RAW_TINY = [a for a in TINY if not a.startswith(("--dataset_type", "--synthetic"))]
+
+
+def run_main(*flags: str, cwd: Path) -> subprocess.CompletedProcess:
+    """Runs `python dlrm_main.py *flags` in ``cwd``; returns the finished process."""
+    return subprocess.run(
+        [sys.executable, str(REPO_ROOT / "dlrm_main.py"), *flags],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
+    )
+
+
+def assert_one_line_error(done: subprocess.CompletedProcess, *expected: str) -> str:
+    """Exit status 2, no traceback, the last line `dlrm_main.py: ...` holding ``expected``."""
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("dlrm_main.py: "), done.stderr[-3000:]
+    for text in expected:
+        assert text in last, last
+    return last
+
+
+def test_a_nan_in_numerical_bin_stops_the_run_naming_file_and_row(tmp_path) -> None:
+    _write_tiny_dataset(tmp_path / "data", test_rows=128)
+    path = tmp_path / "data" / "train" / "numerical.bin"
+    numerical = np.fromfile(path, np.float16)
+    numerical[130 * 13 + 4] = np.nan  # row 130 (second batch), column 4
+    numerical.tofile(path)
+    done = run_main(
+        *RAW_TINY,
+        f"--dataset_path={tmp_path / 'data'}",
+        "--skip_eval",
+        f"--save_checkpoint_path={tmp_path / 'ckpt'}",
+        "--checkpoint_every_n_steps=1",
+        cwd=tmp_path,
+    )
+    last = assert_one_line_error(done, f"{path}: row 130 column 4 holds nan, not a finite number")
+    assert last.endswith("not a finite number"), last
+    # The step before the bad batch was checkpointed; nothing after it.
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["ckpt-000000001"]
