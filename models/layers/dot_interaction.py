@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import keras
 import numpy as np
 import tensorflow as tf
+
+from models.layers.features import num_features_of_shape, stack_features
 
 _HALF_DTYPES = (tf.float16, tf.bfloat16)
 
@@ -38,56 +38,12 @@ class DotInteraction(keras.layers.Layer):
     """
 
     def call(self, bottom, embeddings):
-        pieces = _as_pieces(bottom, embeddings)
-        num_features = sum(p.shape[1] for p in pieces)
-        pieces = [tf.cast(p, bottom.dtype) for p in pieces]
-        features = tf.concat([tf.expand_dims(bottom, 1), *pieces], axis=1)  # [b, F+1, D]
-        return tf.concat([bottom, _lower_triangle_dots(features, num_features + 1)], axis=1)
+        features = stack_features("DotInteraction", bottom, embeddings)  # [b, F+1, D]
+        return tf.concat([bottom, _lower_triangle_dots(features, features.shape[1])], axis=1)
 
     def compute_output_shape(self, bottom_shape, embeddings_shape):
-        if _is_pieces_shape(embeddings_shape):
-            f = sum(1 if len(s) == 2 else s[1] for s in embeddings_shape)
-        else:
-            f = embeddings_shape[1]
+        f = num_features_of_shape(embeddings_shape)
         return (bottom_shape[0], bottom_shape[1] + (f + 1) * f // 2)
-
-
-def _is_pieces_shape(shape) -> bool:
-    return isinstance(shape, list | tuple) and bool(shape) and isinstance(shape[0], list | tuple)
-
-
-def _as_pieces(bottom: tf.Tensor, embeddings) -> list[tf.Tensor]:
-    """``embeddings`` as a list of ``[b, k, D]`` tensors, shapes checked."""
-    given = list(embeddings) if isinstance(embeddings, Sequence) else [embeddings]
-    if len(bottom.shape) != 2 or not given:
-        raise ValueError(
-            "DotInteraction expects bottom [b, D] and embeddings [b, F, D] (or pieces "
-            f"[b, D] / [b, k, D]), got bottom shape {bottom.shape} and "
-            f"{len(given)} embedding tensors"
-        )
-    single = not isinstance(embeddings, Sequence)
-    pieces = []
-    for index, piece in enumerate(given):
-        rank = len(piece.shape)
-        if (single and rank != 3) or rank not in (2, 3):
-            where = "" if single else f" piece {index}"
-            raise ValueError(
-                "DotInteraction expects bottom [b, D] and embeddings [b, F, D] (or pieces "
-                f"[b, D] / [b, k, D]), got bottom shape {bottom.shape} and embeddings{where} "
-                f"shape {piece.shape}"
-            )
-        dims = (bottom.shape[-1], piece.shape[-1])
-        if None not in dims and dims[0] != dims[1]:
-            raise ValueError(
-                f"DotInteraction: bottom dim {dims[0]} differs from embedding dim {dims[1]} "
-                "(the bottom MLP must end with the embedding dim)"
-            )
-        if rank == 2:
-            piece = tf.expand_dims(piece, 1)
-        if piece.shape[1] is None:
-            raise ValueError("DotInteraction needs a static number of embeddings F")
-        pieces.append(piece)
-    return pieces
 
 
 def _lower_triangle_dots(features: tf.Tensor, n: int) -> tf.Tensor:
