@@ -37,6 +37,10 @@ class DotInteraction(keras.layers.Layer):
         (2, 10)
     """
 
+    def build(self, bottom_shape, embeddings_shape) -> None:
+        """No weights; the signature lets a model build any interaction the same way."""
+        del bottom_shape, embeddings_shape
+
     def call(self, bottom, embeddings):
         features = stack_features("DotInteraction", bottom, embeddings)  # [b, F+1, D]
         return tf.concat([bottom, _lower_triangle_dots(features, features.shape[1])], axis=1)

@@ -1,0 +1,259 @@
+"""The ranking model shared by DLRM and DCNv2: tables, bottom MLP, interaction, top MLP.
+
+Shapes: ``B`` global batch, ``b`` local batch, ``F`` number of tables,
+``T`` tables looked up by this process, ``D`` embedding dim, ``N`` numerical
+features. On one process B == b and T == F; under model parallelism the
+distributed code builds each rank's model with only the tables it owns
+(``table_ids``), calls :meth:`RankingModel.lookup` for them and
+:meth:`RankingModel.dense_forward` on its slice of the batch.
+
+The models of the family differ only in the interaction layer, which the
+model takes as a part (:class:`~models.layers.DotInteraction` for DLRM,
+:class:`~models.layers.CrossInteraction` for DCNv2): it receives the
+bottom-MLP output ``[b, D]`` and the F embeddings, and its
+``compute_output_shape`` gives the width the top MLP is built for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from models.layers import MLP, EmbeddingTable
+
+
+def positive_ints(model: str, name: str, values: Sequence[int]) -> tuple[int, ...]:
+    """``values`` as a tuple, or ValueError naming ``model``, ``name`` and the bad values."""
+    values = tuple(values)
+    if not values:
+        raise ValueError(f"{model} {name} must not be empty")
+    bad = [v for v in values if not isinstance(v, int) or isinstance(v, bool) or v <= 0]
+    if bad:
+        raise ValueError(f"{model} {name} must be positive integers, got {bad} in {values}")
+    return values
+
+
+def _table_seed(seed: int, table: int) -> int:
+    """A per-table seed that depends on nothing but (seed, table)."""
+    return (seed * 1_000_003 + table * 7919) % (2**31 - 1)
+
+
+class RankingModel(keras.Model):
+    """Embedding tables and MLPs around an interaction layer.
+
+    Args:
+        cardinalities: rows of each embedding table (F tables).
+        interaction: the layer combining the bottom-MLP output and the
+            embeddings (``call(bottom [b, D], embeddings)``, see
+            ``models/layers/features.py`` for the forms ``embeddings`` takes).
+        embedding_dim: D, also the width of the last bottom-MLP layer.
+        bottom_mlp_dims: widths of the bottom MLP; the last must equal D.
+        top_mlp_dims: widths of the top MLP; the last must be 1 (the logit).
+        num_numerical_features: N.
+        table_ids: the tables this model holds (all when None). A rank of a
+            model-parallel job holds only the tables it owns, so table memory is
+            split over the ranks; the dense part is always complete.
+        seed: seed of the table initialisers; table ``t`` is seeded from
+            ``(seed, t)``, so its initial rows do not depend on which other
+            tables are held (the same on 1 or 8 ranks). None: Keras' global
+            generator, in table order.
+
+    Tables stay float32 under a mixed-precision policy; the dense part runs in
+    the compute dtype and returns float32 logits.
+    """
+
+    #: Recorded in configs and checkpoints; each model of the family sets its own.
+    model_type = "ranking"
+
+    def __init__(
+        self,
+        cardinalities: Sequence[int],
+        interaction: keras.layers.Layer,
+        embedding_dim: int = 128,
+        bottom_mlp_dims: Sequence[int] = (512, 256, 128),
+        top_mlp_dims: Sequence[int] = (1024, 1024, 512, 256, 1),
+        num_numerical_features: int = 13,
+        table_ids: Sequence[int] | None = None,
+        seed: int | None = None,
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        label = type(self).__name__
+        self.cardinalities = positive_ints(label, "cardinalities", cardinalities)
+        (self.embedding_dim,) = positive_ints(label, "embedding_dim", (embedding_dim,))
+        self.bottom_mlp_dims = positive_ints(label, "bottom_mlp_dims", bottom_mlp_dims)
+        self.top_mlp_dims = positive_ints(label, "top_mlp_dims", top_mlp_dims)
+        (self.num_numerical_features,) = positive_ints(
+            label, "num_numerical_features", (num_numerical_features,)
+        )
+        if self.bottom_mlp_dims[-1] != self.embedding_dim:
+            raise ValueError(
+                f"the last bottom_mlp_dims entry ({self.bottom_mlp_dims[-1]}) must equal "
+                f"embedding_dim ({self.embedding_dim}): the interaction takes the bottom "
+                "MLP output as one more feature vector"
+            )
+        if self.top_mlp_dims[-1] != 1:
+            raise ValueError(f"the last top_mlp_dims entry must be 1, got {self.top_mlp_dims}")
+
+        num_tables = len(self.cardinalities)
+        held = range(num_tables) if table_ids is None else sorted(set(table_ids))
+        bad = [t for t in held if not 0 <= t < num_tables]
+        if bad:
+            raise ValueError(f"{label} table_ids {bad} out of range for {num_tables} tables")
+        self.seed = seed
+        self.held_tables = tuple(held)
+        # Only held tables are Keras layers (tracked, saved); `tables` keeps the
+        # global table index, with None for tables held by other ranks.
+        self._held_layers = [
+            EmbeddingTable(
+                self.cardinalities[t],
+                self.embedding_dim,
+                seed=None if seed is None else _table_seed(seed, t),
+                name=f"embedding_{t}",
+            )
+            for t in held
+        ]
+        by_id = dict(zip(held, self._held_layers, strict=True))
+        self._tables_by_id = [by_id.get(t) for t in range(num_tables)]
+        self.bottom_mlp = MLP(self.bottom_mlp_dims, final_activation="relu", name="bottom_mlp")
+        self.interaction = interaction
+        # The logit layer runs in float32 so that logits and loss keep full precision.
+        self.top_mlp = MLP(
+            self.top_mlp_dims,
+            final_activation=None,
+            final_layer_dtype="float32",
+            name="top_mlp",
+        )
+        bottom_shape = (None, self.embedding_dim)
+        embeddings_shape = (None, num_tables, self.embedding_dim)
+        self.bottom_mlp.build((None, self.num_numerical_features))
+        self.interaction.build(bottom_shape, embeddings_shape)
+        self.top_mlp.build(self.interaction.compute_output_shape(bottom_shape, embeddings_shape))
+        # Every variable exists now: the model never needs Keras' deferred build.
+        self.built = True
+
+    @property
+    def num_tables(self) -> int:
+        """F, the number of tables of the whole model (held or not)."""
+        return len(self.cardinalities)
+
+    @property
+    def tables(self) -> list[EmbeddingTable | None]:
+        """The F tables by global index; None for a table this model does not hold."""
+        return list(self._tables_by_id)
+
+    def lookup(self, categorical: tf.Tensor, table_ids: Sequence[int]) -> list[tf.Tensor]:
+        """Looks up the given tables.
+
+        Args:
+            categorical: ``[B, T]`` integer ids; column k belongs to table
+                ``table_ids[k]``.
+            table_ids: indices into :attr:`tables`.
+
+        Returns:
+            T float32 tensors ``[B, D]``, in ``table_ids`` order.
+        """
+        table_ids = list(table_ids)
+        bad = [t for t in table_ids if not 0 <= t < self.num_tables]
+        if bad:
+            raise ValueError(f"table ids {bad} out of range for {self.num_tables} tables")
+        missing = [t for t in table_ids if self._tables_by_id[t] is None]
+        if missing:
+            raise ValueError(
+                f"tables {missing} are not held by this model (it holds {list(self.held_tables)})"
+            )
+        if len(categorical.shape) != 2:
+            raise ValueError(f"categorical must be [B, T], got shape {categorical.shape}")
+        if categorical.shape[1] is not None and categorical.shape[1] != len(table_ids):
+            raise ValueError(
+                f"categorical has {categorical.shape[1]} columns but {len(table_ids)} "
+                f"table ids were given: {table_ids}"
+            )
+        columns = tf.unstack(categorical, num=len(table_ids), axis=1)
+        return [self._tables_by_id[t](ids) for t, ids in zip(table_ids, columns, strict=True)]
+
+    def dense_forward(
+        self, numerical: tf.Tensor, embeddings: tf.Tensor | Sequence[tf.Tensor]
+    ) -> tf.Tensor:
+        """Bottom MLP, interaction and top MLP.
+
+        Args:
+            numerical: ``[b, N]`` float.
+            embeddings: every table's vectors for this batch slice, in table
+                order: one ``[b, F, D]`` tensor, or pieces ``[b, D]`` (one
+                table, e.g. the output of :meth:`lookup`) or ``[b, k, D]``
+                (k consecutive tables). Any float dtype; the interaction
+                casts to the compute dtype.
+
+        Returns:
+            ``[b, 1]`` float32 logits.
+        """
+        is_pieces = isinstance(embeddings, Sequence)
+        pieces = list(embeddings) if is_pieces else [embeddings]
+        widths = [1 if len(p.shape) == 2 else p.shape[1] for p in pieces]
+        if None not in widths and sum(widths) != self.num_tables:
+            shapes = [p.shape for p in pieces] if is_pieces else embeddings.shape
+            raise ValueError(f"embeddings must hold {self.num_tables} tables, got shape {shapes}")
+        if numerical.shape[-1] is not None and numerical.shape[-1] != self.num_numerical_features:
+            raise ValueError(
+                f"{self.num_numerical_features} numerical features expected, "
+                f"got shape {numerical.shape}"
+            )
+        bottom = self.bottom_mlp(numerical)
+        logits = self.top_mlp(self.interaction(bottom, embeddings))
+        return tf.cast(logits, tf.float32)
+
+    def call(self, inputs: dict[str, tf.Tensor]) -> tf.Tensor:
+        """``{"numerical": [B, N], "categorical": [B, F]}`` -> ``[B, 1]`` float32 logits."""
+        missing = {"numerical", "categorical"} - set(inputs)
+        if missing:
+            raise ValueError(
+                f"{type(self).__name__} inputs lack {sorted(missing)}; got keys {sorted(inputs)}"
+            )
+        vectors = self.lookup(inputs["categorical"], range(self.num_tables))
+        return self.dense_forward(inputs["numerical"], vectors)
+
+    @property
+    def embedding_variables(self) -> list:
+        """The F table variables (float32) by table index, None where not held."""
+        return [None if table is None else table.embeddings for table in self._tables_by_id]
+
+    @property
+    def dense_variables(self) -> list:
+        """Bottom MLP, interaction and top MLP variables, for the dense (data-parallel)
+        optimizer."""
+        return [
+            *self.bottom_mlp.trainable_variables,
+            *self.interaction.trainable_variables,
+            *self.top_mlp.trainable_variables,
+        ]
+
+    def get_config(self) -> dict[str, Any]:
+        """The shared arguments plus ``model_type``; each model adds its interaction's."""
+        num_tables = len(self.cardinalities)
+        return {
+            "name": self.name,
+            "model_type": self.model_type,
+            "cardinalities": list(self.cardinalities),
+            "embedding_dim": self.embedding_dim,
+            "bottom_mlp_dims": list(self.bottom_mlp_dims),
+            "top_mlp_dims": list(self.top_mlp_dims),
+            "num_numerical_features": self.num_numerical_features,
+            # None (all tables) keeps the config of a complete model minimal.
+            "table_ids": None if len(self.held_tables) == num_tables else list(self.held_tables),
+            "seed": self.seed,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> RankingModel:
+        config = dict(config)
+        model_type = config.pop("model_type", cls.model_type)
+        if model_type != cls.model_type:
+            raise ValueError(
+                f"a {model_type!r} model config cannot build a {cls.__name__} "
+                f"(model_type {cls.model_type!r})"
+            )
+        return cls(**config)
