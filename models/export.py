@@ -25,10 +25,10 @@ SIGNATURE_INFO_FILE = "dlrm_signature.json"
 
 
 def export_saved_model(model: keras.Model, path: str) -> None:
-    """Writes `model` (a single-process DLRM with all its tables) as a SavedModel.
+    """Writes `model` (a single-process model with all its tables) as a SavedModel.
 
     Args:
-        model: a built DLRM; its variables are captured as they are now.
+        model: a built DLRM or DCNv2; its variables are captured as they are now.
         path: output directory (replaced if it exists).
     """
     num_numerical = int(model.num_numerical_features)
@@ -52,6 +52,7 @@ def export_saved_model(model: keras.Model, path: str) -> None:
             "categorical": {"dtype": "int32", "shape": [None, num_tables]},
         },
         "output": {"dtype": "float32", "shape": [None, 1], "meaning": "click probability"},
+        "model_type": model.model_type,
         "cardinalities": [int(c) for c in model.cardinalities],
     }
     with open(os.path.join(path, SIGNATURE_INFO_FILE), "w", encoding="utf-8") as out:

@@ -65,12 +65,12 @@ def _scale_gradient(x: tf.Tensor, scale: tf.Tensor) -> tf.Tensor:
 
 
 class HybridParallel:
-    """Runs a DLRM-like model with tables placed on ranks by a :class:`Placement`.
+    """Runs a ranking model (DLRM, DCNv2) with tables placed on ranks by a :class:`Placement`.
 
     Args:
         model: exposes ``tables``, ``embedding_dim``, ``lookup(categorical,
             table_ids)``, ``dense_forward(numerical, embeddings)``,
-            ``dense_variables`` (the DLRM contract in DEVELOPERS.md).
+            ``dense_variables`` (the ranking-model contract in DEVELOPERS.md).
         comm: the communicator; ``comm.size`` must equal the placement's world.
         placement: which rank owns which table; row-split tables are rejected
             (the model has no sharded table yet).
@@ -132,8 +132,9 @@ class HybridParallel:
             numerical: ``[b, N]`` float, this rank's slice.
             categorical: ``[B, T]`` int32, the owned tables' ids (columns in
                 :attr:`owned_tables` order) for the whole global batch.
-            training: accepted for the Keras calling convention; the DLRM
-                dense part has no layer that behaves differently in training.
+            training: accepted for the Keras calling convention; no dense
+                part (DLRM's, DCNv2's) has a layer that behaves differently
+                in training.
 
         Returns:
             ``[b, 1]`` float32 logits. Their gradient is weighted by

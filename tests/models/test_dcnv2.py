@@ -148,3 +148,35 @@ def test_pieces_and_partial_model_as_dlrm():
 def test_invalid_arguments_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message):
         DCNv2(CARDINALITIES, **{**DIMS, **kwargs})
+
+
+def test_build_model_follows_the_model_type():
+    from types import SimpleNamespace
+
+    from models.model_types import build_model
+
+    config = SimpleNamespace(
+        model_type="dcnv2",
+        embedding_dim=4,
+        bottom_mlp_dims=(6, 4),
+        top_mlp_dims=(8, 1),
+        num_numerical_features=3,
+        num_cross_layers=2,
+        cross_layer_projection_dim=0,  # the flag's "full rank"
+    )
+    model = build_model(config, CARDINALITIES, table_ids=[1, 2], seed=3)
+    assert isinstance(model, DCNv2) and model.held_tables == (1, 2) and model.seed == 3
+    assert (model.num_cross_layers, model.cross_layer_projection_dim) == (2, None)
+    assert model.interaction.cross.down_layers == [None, None]
+    low = build_model(_replaced(config, cross_layer_projection_dim=5), CARDINALITIES)
+    assert low.interaction.cross.down_layers[0].kernel.shape == (20, 5)
+    dlrm = build_model(_replaced(config, model_type="dlrm"), CARDINALITIES)
+    assert type(dlrm) is DLRM and dlrm.top_mlp.dense_layers[0].kernel.shape == (4 + 10, 8)
+    with pytest.raises(ValueError, match="model_type must be one of"):
+        build_model(_replaced(config, model_type="dcn"), CARDINALITIES)
+
+
+def _replaced(namespace, **changes):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(**{**vars(namespace), **changes})
