@@ -38,6 +38,7 @@ from models.data.synthetic import SyntheticDataset
 from models.device import DeviceSetup, setup_device, xla_available
 from models.distributed.comm import Communicator, make_communicator
 from models.distributed.hybrid import HybridParallel
+from models.distributed.peers import lost_peer_message
 from models.distributed.placement import (
     EMBEDDING_MEMORY_FRACTION,
     Placement,
@@ -552,3 +553,10 @@ if __name__ == "__main__":
             raise
         print(f"dlrm_main.py: {message}", file=sys.stderr)
         sys.exit(2)
+    # A rank of the job died: say which instead of the failed collective's traceback.
+    except tf.errors.OpError as error:
+        message = lost_peer_message(error)
+        if message is None:
+            raise
+        print(f"dlrm_main.py: {message}", file=sys.stderr)
+        sys.exit(1)

@@ -22,7 +22,8 @@ Failure of a rank (measured with ``horovodrun --gloo`` on this machine, see
   are reset and the survivors' next collective fails at once with a Horovod
   error (measured: well under 1 s); ``horovodrun`` also terminates the other
   ranks as soon as one exits with a non-zero status (whole job ended 0.5 s
-  after the kill);
+  after the kill); ``dlrm_main.py`` then prints one line naming the rank
+  whose process is gone (``peers.py``) instead of the collective's traceback;
 - a rank stops answering without closing its sockets (frozen process, lost
   host): the survivors' collective fails after the Gloo timeout,
   ``timeout_seconds`` (default 60 s; measured 5.0 s with 5), and
@@ -46,6 +47,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import tensorflow as tf
+
+from models.distributed import peers
 
 
 @runtime_checkable
@@ -138,6 +141,8 @@ class HorovodCommunicator:
         self.rank = hvd.rank()
         self.size = hvd.size()
         self.local_rank = hvd.local_rank()
+        # Who every rank is, so that a failed collective can name the rank that is gone.
+        peers.record_peers(hvd.allgather_object(peers.this_process()), self.rank)
         # Last collective issued in each graph being traced (see module docstring).
         self._last: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
