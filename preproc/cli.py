@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 
 from preproc.config import ON_BAD_ROW, PreprocConfig, parse_thresholds
+from preproc.lock import OutputLockedError
 from preproc.numerical import TRANSFORMS
 from preproc.pipeline import run
 from preproc.rejects import BadRowError
@@ -90,11 +92,27 @@ def config_from_args(args: argparse.Namespace) -> PreprocConfig:
     )
 
 
+def os_error_message(exc: OSError, output_dir: str) -> str:
+    """One line naming the path and the cause of a failed read or write."""
+    cause = exc.strerror or str(exc)
+    # A failed write() names no file; everything this tool writes is under output_dir.
+    where = exc.filename or f"writing under {output_dir}"
+    message = f"{where}: {cause}"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        message += "; free space and rerun the same command (it continues where it stopped)"
+    elif exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        message += f" (--output_dir {output_dir} must be writable)"
+    return message
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         run(config_from_args(args))
-    except (ValueError, BadRowError) as exc:
+    except (ValueError, BadRowError, OutputLockedError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"error: {os_error_message(exc, args.output_dir)}", file=sys.stderr)
         return 1
     return 0

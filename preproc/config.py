@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass
 
+from preproc.inputs import identity
 from preproc.numerical import TRANSFORMS
 from preproc.schema import NUM_CATEGORICAL
 
@@ -47,9 +48,19 @@ class PreprocConfig:
         errors = []
         if not self.input_files:
             errors.append("no input files given")
-        missing = [p for p in self.input_files if not os.path.isfile(p)]
+        directories = [p for p in self.input_files if os.path.isdir(p)]
+        if directories:
+            errors.append(
+                f"input is a directory, not a file: {', '.join(directories)} "
+                "(name the files inside, e.g. DIR/day_*)"
+            )
+        missing = [p for p in self.input_files if not os.path.exists(p)]
         if missing:
             errors.append(f"input files not found: {', '.join(missing)}")
+        others = [p for p in self.input_files if os.path.exists(p) and not os.path.isdir(p)]
+        special = [p for p in others if not os.path.isfile(p)]
+        if special:
+            errors.append(f"input is not a regular file: {', '.join(special)}")
         if os.path.exists(self.output_dir) and not os.path.isdir(self.output_dir):
             errors.append(f"output_dir {self.output_dir} exists and is not a directory")
         if len(set(map(os.path.abspath, self.input_files))) != len(self.input_files):
@@ -85,12 +96,7 @@ class PreprocConfig:
         options = asdict(self)
         del options["num_workers"], options["output_dir"]
         options["input_files"] = [
-            {
-                "path": os.path.abspath(p),
-                "bytes": os.path.getsize(p),
-                "mtime_ns": os.stat(p).st_mtime_ns,
-            }
-            for p in self.input_files
+            {"path": os.path.abspath(p), **identity(p)} for p in self.input_files
         ]
         options["frequency_thresholds"] = list(self.frequency_thresholds)
         return options

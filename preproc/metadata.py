@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import resource
+from collections.abc import Callable
 
 from preproc.config import PreprocConfig
 from preproc.rejects import RejectLog
@@ -30,9 +30,15 @@ def write_dataset_metadata(
     log: RejectLog,
     column_stats: list[dict],
     rule: str,
+    input_files: list[dict],
+    before_commit: Callable[[dict], None] = lambda metadata: None,
 ) -> dict:
     """Writes ``model_size.json`` then ``metadata.json`` (its presence marks a complete
-    dataset). Holds nothing that depends on timing or the worker count."""
+    dataset). Holds nothing that depends on timing or the worker count.
+
+    ``input_files`` are the inputs' path and identity (``preproc.inputs.identity``)
+    taken when the run started; ``before_commit(metadata)`` runs just before
+    ``metadata.json`` is written, so what it writes exists in every complete dataset."""
     if len(cardinalities) != NUM_CATEGORICAL:
         raise ValueError(f"{NUM_CATEGORICAL} cardinalities expected, got {len(cardinalities)}")
     rows_written = sum(split_rows.values())
@@ -55,13 +61,14 @@ def write_dataset_metadata(
         "labeled": config.labeled,
         "split_rule": rule,
         "test_fraction": config.test_fraction if rule == "fraction" else None,
-        "input_files": [{"path": p, "bytes": os.path.getsize(p)} for p in config.input_files],
+        "input_files": input_files,
         "rows_read": log.lines_read,
         "rows_written": rows_written,
         "rows_rejected": dict(log.counts),
         "distinct_values": [s["distinct_values"] for s in column_stats],
     }
     save_json(workdir.output("model_size.json"), model_size(cardinalities))
+    before_commit(metadata)
     save_json(workdir.output("metadata.json"), metadata)
     return metadata
 
@@ -81,14 +88,18 @@ def write_summary(
     metadata: dict,
     timings: dict[str, float],
     peak_mb: dict[str, float],
+    inputs_without_rows: list[str],
 ) -> dict:
-    """Prints and saves the run summary (timings vary: kept out of metadata.json)."""
+    """Prints and saves the run summary (timings vary: kept out of metadata.json).
+
+    ``inputs_without_rows``: input files that gave no row (empty, or all rejected)."""
     total_s = max(timings.get("total_s", 0.0), 1e-9)
     summary = {
         "rows_read": metadata["rows_read"],
         "rows_written": metadata["rows_written"],
         "rows_per_split": metadata["rows"],
         "rows_rejected": metadata["rows_rejected"],
+        "inputs_without_rows": inputs_without_rows,
         "num_workers": config.num_workers,
         "seconds": timings,
         "rows_per_second": round(metadata["rows_read"] / total_s, 1),
@@ -108,4 +119,6 @@ def write_summary(
         f"{config.num_workers} worker(s); peak memory: coordinator "
         f"{peak_mb['coordinator']:.0f} MiB, largest worker {peak_mb['largest_worker']:.0f} MiB"
     )
+    if inputs_without_rows:
+        print(f"warning: input files that gave no rows: {', '.join(inputs_without_rows)}")
     return summary

@@ -19,6 +19,8 @@ from models.data.layout import categorical_dtype
 from preproc.assemble import AssembleTask, assemble, finalize, plan_assembly, preallocate
 from preproc.config import PreprocConfig
 from preproc.count_pass import CountTask, count_unit, load_summary
+from preproc.inputs import changed_inputs, identity
+from preproc.lock import OutputDirLock
 from preproc.metadata import peak_memory_mb, write_dataset_metadata, write_summary
 from preproc.rejects import REJECTS_FILE, RejectLog
 from preproc.schema import NUM_CATEGORICAL, SPLITS, num_fields
@@ -29,8 +31,8 @@ from preproc.vocab_pass import VocabTask, build_table, load_column_stats
 from preproc.workdir import WorkDir, load_json, save_json
 from preproc.workers import Workers
 
-# Called after each finished task with (step name, task index); tests use it to
-# interrupt a run at a chosen point.
+# Called after each finished task with (step name, task index), and at the end with
+# ("finish", 0..2) around the final writes; tests use it to interrupt a run at any point.
 TaskHook = Callable[[str, int], None]
 
 
@@ -52,21 +54,32 @@ def _check_layout(config: PreprocConfig) -> None:
 
 
 def _check_complete_dataset(config: PreprocConfig, metadata: dict) -> None:
-    """A rerun of a finished command is a no-op; with other options it is an error."""
+    """A rerun of a finished command is a no-op; with other options or inputs it is an
+    error (the dataset is kept: deleting it is the user's decision)."""
     wanted = {
         "numerical_transform": config.numerical_transform,
         "frequency_thresholds": list(config.frequency_thresholds),
         "seed": config.seed,
         "shuffled": config.shuffle,
         "labeled": config.labeled,
-        "input_files": [{"path": p, "bytes": os.path.getsize(p)} for p in config.input_files],
     }
     changed = sorted(k for k, v in wanted.items() if metadata.get(k) != v)
+    inputs = changed_inputs(metadata.get("input_files", []), config.input_files)
+    if inputs:
+        changed.append("input_files: " + "; ".join(inputs))
     if changed:
         raise ValueError(
             f"{config.output_dir} holds a complete dataset made with other options or inputs "
             f"(differs in: {', '.join(changed)}); delete it or choose another --output_dir"
         )
+
+
+def _remove_leftovers(workdir: WorkDir) -> None:
+    """What a run killed after its commit point (metadata.json) may have left behind."""
+    shutil.rmtree(workdir.work, ignore_errors=True)
+    for name in os.listdir(workdir.root):
+        if name.endswith(".tmp"):
+            os.remove(workdir.output(name))
 
 
 def _prepare_workdir(config: PreprocConfig, workdir: WorkDir) -> None:
@@ -207,8 +220,9 @@ def _assemble(
 
 def _passes(
     config: PreprocConfig, workdir: WorkDir, workers: Workers, hook: TaskHook, timings: dict
-) -> tuple[RejectLog, list[dict], list[int], dict[str, int]]:
-    """Everything up to complete split files; returns what the metadata needs."""
+) -> tuple[RejectLog, list[dict], list[int], dict[str, int], list[int]]:
+    """Everything up to complete split files; returns what the metadata needs and the
+    rows accepted from each input file."""
     units = plan_units(list(config.input_files), config.unit_bytes)
     with _Step(timings, "pass1_count_s"):
         log, unit_rows = _count_pass(config, workdir, workers, units, hook)
@@ -239,23 +253,31 @@ def _passes(
     with _Step(timings, "assembly_s"):
         tasks = plan_assembly(config.output_dir, config.seed, ranges, cat_dtypes, num_buckets)
         _assemble(workdir, workers, tasks, split_rows, cat_dtypes, hook)
-    return log, stats, cardinalities, split_rows
+    file_rows = [0] * len(config.input_files)
+    for unit, rows in zip(units, unit_rows, strict=True):
+        file_rows[unit.file_index] += rows
+    return log, stats, cardinalities, split_rows, file_rows
 
 
 def run(config: PreprocConfig, hook: TaskHook | None = None) -> dict:
     """Preprocesses ``config.input_files`` into ``config.output_dir``.
 
-    Returns the run summary, or the metadata when the dataset was already complete.
+    Holds the output directory's lock throughout (``preproc.lock``). Returns the
+    run summary, or the metadata when the dataset was already complete.
     """
-    hook = hook or (lambda step, index: None)
+    with OutputDirLock(config.output_dir):
+        return _run_locked(config, hook or (lambda step, index: None))
+
+
+def _run_locked(config: PreprocConfig, hook: TaskHook) -> dict:
     workdir = WorkDir(config.output_dir)
     if os.path.exists(workdir.output("metadata.json")):
         metadata = load_json(workdir.output("metadata.json"))
         _check_complete_dataset(config, metadata)
-        # A run killed between writing metadata.json and removing _work leaves it behind.
-        shutil.rmtree(workdir.work, ignore_errors=True)
+        _remove_leftovers(workdir)
         print(f"{config.output_dir} is already a complete dataset (metadata.json exists)")
         return metadata
+    inputs = [{"path": p, **identity(p)} for p in config.input_files]
     _check_layout(config)
     _prepare_workdir(config, workdir)
     timings: dict[str, float] = {}
@@ -263,11 +285,29 @@ def run(config: PreprocConfig, hook: TaskHook | None = None) -> dict:
     workers = Workers(config.num_workers)
     completed = False
     try:
-        log, stats, cardinalities, split_rows = _passes(config, workdir, workers, hook, timings)
+        log, stats, cardinalities, split_rows, file_rows = _passes(
+            config, workdir, workers, hook, timings
+        )
         completed = True
     finally:
         workers.close(completed)
-    metadata = write_dataset_metadata(
+    changed = changed_inputs(inputs, config.input_files)
+    if changed:
+        raise ValueError(
+            f"input changed while being preprocessed: {'; '.join(changed)}; {workdir.work} "
+            "holds work on the old contents: delete it and rerun once the input is final"
+        )
+    summary: dict = {}
+
+    def write_summary_first(metadata: dict) -> None:
+        # Before metadata.json (the commit point): a complete dataset always has its summary.
+        hook("finish", 0)
+        timings["total_s"] = round(time.perf_counter() - started, 3)
+        empty = [p for p, rows in zip(config.input_files, file_rows, strict=True) if rows == 0]
+        summary.update(write_summary(config, workdir, metadata, timings, peak_memory_mb(), empty))
+        hook("finish", 1)
+
+    write_dataset_metadata(
         config,
         workdir,
         cardinalities=cardinalities,
@@ -276,8 +316,9 @@ def run(config: PreprocConfig, hook: TaskHook | None = None) -> dict:
         log=log,
         column_stats=stats,
         rule=split_rule(list(config.input_files)),
+        input_files=inputs,
+        before_commit=write_summary_first,
     )
-    timings["total_s"] = round(time.perf_counter() - started, 3)
-    summary = write_summary(config, workdir, metadata, timings, peak_memory_mb())
+    hook("finish", 2)
     shutil.rmtree(workdir.work)
     return summary

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 BLOCK_BYTES = 4 << 20
 _SCAN_BYTES = 1 << 16
 _GZIP_READ_BYTES = 1 << 20
+# Editors on Windows start UTF-8 files with it; it is not part of the first field.
+UTF8_BOM = b"\xef\xbb\xbf"
 
 
 @dataclass(frozen=True)
@@ -133,9 +135,14 @@ class UnitReader:
     def __iter__(self) -> Iterator[bytes]:
         pending = bytearray()
         source = _gunzip(self.unit.path) if self.unit.compressed else _plain(self.unit)
+        at_file_start = self.unit.start == 0
         try:
             for data in source:
                 pending += data
+                if at_file_start and len(pending) >= len(UTF8_BOM):
+                    if pending.startswith(UTF8_BOM):
+                        del pending[: len(UTF8_BOM)]
+                    at_file_start = False
                 if len(pending) >= self.block_bytes:
                     cut = pending.rfind(b"\n") + 1
                     if cut > 0:
@@ -165,4 +172,4 @@ def first_line(path: str) -> bytes:
     else:
         with open(path, "rb") as f:
             data = f.read(_SCAN_BYTES)
-    return data.split(b"\n", 1)[0].rstrip(b"\r")
+    return data.removeprefix(UTF8_BOM).split(b"\n", 1)[0].rstrip(b"\r")

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from preproc import cli
 from preproc.rejects import BadRowError
 from tests.preproc.helpers import preprocess, read_split, sample, sample_lines, tree_bytes
 
@@ -26,11 +27,41 @@ def test_crlf_file_gives_the_same_dataset(tmp_path):
     assert a == b
 
 
-def test_empty_file_among_inputs_is_accepted(tmp_path):
+def test_empty_file_among_inputs_is_accepted_and_named(tmp_path, capsys):
     empty = tmp_path / "empty.tsv"
     empty.write_bytes(b"")
-    meta = preprocess([str(empty), sample("deepctr_criteo_sample.tsv")], tmp_path / "out")
-    assert meta["rows_read"] == 200 and meta["input_files"][0]["bytes"] == 0
+    rejected = sample("paddlerec_trailing_fields_stripped.tsv")  # every row rejected
+    inputs = [str(empty), sample("deepctr_criteo_sample.tsv"), rejected]
+    meta = preprocess(inputs, tmp_path / "out")
+    assert meta["rows_read"] == 275 and meta["input_files"][0]["bytes"] == 0
+    saved = json.loads((tmp_path / "out" / "preproc_summary.json").read_text())
+    assert saved["inputs_without_rows"] == [str(empty), rejected]
+    out = capsys.readouterr().out
+    assert f"warning: input files that gave no rows: {empty}, {rejected}" in out
+
+
+def test_a_directory_given_as_input_is_named_as_such(tmp_path, capsys):
+    args = ["--input_files", str(tmp_path), "--output_dir", str(tmp_path / "out")]
+    assert cli.main(args) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: invalid preprocessing options: input is a directory, not a file: {tmp_path} "
+        "(name the files inside, e.g. DIR/day_*)"
+    ]
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["plain", "gzip"])
+def test_a_utf8_bom_at_the_start_of_a_file_is_stripped(tmp_path, packed):
+    data = Path(sample(KAGGLE)).read_bytes()
+    with_bom = b"\xef\xbb\xbf" + data
+    path = tmp_path / ("bom.tsv.gz" if packed else "bom.tsv")
+    path.write_bytes(gzip.compress(with_bom) if packed else with_bom)
+    preprocess([str(path)], tmp_path / "bom", shuffle=False, unit_bytes=64 << 10)
+    preprocess([sample(KAGGLE)], tmp_path / "plain", shuffle=False, unit_bytes=64 << 10)
+    bom, plain = tree_bytes(tmp_path / "bom"), tree_bytes(tmp_path / "plain")
+    meta = json.loads(bom.pop("metadata.json"))
+    plain.pop("metadata.json")
+    assert sum(meta["rows_rejected"].values()) == 0 and meta["rows_written"] == 1999
+    assert bom == plain  # the first row parsed, and identically
 
 
 def test_only_empty_inputs_fail_clearly(tmp_path):

@@ -101,3 +101,36 @@ def test_rerun_of_a_finished_command_is_a_no_op_and_other_options_fail(tmp_path,
     assert tree_bytes(tmp_path / "out") == before
     with pytest.raises(ValueError, match="differs in: frequency_thresholds, seed"):
         preprocess(INPUTS[1:], tmp_path / "out", seed=3, frequency_thresholds=(1,) * 26)
+
+
+def _flip_labels(path: Path) -> None:
+    """Turns every 0 label into 1 and back, in place: same size, other contents."""
+    lines = path.read_bytes().split(b"\n")
+    flipped = [(b"1" if ln[:1] == b"0" else b"0") + ln[1:] if ln else ln for ln in lines]
+    path.write_bytes(b"\n".join(flipped))
+
+
+@pytest.mark.parametrize("keep_mtime", [False, True], ids=["edited", "edited_mtime_restored"])
+def test_an_input_changed_in_place_is_not_taken_for_the_finished_dataset(tmp_path, keep_mtime):
+    data = tmp_path / "input.tsv"
+    data.write_bytes(Path(sample("deepctr_criteo_sample.tsv")).read_bytes())
+    preprocess([str(data)], tmp_path / "out")
+    before = tree_bytes(tmp_path / "out")
+    stat = data.stat()
+    _flip_labels(data)
+    assert data.stat().st_size == stat.st_size
+    if keep_mtime:  # e.g. a copy with cp -p, or a clock set back: only the contents tell
+        os.utime(data, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    changed = "contents changed" if keep_mtime else "modification time, contents changed"
+    with pytest.raises(ValueError, match=rf"differs in: input_files: {data} \({changed}\)"):
+        preprocess([str(data)], tmp_path / "out")
+    assert tree_bytes(tmp_path / "out") == before  # refused, nothing touched
+
+
+def test_a_touched_input_is_reported_by_its_modification_time(tmp_path):
+    data = tmp_path / "input.tsv"
+    data.write_bytes(Path(sample("deepctr_criteo_sample.tsv")).read_bytes())
+    preprocess([str(data)], tmp_path / "out")
+    os.utime(data, ns=(0, data.stat().st_mtime_ns + 10**9))
+    with pytest.raises(ValueError, match=r"input.tsv \(modification time changed\)"):
+        preprocess([str(data)], tmp_path / "out")
