@@ -23,6 +23,12 @@ import pytest
 
 import dlrm_main
 from models.config import ConfigError
+from models.run import model as run_model
+from models.run import modes as run_modes
+from models.run.budget import plan_tables
+from models.run.checks import check_launcher
+from models.run.model import build_model
+from models.run.xla import xla_mode
 from tests.samples import SAMPLES_DIR
 
 REPO_ROOT = Path(dlrm_main.__file__).resolve().parent
@@ -245,9 +251,9 @@ def test_resuming_mid_epoch_with_another_batch_size_is_refused(tmp_path) -> None
 
 def test_horovodrun_without_use_horovod_is_refused() -> None:
     with pytest.raises(ConfigError, match="--use_horovod is not set"):
-        dlrm_main._check_launcher(False, {"HOROVOD_SIZE": "2"})
-    dlrm_main._check_launcher(True, {"HOROVOD_SIZE": "2"})
-    dlrm_main._check_launcher(False, {"HOROVOD_SIZE": "1"})
+        check_launcher(False, {"HOROVOD_SIZE": "2"})
+    check_launcher(True, {"HOROVOD_SIZE": "2"})
+    check_launcher(False, {"HOROVOD_SIZE": "1"})
 
 
 def test_xla_compiles_the_whole_step_only_without_collectives(caplog) -> None:
@@ -256,15 +262,15 @@ def test_xla_compiles_the_whole_step_only_without_collectives(caplog) -> None:
     from models.device import DeviceSetup
 
     cpu = DeviceSetup("cpu", (), "/device:CPU:0", "float32", None)
-    assert dlrm_main._xla_mode(False, 1, cpu) == dlrm_main._xla_mode(False, 8, cpu) == "off"
+    assert xla_mode(False, 1, cpu) == xla_mode(False, 8, cpu) == "off"
     with caplog.at_level("WARNING"):
-        assert dlrm_main._xla_mode(True, 1, cpu) == "step"
+        assert xla_mode(True, 1, cpu) == "step"
         assert "bfloat16" not in caplog.text
         bf16 = DeviceSetup("cpu", (), "/device:CPU:0", "mixed_bfloat16", None)
-        assert dlrm_main._xla_mode(True, 1, bf16) == "step"
+        assert xla_mode(True, 1, bf16) == "step"
         assert "drop --enable_xla for bfloat16 training on CPU" in caplog.text
     try:
-        assert dlrm_main._xla_mode(True, 2, cpu) == "auto"
+        assert xla_mode(True, 2, cpu) == "auto"
         assert tf.config.optimizer.get_jit() == "autoclustering"
     finally:
         tf.config.optimizer.set_jit(False)
@@ -449,7 +455,7 @@ def test_tables_over_the_memory_budget_fail_before_the_model_is_built(
     def no_model(*args, **kwargs):
         raise AssertionError("the model was built although its tables cannot fit")
 
-    monkeypatch.setattr(dlrm_main, "DLRM", no_model)
+    monkeypatch.setattr(run_model, "DLRM", no_model)
     log = f"--log_path={tmp_path / 'log.json'}"
     # 1 GiB with SGD (no slots): 805,306,368 bytes of weights; five tables of
     # 6,000,000 rows x 8 float32 (192,000,000 bytes) each fit, all five do not.
@@ -472,7 +478,7 @@ def test_a_table_the_planner_splits_by_rows_is_refused_by_name() -> None:
     # two ranks could hold its halves, but the model cannot.
     huge = (*CARDINALITIES[:5], 9_000_000, *CARDINALITIES[6:])
     with pytest.raises(ConfigError) as raised:
-        dlrm_main._plan_tables(config, huge, 2, adam)
+        plan_tables(config, huge, 2, adam)
     message = str(raised.value)
     assert "table 5: 288000000 bytes (9000000 rows x 8 float32)" in message
     assert "per-rank budget of 268435456 bytes" in message
@@ -490,13 +496,12 @@ def test_evaluation_budget_counts_no_optimizer_slots() -> None:
         device=DeviceConfig(memory_limit_gb=1),
     )
     _, adam = make_optimizers("adam", 0.1)
-    placement = dlrm_main._plan_tables(config, tuple(CARDINALITIES), 2, adam)
+    placement = plan_tables(config, tuple(CARDINALITIES), 2, adam)
     assert placement.budget_bytes == 2**30 * 3 // 4
     assert placement.world_size == 2 and all(placement.bytes_per_rank)
     training = dataclasses.replace(config, run=RunConfig(mode="train"))
     assert (
-        dlrm_main._plan_tables(training, tuple(CARDINALITIES), 2, adam).budget_bytes
-        == (2**30 * 3 // 4) // 3
+        plan_tables(training, tuple(CARDINALITIES), 2, adam).budget_bytes == (2**30 * 3 // 4) // 3
     )
 
 
@@ -514,7 +519,7 @@ def test_step_watchdog_follows_the_flag(tmp_path, monkeypatch) -> None:
             events.append(step)
             super().beat(step)
 
-    monkeypatch.setattr(dlrm_main, "StepWatchdog", Recording)
+    monkeypatch.setattr(run_modes, "StepWatchdog", Recording)
     log = f"--log_path={tmp_path / 'log.json'}"
     _main("--skip_eval", "--max_steps=3", "--step_timeout_s=120", log)
     assert made == [(120.0, "rank 0 of 1")] and events == [1, 2, 3]
@@ -540,7 +545,7 @@ def test_each_rank_allocates_only_the_tables_it_owns() -> None:
     placement = plan_placement(embedding_table_bytes(cards, 8), 2)
     held_bytes = []
     for rank in (0, 1):
-        model, parallel = dlrm_main._build_model(config, cards, _Rank(rank), placement)
+        model, parallel = build_model(config, cards, _Rank(rank), placement)
         assert model.held_tables == tuple(sorted(placement.tables_per_rank[rank]))
         assert parallel.owned_tables == placement.tables_per_rank[rank]
         tables = [w for w in model.weights if "embedding" in w.path]

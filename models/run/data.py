@@ -1,0 +1,83 @@
+"""This rank's training and evaluation splits, binary or synthetic."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from models.config import Config, ConfigError
+from models.data.binary import BinaryDataset
+from models.data.metadata import load_metadata
+from models.data.synthetic import SyntheticDataset
+
+
+class RunData:
+    """Training and evaluation splits for this rank (binary or synthetic).
+
+    The cardinalities are known at construction (they size the placement);
+    the tables this rank reads are set by `place` once the tables are placed.
+    """
+
+    def __init__(self, config: Config, rank: int, world: int) -> None:
+        self._config = config
+        self._rank, self._world = rank, world
+        self._table_ids: tuple[int, ...] = ()
+        data = config.data
+        if data.dataset_type == "raw":
+            self.metadata = load_metadata(data.dataset_path, validate=False)
+            self.cardinalities = tuple(self.metadata.cardinalities)
+            if self.metadata.num_numerical_features != data.num_numerical_features:
+                raise ConfigError(
+                    f"--num_numerical_features={data.num_numerical_features} but the dataset at "
+                    f"{data.dataset_path} has {self.metadata.num_numerical_features}"
+                )
+        else:
+            self.metadata = None
+            self.cardinalities = data.synthetic_cardinalities
+
+    def place(self, table_ids: tuple[int, ...]) -> None:
+        """Sets the tables whose ids this rank reads (known once tables are placed)."""
+        self._table_ids = tuple(table_ids)
+
+    def split(self, name: str) -> Any:
+        """`name` is "train" or "test"; returns an object with `len()` and `as_dataset()`."""
+        c, data = self._config, self._config.data
+        train = name == "train"
+        batch_size = data.batch_size if train else data.valid_batch_size
+        common = dict(
+            global_batch_size=batch_size,
+            table_ids=self._table_ids,
+            rank=self._rank,
+            world_size=self._world,
+            prefetch_batches=max(1, data.prefetch_batches),
+        )
+        if data.dataset_type == "synthetic":
+            return SyntheticDataset(
+                num_batches=data.synthetic_train_batches if train else data.synthetic_valid_batches,
+                cardinalities=self.cardinalities,
+                num_numerical=data.num_numerical_features,
+                # Different seeds: the evaluation set is not the training set.
+                seed=c.run.seed if train else c.run.seed + 1,
+                **common,
+            )
+        split = BinaryDataset(
+            data.dataset_path,
+            name,
+            metadata=self.metadata,
+            # XLA compiles one program per shape: a short last batch would recompile.
+            drop_remainder=train and c.device.enable_xla,
+            shuffle=train and c.run.epochs > 1,
+            seed=c.run.seed,
+            **common,
+        )
+        if len(split) == 0:
+            hint = "" if train else " (train with --skip_eval to go without evaluation)"
+            raise ConfigError(
+                f"the {name!r} split of --dataset_path={data.dataset_path} has no rows{hint}"
+            )
+        if c.run.mode == "inference" and split.num_rows < batch_size:
+            raise ConfigError(
+                f"--mode=inference times full batches, but the {name!r} split of "
+                f"--dataset_path={data.dataset_path} has {split.num_rows} rows, fewer than "
+                f"--valid_batch_size={batch_size}"
+            )
+        return split

@@ -1,0 +1,65 @@
+"""The model as placed on this rank: built, then restored or synchronised."""
+
+from __future__ import annotations
+
+import keras
+
+from models.config import Config
+from models.distributed.comm import Communicator
+from models.distributed.hybrid import HybridParallel
+from models.distributed.placement import Placement
+from models.dlrm import DLRM
+from models.training import checkpoint as ckpt
+from models.training.results_log import ResultsLogger
+
+
+def build_model(
+    config: Config, cardinalities: tuple[int, ...], comm: Communicator, placement: Placement
+) -> tuple[DLRM, HybridParallel]:
+    """This rank's model (only the tables it owns) and its hybrid-parallel wrapper."""
+    # Same seed on every rank: identical dense initial weights (also broadcast later).
+    keras.utils.set_random_seed(config.run.seed)
+    m = config.model
+    # Each rank allocates only the tables it owns; per-table seeds give every table
+    # the same initial rows whatever the world size.
+    model = DLRM(
+        cardinalities,
+        embedding_dim=m.embedding_dim,
+        bottom_mlp_dims=m.bottom_mlp_dims,
+        top_mlp_dims=m.top_mlp_dims,
+        num_numerical_features=m.num_numerical_features,
+        table_ids=placement.tables_per_rank[comm.rank],
+        seed=config.run.seed,
+    )
+    return model, HybridParallel(model, comm, placement, config.data.batch_size)
+
+
+def restore_or_sync(
+    config: Config,
+    model: DLRM,
+    parallel: HybridParallel,
+    optimizers: tuple,
+    comm: Communicator,
+    logger: ResultsLogger,
+) -> ckpt.TrainingState:
+    """The checkpointed state; restored, or dense weights broadcast.
+
+    Args:
+        optimizers: ``(dense_optimizer, embedding_optimizer)``.
+    """
+    dense_optimizer, embedding_optimizer = optimizers
+    training = config.run.mode == "train"
+    # Eval and inference restore weights only (no optimizer state needed).
+    state = ckpt.TrainingState(
+        model,
+        parallel.owned_tables,
+        embedding_optimizer if training else None,
+        dense_optimizer if training else None,
+        global_batch_size=config.data.batch_size if training else None,
+    )
+    if config.output.restore_checkpoint_path:
+        info = ckpt.restore_checkpoint(config.output.restore_checkpoint_path, state, comm)
+        logger.log(state.step, {"restored_checkpoint": str(info.path)})
+    else:
+        parallel.broadcast_dense_variables()
+    return state

@@ -1,0 +1,176 @@
+"""The three modes of a run (train, eval, inference) over an assembled `Job`."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from typing import Any
+
+from models.config import Config, RunConfig
+from models.device import DeviceSetup
+from models.distributed.comm import Communicator
+from models.distributed.hybrid import HybridParallel
+from models.distributed.watchdog import StepWatchdog
+from models.dlrm import DLRM
+from models.export import export_saved_model
+from models.run.data import RunData
+from models.run.hooks import LoopHooks
+from models.run.xla import xla_mode
+from models.training import checkpoint as ckpt
+from models.training.evaluator import Evaluator
+from models.training.inference import benchmark
+from models.training.lr_schedule import DLRMSchedule
+from models.training.results_log import ResultsLogger
+from models.training.trainer import LoopSettings, ProfilerWindow, Trainer, TrainStep
+from tools.record_time import StepTimer
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """Everything the modes need, assembled by `dlrm_main.run`."""
+
+    config: Config
+    comm: Communicator
+    device: DeviceSetup
+    data: RunData
+    parallel: HybridParallel
+    state: ckpt.TrainingState
+    schedule: DLRMSchedule
+    logger: ResultsLogger
+
+
+def run_mode(job: Job) -> dict[str, Any]:
+    """Runs ``--mode`` on the job; returns the result block."""
+    return {"train": train, "eval": evaluate, "inference": inference}[job.config.run.mode](job)
+
+
+def train(job: Job) -> dict[str, Any]:
+    """Trains (with evaluations and checkpoints); returns the result block."""
+    config, comm, state, logger = job.config, job.comm, job.state, job.logger
+    run, out, prof = config.run, config.output, config.profiler
+    train_split = job.data.split("train")
+    evaluator = None
+    if not run.skip_eval:
+        evaluator = Evaluator(job.parallel, is_chief=comm.rank == 0)
+    step_fn = TrainStep(
+        job.parallel,
+        state.model.dense_variables,
+        job.parallel.owned_embedding_variables,
+        state.dense_optimizer,
+        state.embedding_optimizer,
+        loss_scale=job.device.loss_scale,
+        jit_compile=xla_mode(config.device.enable_xla, comm.size, job.device) == "step",
+    )
+    settings = LoopSettings(
+        epochs=run.epochs,
+        steps_per_epoch=len(train_split),
+        max_steps=run.max_steps,
+        evals_per_epoch=0 if run.skip_eval else run.evals_per_epoch,
+        print_freq=run.print_freq,
+        checkpoint_every_n_steps=out.checkpoint_every_n_steps,
+        global_batch_size=config.data.batch_size,
+        benchmark_warmup_steps=run.benchmark_warmup_steps,
+        record_step_times=out.use_performance,
+    )
+
+    def save(step: int, epoch: int, batch: int) -> None:
+        if out.save_checkpoint_path:
+            state.step, state.epoch, state.batch = step, epoch, batch
+            path = ckpt.save_checkpoint(out.save_checkpoint_path, state, comm)
+            logger.log(step, {"checkpoint": str(path)})
+
+    trainer = Trainer(
+        step_fn,
+        settings,
+        LoopHooks(logger, evaluator, None if run.skip_eval else job.data.split("test"), save),
+        # Progress shows the rate of the update just applied (schedule of step - 1).
+        learning_rate=lambda step: float(job.schedule(max(step - 1, 0))),
+        profiler=ProfilerWindow(
+            prof.enabled and comm.rank == prof.rank, prof.start_step, prof.num_steps, prof.log_dir
+        ),
+        reduce_loss=job.parallel.mean_across_ranks,
+        watchdog=step_watchdog(run, comm),
+    )
+    result = trainer.fit(
+        lambda epoch, start: train_split.as_dataset(epoch=epoch, start_batch=start),
+        start_step=state.step,
+        start_epoch=state.epoch,
+        start_batch=state.batch,
+    )
+    if out.use_performance and result.step_times_s and comm.rank == 0:
+        timer = StepTimer(config.data.batch_size)
+        for seconds in result.step_times_s:
+            timer.add(seconds)
+        timer.write_summary(os.path.splitext(out.log_path)[0] + ".step_times.json")
+    results: dict[str, Any] = {
+        "throughput": result.samples_per_second,
+        "mean_step_time_ms": result.mean_step_time_ms,
+        "steps": result.steps,
+        "measured_steps": result.measured_steps,
+        "train_seconds": result.train_seconds,
+        "loss": result.final_loss,
+    }
+    if result.evals:
+        results["auc"] = result.last_auc
+        results["best_auc"] = result.best_auc
+        results["validation_loss"] = result.evals[-1][1].log_loss
+    return results
+
+
+def step_watchdog(run: RunConfig, comm: Communicator) -> StepWatchdog | None:
+    """This rank's watchdog (--step_timeout_s), or None when it is 0 (off)."""
+    if run.step_timeout_s <= 0:
+        return None
+    return StepWatchdog(run.step_timeout_s, where=f"rank {comm.rank} of {comm.size}")
+
+
+def evaluate(job: Job) -> dict[str, Any]:
+    """Evaluates the (restored) model on the test split; returns the result block."""
+    run, comm = job.config.run, job.comm
+    evaluator = Evaluator(job.parallel, is_chief=comm.rank == 0, max_batches=run.max_steps)
+    batches = job.data.split("test").as_dataset()
+    watchdog = step_watchdog(run, comm)
+    if watchdog is not None:
+        watchdog.start(job.state.step)
+        try:
+            with watchdog.watching("evaluation"):
+                evaluation = evaluator.evaluate(batches, on_batch=watchdog.alive)
+        finally:
+            watchdog.stop()
+    else:
+        evaluation = evaluator.evaluate(batches)
+    return {
+        "auc": evaluation.auc,
+        "validation_loss": evaluation.log_loss,
+        "eval_samples": evaluation.samples,
+        "throughput": evaluation.samples_per_second,
+        "step": job.state.step,
+    }
+
+
+def inference(job: Job) -> dict[str, Any]:
+    """Times forward passes over the test split; returns throughput and latencies."""
+    parallel, run = job.parallel, job.config.run
+    result = benchmark(
+        lambda features: parallel.forward(features["numerical"], features["categorical"]),
+        job.data.split("test").as_dataset,
+        steps=run.max_steps,
+        warmup_steps=run.benchmark_warmup_steps,
+        batch_size=job.config.data.valid_batch_size,
+    )
+    return result.as_dict()
+
+
+def export(model: DLRM, path: str, comm: Communicator) -> None:
+    """Writes the SavedModel (one process only: each rank holds only its own tables)."""
+    if comm.size > 1:
+        # Each rank holds only its own tables' trained values.
+        logging.warning(
+            "--export_saved_model_path is ignored with %d ranks: restore the checkpoint in one "
+            "process (--mode=eval --restore_checkpoint_path ...) to export",
+            comm.size,
+        )
+        return
+    export_saved_model(model, path)
+    logging.info("exported SavedModel to %s", path)
