@@ -12,7 +12,6 @@ import pytest
 import tensorflow as tf
 
 from models.dlrm import DLRM
-from models.training import checkpoint
 from models.training.checkpoint import (
     CheckpointError,
     TrainingState,
@@ -20,6 +19,7 @@ from models.training.checkpoint import (
     restore_checkpoint,
     save_checkpoint,
 )
+from models.training.checkpoint import save as checkpoint_save
 
 CARDINALITIES = (5, 7, 3, 4)
 DIMS = {"embedding_dim": 4, "bottom_mlp_dims": (6, 4), "top_mlp_dims": (5, 1)}
@@ -276,7 +276,7 @@ def test_crash_during_save_keeps_previous_checkpoint(tmp_path: Path, monkeypatch
     second = make_state(seed=2)
     randomize(second, seed=8)
     second.step = 20
-    real_write = checkpoint._write_array
+    real_write = checkpoint_save._write_array
     calls = []
 
     def crashing_write(*args):
@@ -285,10 +285,10 @@ def test_crash_during_save_keeps_previous_checkpoint(tmp_path: Path, monkeypatch
             raise OSError("disk full (simulated)")
         return real_write(*args)
 
-    monkeypatch.setattr(checkpoint, "_write_array", crashing_write)
+    monkeypatch.setattr(checkpoint_save, "_write_array", crashing_write)
     with pytest.raises(OSError, match="simulated"):
         save_checkpoint(tmp_path, second, LocalComm())
-    monkeypatch.setattr(checkpoint, "_write_array", real_write)
+    monkeypatch.setattr(checkpoint_save, "_write_array", real_write)
 
     assert (tmp_path / "ckpt-000000020.tmp").is_dir()
     assert [step for step, _ in list_checkpoints(tmp_path)] == [10]

@@ -1,0 +1,53 @@
+"""Checkpoints that do not depend on the world size.
+
+Layout of one checkpoint (``<root>/ckpt-<step, 9 digits>/``)::
+
+    checkpoint.json                  format version, step, data position, model
+                                     dims, cardinalities, optimizer names, world
+                                     size at save, name/shape/dtype of every array
+    tables/table_{i}.npy             table i, written by the rank that owns it
+    tables/table_{i}.{slot}.npy      its embedding-optimizer slots
+    dense/variable_{k:03d}.npy       dense (MLP) variables, written by rank 0
+    dense_optimizer/variable_{k:03d}.npy   dense optimizer variables, rank 0
+
+Every table is a file of its own, so a checkpoint written by 8 ranks is restored
+on 1, 2 or 4: each rank reads the tables it owns now.
+
+Saving is atomic: all ranks write into ``ckpt-<step>.tmp/``; after a barrier
+rank 0 merges the per-rank manifests into ``checkpoint.json`` and renames the
+directory. The rename is the commit point: a crash before it leaves the
+previous checkpoints untouched, and "latest" resolution only considers
+renamed directories holding a ``checkpoint.json``. All ranks must see the same
+file system (a shared one across nodes).
+
+Modules: `layout` (names, discovery, ``checkpoint.json``), `state` (what is
+saved: `TrainingState` and the views of it both directions share), `save`
+and `restore`.
+"""
+
+from models.training.checkpoint.layout import (
+    FORMAT_VERSION,
+    METADATA_FILE,
+    CheckpointError,
+    checkpoint_dir,
+    list_checkpoints,
+    read_metadata,
+    resolve_checkpoint,
+)
+from models.training.checkpoint.restore import restore_checkpoint
+from models.training.checkpoint.save import save_checkpoint
+from models.training.checkpoint.state import CheckpointInfo, TrainingState
+
+__all__ = [
+    "FORMAT_VERSION",
+    "METADATA_FILE",
+    "CheckpointError",
+    "CheckpointInfo",
+    "TrainingState",
+    "checkpoint_dir",
+    "list_checkpoints",
+    "read_metadata",
+    "resolve_checkpoint",
+    "restore_checkpoint",
+    "save_checkpoint",
+]

@@ -1,0 +1,102 @@
+"""Where a checkpoint's files are: names, discovery of complete checkpoints, metadata."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+FORMAT_VERSION = 1
+METADATA_FILE = "checkpoint.json"
+_NAME_RE = re.compile(r"^ckpt-(\d+)$")
+_SLOT_NAME_RE = re.compile(r"^[A-Za-z0-9_\-]+$")
+MODEL_DIM_KEYS = (
+    "embedding_dim",
+    "bottom_mlp_dims",
+    "top_mlp_dims",
+    "num_numerical_features",
+    "cardinalities",
+)
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, corrupt or does not fit the model being restored."""
+
+
+def checkpoint_dir(root: str | os.PathLike, step: int) -> Path:
+    """The directory a checkpoint of ``step`` is renamed to."""
+    return Path(root) / f"ckpt-{step:09d}"
+
+
+def list_checkpoints(root: str | os.PathLike) -> list[tuple[int, Path]]:
+    """Complete checkpoints under ``root`` as ``(step, path)``, oldest first."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = []
+    for entry in root.iterdir():
+        match = _NAME_RE.match(entry.name)
+        if match and (entry / METADATA_FILE).is_file():
+            found.append((int(match.group(1)), entry))
+    return sorted(found)
+
+
+def resolve_checkpoint(path: str | os.PathLike) -> Path:
+    """A checkpoint directory itself, or the latest complete one under a root.
+
+    Raises:
+        CheckpointError: nothing restorable at ``path``.
+    """
+    path = Path(path)
+    if (path / METADATA_FILE).is_file():
+        return path
+    if path.name == "latest":
+        path = path.parent
+    found = list_checkpoints(path)
+    if not found:
+        what = "does not exist" if not path.exists() else "holds no complete checkpoint"
+        raise CheckpointError(
+            f"{path} {what} (expected {METADATA_FILE} there or ckpt-<step>/{METADATA_FILE} "
+            "directories under it)"
+        )
+    return found[-1][1]
+
+
+def table_files(table: int, slots: Sequence[str]) -> dict[str, str]:
+    files = {"weights": f"tables/table_{table}.npy"}
+    for slot in slots:
+        if not _SLOT_NAME_RE.match(slot):
+            raise ValueError(f"slot name {slot!r} of table {table} is not usable in a file name")
+        files[slot] = f"tables/table_{table}.{slot}.npy"
+    return files
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """``checkpoint.json`` of the checkpoint at ``path`` (resolved as latest)."""
+    file = resolve_checkpoint(path) / METADATA_FILE
+    try:
+        metadata = json.loads(file.read_text())
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"{file}: unreadable checkpoint metadata ({err})") from err
+    required = (
+        "format_version",
+        "step",
+        "data_position",
+        "model",
+        "optimizers",
+        "world_size",
+        "tables",
+        "arrays",
+        "dense",
+    )
+    missing = [k for k in required if k not in metadata]
+    if missing:
+        raise CheckpointError(f"{file}: missing keys {missing}")
+    if metadata["format_version"] != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{file}: format_version {metadata['format_version']}, this code reads {FORMAT_VERSION}"
+        )
+    return metadata

@@ -1,0 +1,175 @@
+"""Restoring a checkpoint of any world size, validated before anything is assigned."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.training.checkpoint.layout import (
+    METADATA_FILE,
+    MODEL_DIM_KEYS,
+    CheckpointError,
+    read_metadata,
+    resolve_checkpoint,
+)
+from models.training.checkpoint.state import (
+    CheckpointInfo,
+    Communicator,
+    TrainingState,
+    dense_groups,
+    embedding_slots,
+    model_dims,
+    optimizer_name,
+    rank_and_size,
+    sorted_tables,
+)
+
+
+def restore_checkpoint(
+    path: str | os.PathLike, state: TrainingState, comm: Communicator
+) -> CheckpointInfo:
+    """Restores ``state`` from a checkpoint written by any world size.
+
+    Each rank reads the tables in ``state.owned_tables`` (and their slots when
+    ``state.embedding_optimizer`` is set) and the dense variables (and dense
+    optimizer state when ``state.dense_optimizer`` is set). Everything is
+    validated before any variable is assigned, so a failed restore leaves the
+    model as it was. ``state.step``, ``epoch`` and ``batch`` are set.
+
+    Args:
+        path: a checkpoint directory or a root (its latest checkpoint is used).
+        state: this rank's state.
+        comm: communicator; only its rank is used (no collective).
+
+    Raises:
+        CheckpointError: files missing or corrupt (naming the file), or the
+            checkpoint does not fit the model (naming every difference).
+    """
+    rank_and_size(comm)
+    directory = resolve_checkpoint(path)
+    metadata = read_metadata(directory)
+    dims = model_dims(state.model)
+    problems = _dim_differences(metadata["model"], dims)
+    saved_opt = metadata["optimizers"]
+    for key, optimizer in (
+        ("embedding", state.embedding_optimizer),
+        ("dense", state.dense_optimizer),
+    ):
+        name = optimizer_name(optimizer)
+        if name is not None and saved_opt.get(key) != name:
+            problems.append(f"{key} optimizer: checkpoint {saved_opt.get(key)}, run {name}")
+    if problems:
+        raise CheckpointError(
+            f"checkpoint {directory} does not match the model:\n  " + "\n  ".join(problems)
+        )
+    _check_batch_size(directory, metadata["data_position"], state.global_batch_size)
+
+    arrays = metadata["arrays"]
+    assignments = []  # (variable, memory-mapped array), validated before any assign
+    table_vars = state.model.embedding_variables
+    for table in sorted_tables(state.owned_tables, len(dims["cardinalities"])):
+        files = metadata["tables"].get(str(table))
+        if files is None:
+            raise CheckpointError(f"{directory / METADATA_FILE}: no entry for table {table}")
+        variable = table_vars[table]
+        targets = {"weights": variable}
+        if state.embedding_optimizer is not None:
+            slots = embedding_slots(state.embedding_optimizer, variable)
+            saved_slots = sorted(set(files) - {"weights"})
+            if sorted(slots) != saved_slots:
+                raise CheckpointError(
+                    f"table {table}: checkpoint slots {saved_slots}, "
+                    f"optimizer slots {sorted(slots)}"
+                )
+            targets.update(slots)
+        for name, target in targets.items():
+            what = f"table {table}" + ("" if name == "weights" else f" slot {name}")
+            assignments.append((target, _open_array(directory, files[name], arrays, target, what)))
+    for group, variables in dense_groups(state, build=True).items():
+        saved = metadata.get(group)
+        if saved is None:
+            raise CheckpointError(f"{directory / METADATA_FILE}: no {group} state saved")
+        if len(saved) != len(variables):
+            raise CheckpointError(
+                f"{group}: checkpoint has {len(saved)} variables, run has {len(variables)}"
+            )
+        for k, (relative, variable) in enumerate(zip(saved, variables, strict=True)):
+            what = f"{group} variable {k} ({getattr(variable, 'path', '')})"
+            assignments.append((variable, _open_array(directory, relative, arrays, variable, what)))
+
+    for variable, array in assignments:
+        variable.assign(np.asarray(array))
+    iterations = saved_opt.get("embedding_iterations")
+    if state.embedding_optimizer is not None and iterations is not None:
+        state.embedding_optimizer.iterations.assign(iterations)
+    position = metadata["data_position"]
+    state.step, state.epoch, state.batch = (
+        int(metadata["step"]),
+        int(position["epoch"]),
+        int(position["batch"]),
+    )
+    return CheckpointInfo(
+        path=directory,
+        step=state.step,
+        epoch=state.epoch,
+        batch=state.batch,
+        world_size=int(metadata["world_size"]),
+        format_version=int(metadata["format_version"]),
+    )
+
+
+def _check_batch_size(directory: Path, position: Mapping[str, Any], batch_size: int | None):
+    """Refuses to resume mid-epoch with another batch size (rows would be skipped or repeated)."""
+    saved = position.get("global_batch_size")
+    if batch_size is None or saved is None or saved == batch_size or position["batch"] == 0:
+        return
+    raise CheckpointError(
+        f"checkpoint {directory} stopped before batch {position['batch']} of epoch "
+        f"{position['epoch']} with a global batch size of {saved}; resuming with {batch_size} "
+        f"would skip or repeat rows of that epoch: resume with batch size {saved} (or from a "
+        "checkpoint at an epoch boundary)"
+    )
+
+
+def _dim_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    problems = []
+    for key in MODEL_DIM_KEYS[:-1]:
+        if saved[key] != current[key]:
+            problems.append(f"{key}: checkpoint {saved[key]}, model {current[key]}")
+    saved_rows, rows = saved["cardinalities"], current["cardinalities"]
+    if len(saved_rows) != len(rows):
+        problems.append(f"number of tables: checkpoint {len(saved_rows)}, model {len(rows)}")
+    for table, (a, b) in enumerate(zip(saved_rows, rows, strict=False)):
+        if a != b:
+            problems.append(f"table {table}: checkpoint has {a} rows, model has {b}")
+    return problems
+
+
+def _open_array(directory: Path, relative: str, arrays: Mapping[str, Any], target: Any, what: str):
+    """Memory-maps one saved array and checks it against ``target`` (a variable)."""
+    file = directory / relative
+    if relative not in arrays:
+        raise CheckpointError(f"{directory / METADATA_FILE}: no entry for {relative} ({what})")
+    try:
+        array = np.load(file, mmap_mode="r", allow_pickle=False)
+    except FileNotFoundError as err:
+        raise CheckpointError(f"{file}: missing ({what})") from err
+    except (OSError, ValueError, EOFError) as err:
+        raise CheckpointError(f"{file}: corrupt array file ({what}): {err}") from err
+    expected = arrays[relative]
+    if list(array.shape) != expected["shape"] or array.dtype.str != expected["dtype"]:
+        raise CheckpointError(
+            f"{file}: holds {array.dtype.str}{list(array.shape)} but {METADATA_FILE} "
+            f"says {expected['dtype']}{expected['shape']} ({what})"
+        )
+    shape = [int(d) for d in target.shape]
+    if list(array.shape) != shape:
+        raise CheckpointError(f"{what}: checkpoint shape {list(array.shape)}, model {shape}")
+    dtype = np.dtype(getattr(target.dtype, "as_numpy_dtype", target.dtype))
+    if array.dtype != dtype:
+        raise CheckpointError(f"{what}: checkpoint dtype {array.dtype}, model {dtype}")
+    return array
