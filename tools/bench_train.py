@@ -60,9 +60,11 @@ from models.distributed.comm import LocalCommunicator
 from models.distributed.hybrid import HybridParallel
 from models.distributed.placement import embedding_table_bytes, plan_placement
 from models.dlrm import DLRM
+from models.training.loop import LoopSettings
 from models.training.lr_schedule import DLRMSchedule
 from models.training.optimizers import make_optimizers
-from models.training.trainer import LoopSettings, Trainer, TrainStep, bce_with_logits
+from models.training.train_step import TrainStep, bce_with_logits
+from models.training.trainer import Trainer
 
 PRECISIONS = {"fp32": ("float32", tf.float32), "bf16": ("mixed_bfloat16", tf.bfloat16)}
 TARGET_FP32_RATIO = 1.3

@@ -20,9 +20,12 @@ from models.run.xla import xla_mode
 from models.training import checkpoint as ckpt
 from models.training.evaluator import Evaluator
 from models.training.inference import benchmark
+from models.training.loop import LoopSettings
 from models.training.lr_schedule import DLRMSchedule
+from models.training.profiler import ProfilerWindow
 from models.training.results_log import ResultsLogger
-from models.training.trainer import LoopSettings, ProfilerWindow, Trainer, TrainStep
+from models.training.train_step import TrainStep
+from models.training.trainer import Trainer
 from tools.record_time import StepTimer
 
 

@@ -1,10 +1,4 @@
-"""The training step and the training loop.
-
-`TrainStep` is one compiled `tf.function` (optionally XLA): hybrid-parallel
-forward pass, float32 binary cross-entropy on logits, static loss scaling when
-the precision policy asks for it, dense-gradient allreduce, and the two
-optimizer updates (Keras optimizer for the MLPs, sparse optimizer for the
-tables this rank owns).
+"""The training loop.
 
 `Trainer.fit` runs the epochs. It never waits for the device except every
 `print_freq` steps (progress line), at evaluations and checkpoints, at the
@@ -13,254 +7,25 @@ every step so that each step's wall time is real (`--use_performance`).
 An optional step watchdog (`models.distributed.watchdog.StepWatchdog`) hears
 a beat after every step and after every evaluation batch (the `alive`
 callback `Hooks.evaluate` receives); it is suspended during checkpoints.
+The step itself is `models.training.train_step.TrainStep`; the loop's
+settings, hooks and result are in `models.training.loop`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import tensorflow as tf
 
-if TYPE_CHECKING:  # the loop only passes results through; no import-time dependency
+from models.training.loop import Hooks, LoopSettings, NoWatchdog, TrainResult, Watchdog
+from models.training.profiler import ProfilerWindow
+from models.training.train_step import Features
+
+if TYPE_CHECKING:
     from models.training.evaluator import EvalResult
-
-Features = dict[str, tf.Tensor]
-
-
-class Parallel(Protocol):
-    """What the train step needs from `models.distributed.HybridParallel`."""
-
-    def forward(self, numerical: tf.Tensor, categorical: tf.Tensor) -> tf.Tensor: ...
-
-    def reduce_gradients(
-        self, embedding_grads: Sequence[Any], dense_grads: Sequence[Any]
-    ) -> tuple[list[Any], list[Any]]: ...
-
-
-def bce_with_logits(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
-    """Mean binary cross-entropy of `[b, 1]` logits, in float32 whatever the policy."""
-    labels = tf.cast(labels, tf.float32)
-    logits = tf.cast(logits, tf.float32)
-    return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits))
-
-
-def _unscale(gradient: Any, inverse_scale: tf.Tensor) -> Any:
-    """Divides a dense or sparse (IndexedSlices) gradient by the loss scale."""
-    if gradient is None:
-        return None
-    if isinstance(gradient, tf.IndexedSlices):
-        return tf.IndexedSlices(
-            gradient.values * tf.cast(inverse_scale, gradient.values.dtype),
-            gradient.indices,
-            gradient.dense_shape,
-        )
-    return gradient * tf.cast(inverse_scale, gradient.dtype)
-
-
-class TrainStep:
-    """One optimisation step over a global batch, compiled once.
-
-    Args:
-        parallel: distributed wrapper of the model (forward, reduce_gradients).
-        dense_variables: MLP variables, updated by `dense_optimizer` after the
-            allreduce.
-        embedding_variables: the table variables this rank owns, updated by
-            `embedding_optimizer` with their (sparse) gradients, never reduced.
-        dense_optimizer: a Keras optimizer.
-        embedding_optimizer: the sparse optimizer (`apply_gradients(pairs)`).
-        loss_scale: static loss scale (float16 policies) or None.
-        jit_compile: compile the step with XLA.
-    """
-
-    def __init__(
-        self,
-        parallel: Parallel,
-        dense_variables: Sequence[tf.Variable],
-        embedding_variables: Sequence[tf.Variable],
-        dense_optimizer: Any,
-        embedding_optimizer: Any,
-        loss_scale: float | None = None,
-        jit_compile: bool = False,
-    ) -> None:
-        self._parallel = parallel
-        self._dense_variables = list(dense_variables)
-        self._embedding_variables = list(embedding_variables)
-        self._dense_optimizer = dense_optimizer
-        self._embedding_optimizer = embedding_optimizer
-        self._loss_scale = loss_scale
-        self._function = tf.function(self._step, jit_compile=jit_compile, reduce_retracing=True)
-
-    def __call__(self, features: Features, labels: tf.Tensor) -> tf.Tensor:
-        """Runs one step; returns this rank's mean loss (a device tensor, not synced)."""
-        return self._function(features, labels)
-
-    def _step(self, features: Features, labels: tf.Tensor) -> tf.Tensor:
-        variables = self._dense_variables + self._embedding_variables
-        with tf.GradientTape() as tape:
-            logits = self._parallel.forward(features["numerical"], features["categorical"])
-            loss = bce_with_logits(labels, logits)
-            # Scaling keeps small float16 gradients of the dense part from flushing to 0.
-            scaled = loss * self._loss_scale if self._loss_scale else loss
-        gradients = tape.gradient(scaled, variables)
-        if self._loss_scale:
-            inverse = tf.constant(1.0 / self._loss_scale, tf.float32)
-            gradients = [_unscale(g, inverse) for g in gradients]
-        num_dense = len(self._dense_variables)
-        embedding_gradients, dense_gradients = self._parallel.reduce_gradients(
-            gradients[num_dense:], gradients[:num_dense]
-        )
-        self._dense_optimizer.apply_gradients(
-            zip(dense_gradients, self._dense_variables, strict=True)
-        )
-        self._embedding_optimizer.apply_gradients(
-            zip(embedding_gradients, self._embedding_variables, strict=True)
-        )
-        return loss
-
-
-@dataclasses.dataclass(frozen=True)
-class LoopSettings:
-    """How long to train and when to print, evaluate and checkpoint.
-
-    Attributes:
-        epochs: passes over the training split.
-        steps_per_epoch: batches of the training split.
-        max_steps: stop after this global step; -1 for no limit.
-        evals_per_epoch: evaluation points per epoch; 0 for none.
-        print_freq: steps between progress lines (and device syncs).
-        checkpoint_every_n_steps: periodic checkpoints; 0 for none.
-        global_batch_size: samples per step over all ranks.
-        benchmark_warmup_steps: steps excluded from the throughput.
-        record_step_times: sync after each step to time it (use_performance).
-    """
-
-    epochs: int
-    steps_per_epoch: int
-    max_steps: int = -1
-    evals_per_epoch: int = 1
-    print_freq: int = 1000
-    checkpoint_every_n_steps: int = 0
-    global_batch_size: int = 1
-    benchmark_warmup_steps: int = 0
-    record_step_times: bool = False
-
-    @property
-    def total_steps(self) -> int:
-        total = self.epochs * self.steps_per_epoch
-        return total if self.max_steps < 0 else min(total, self.max_steps)
-
-    def eval_points(self) -> frozenset[int]:
-        """Batch indices within an epoch after which to evaluate (evenly spaced, last included)."""
-        if self.evals_per_epoch < 1 or self.steps_per_epoch < 1:
-            return frozenset()
-        evals = min(self.evals_per_epoch, self.steps_per_epoch)
-        ends = np.linspace(0, self.steps_per_epoch, evals + 1)[1:]
-        return frozenset(round(float(e)) - 1 for e in ends)
-
-
-@dataclasses.dataclass
-class TrainResult:
-    """What a training run measured (figures exclude warm-up, evaluations, checkpoints)."""
-
-    steps: int = 0
-    measured_steps: int = 0
-    train_seconds: float = 0.0
-    samples_per_second: float = 0.0
-    mean_step_time_ms: float = 0.0
-    final_loss: float | None = None
-    evals: list[tuple[int, EvalResult]] = dataclasses.field(default_factory=list)
-    step_times_s: list[float] = dataclasses.field(default_factory=list)
-
-    @property
-    def last_auc(self) -> float | None:
-        return self.evals[-1][1].auc if self.evals else None
-
-    @property
-    def best_auc(self) -> float | None:
-        aucs = [r.auc for _, r in self.evals if r.auc is not None]
-        return max(aucs) if aucs else None
-
-
-class Hooks(Protocol):
-    """Side effects of the loop, provided by `dlrm_main.py`."""
-
-    def progress(self, step: int, metrics: dict[str, float]) -> None: ...
-
-    def evaluate(self, step: int, alive: Callable[[], None]) -> EvalResult:
-        """Evaluates the model after ``step``; calls ``alive()`` after each batch."""
-        ...
-
-    def save_checkpoint(self, step: int, epoch: int, batch: int) -> None: ...
-
-
-class Watchdog(Protocol):
-    """Progress watch of the loop (`models.distributed.watchdog.StepWatchdog`)."""
-
-    def start(self, step: int) -> None: ...
-
-    def beat(self, step: int) -> None: ...
-
-    def suspended(self) -> contextlib.AbstractContextManager[None]: ...
-
-    def watching(self, activity: str) -> contextlib.AbstractContextManager[None]: ...
-
-    def alive(self) -> None: ...
-
-    def stop(self) -> None: ...
-
-
-class _NoWatchdog:
-    def start(self, step: int) -> None:
-        pass
-
-    def beat(self, step: int) -> None:
-        pass
-
-    def suspended(self) -> contextlib.AbstractContextManager[None]:
-        return contextlib.nullcontext()
-
-    def watching(self, activity: str) -> contextlib.AbstractContextManager[None]:
-        return contextlib.nullcontext()
-
-    def alive(self) -> None:
-        pass
-
-    def stop(self) -> None:
-        pass
-
-
-class ProfilerWindow:
-    """Starts/stops `tf.profiler` around steps [start, start + steps) on one rank."""
-
-    def __init__(self, enabled: bool, start: int, steps: int, log_dir: str) -> None:
-        self._enabled = enabled
-        self._start, self._stop = start, start + steps
-        self._log_dir = log_dir
-        self._active = False
-
-    def before_step(self, step: int) -> None:
-        if self._enabled and step == self._start and not self._active:
-            logging.info(
-                "profiler: tracing steps %d-%d into %s", step, self._stop - 1, self._log_dir
-            )
-            tf.profiler.experimental.start(self._log_dir)
-            self._active = True
-
-    def after_step(self, step: int, sync: Callable[[], None]) -> None:
-        if self._active and step + 1 >= self._stop:
-            self.close(sync)
-
-    def close(self, sync: Callable[[], None]) -> None:
-        if self._active:
-            sync()  # the trace must include the device work of the last step
-            tf.profiler.experimental.stop()
-            self._active = False
 
 
 def _global_rows(features: Features, default: int) -> int:
@@ -337,7 +102,7 @@ class Trainer:
         self._hooks = hooks
         self._learning_rate = learning_rate
         self._profiler = profiler or ProfilerWindow(False, 0, 0, "")
-        self._watchdog = watchdog or _NoWatchdog()
+        self._watchdog = watchdog or NoWatchdog()
 
     def _watching(self, watch: str) -> contextlib.AbstractContextManager[None]:
         if watch == "step":

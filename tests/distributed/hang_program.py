@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import dlrm_main
-from models.training.trainer import TrainStep
+from models.training.train_step import TrainStep
 
 
 def _hang_before(step: int, mark_file: Path) -> None:

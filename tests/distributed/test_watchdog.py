@@ -20,7 +20,8 @@ import pytest
 import tensorflow as tf
 
 from models.distributed.watchdog import WATCHDOG_EXIT_CODE, StepWatchdog
-from models.training.trainer import LoopSettings, Trainer
+from models.training.loop import LoopSettings
+from models.training.trainer import Trainer
 from tests.distributed.horovod_launch import (
     HOROVOD_MARKS,
     HOROVODRUN,

@@ -11,13 +11,10 @@ import pytest
 import tensorflow as tf
 
 from models.dlrm import DLRM
-from models.training.trainer import (
-    LoopSettings,
-    ProfilerWindow,
-    Trainer,
-    TrainStep,
-    bce_with_logits,
-)
+from models.training.loop import LoopSettings
+from models.training.profiler import ProfilerWindow
+from models.training.train_step import TrainStep, bce_with_logits
+from models.training.trainer import Trainer
 
 CARDINALITIES = (7, 5, 3)
 

@@ -9,7 +9,8 @@ import tensorflow as tf
 from models.distributed.comm import LocalCommunicator
 from models.distributed.hybrid import HybridParallel
 from models.distributed.placement import plan_placement
-from models.training.trainer import LoopSettings, Trainer
+from models.training.loop import LoopSettings
+from models.training.trainer import Trainer
 from tests.distributed import parity_setup as ps
 
 

@@ -1,0 +1,107 @@
+"""The training step: one compiled `tf.function` (optionally XLA).
+
+Hybrid-parallel forward pass, float32 binary cross-entropy on logits, static
+loss scaling when the precision policy asks for it, dense-gradient allreduce,
+and the two optimizer updates (Keras optimizer for the MLPs, sparse optimizer
+for the tables this rank owns).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import tensorflow as tf
+
+Features = dict[str, tf.Tensor]
+
+
+class Parallel(Protocol):
+    """What the train step needs from `models.distributed.HybridParallel`."""
+
+    def forward(self, numerical: tf.Tensor, categorical: tf.Tensor) -> tf.Tensor: ...
+
+    def reduce_gradients(
+        self, embedding_grads: Sequence[Any], dense_grads: Sequence[Any]
+    ) -> tuple[list[Any], list[Any]]: ...
+
+
+def bce_with_logits(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+    """Mean binary cross-entropy of `[b, 1]` logits, in float32 whatever the policy."""
+    labels = tf.cast(labels, tf.float32)
+    logits = tf.cast(logits, tf.float32)
+    return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits))
+
+
+def _unscale(gradient: Any, inverse_scale: tf.Tensor) -> Any:
+    """Divides a dense or sparse (IndexedSlices) gradient by the loss scale."""
+    if gradient is None:
+        return None
+    if isinstance(gradient, tf.IndexedSlices):
+        return tf.IndexedSlices(
+            gradient.values * tf.cast(inverse_scale, gradient.values.dtype),
+            gradient.indices,
+            gradient.dense_shape,
+        )
+    return gradient * tf.cast(inverse_scale, gradient.dtype)
+
+
+class TrainStep:
+    """One optimisation step over a global batch, compiled once.
+
+    Args:
+        parallel: distributed wrapper of the model (forward, reduce_gradients).
+        dense_variables: MLP variables, updated by `dense_optimizer` after the
+            allreduce.
+        embedding_variables: the table variables this rank owns, updated by
+            `embedding_optimizer` with their (sparse) gradients, never reduced.
+        dense_optimizer: a Keras optimizer.
+        embedding_optimizer: the sparse optimizer (`apply_gradients(pairs)`).
+        loss_scale: static loss scale (float16 policies) or None.
+        jit_compile: compile the step with XLA.
+    """
+
+    def __init__(
+        self,
+        parallel: Parallel,
+        dense_variables: Sequence[tf.Variable],
+        embedding_variables: Sequence[tf.Variable],
+        dense_optimizer: Any,
+        embedding_optimizer: Any,
+        loss_scale: float | None = None,
+        jit_compile: bool = False,
+    ) -> None:
+        self._parallel = parallel
+        self._dense_variables = list(dense_variables)
+        self._embedding_variables = list(embedding_variables)
+        self._dense_optimizer = dense_optimizer
+        self._embedding_optimizer = embedding_optimizer
+        self._loss_scale = loss_scale
+        self._function = tf.function(self._step, jit_compile=jit_compile, reduce_retracing=True)
+
+    def __call__(self, features: Features, labels: tf.Tensor) -> tf.Tensor:
+        """Runs one step; returns this rank's mean loss (a device tensor, not synced)."""
+        return self._function(features, labels)
+
+    def _step(self, features: Features, labels: tf.Tensor) -> tf.Tensor:
+        variables = self._dense_variables + self._embedding_variables
+        with tf.GradientTape() as tape:
+            logits = self._parallel.forward(features["numerical"], features["categorical"])
+            loss = bce_with_logits(labels, logits)
+            # Scaling keeps small float16 gradients of the dense part from flushing to 0.
+            scaled = loss * self._loss_scale if self._loss_scale else loss
+        gradients = tape.gradient(scaled, variables)
+        if self._loss_scale:
+            inverse = tf.constant(1.0 / self._loss_scale, tf.float32)
+            gradients = [_unscale(g, inverse) for g in gradients]
+        num_dense = len(self._dense_variables)
+        embedding_gradients, dense_gradients = self._parallel.reduce_gradients(
+            gradients[num_dense:], gradients[:num_dense]
+        )
+        self._dense_optimizer.apply_gradients(
+            zip(dense_gradients, self._dense_variables, strict=True)
+        )
+        self._embedding_optimizer.apply_gradients(
+            zip(embedding_gradients, self._embedding_variables, strict=True)
+        )
+        return loss
