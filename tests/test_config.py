@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 
 import pytest
 from absl import flags
@@ -13,6 +14,8 @@ from models.config import (
     INFERENCE_DEFAULT_STEPS,
     Config,
     ConfigError,
+    DataConfig,
+    ProfilerConfig,
     config_from_flags,
     config_path_for,
     write_config,
@@ -37,6 +40,16 @@ def test_defaults_follow_the_reference_table() -> None:
     assert config.model.top_mlp_dims == (1024, 1024, 512, 256, 1)
     assert config.profiler.start_step == 1 and config.profiler.rank == 0
     assert config.output.log_path == "dlrm_tf_log.json"
+
+
+def test_unset_flags_give_the_dataclass_defaults() -> None:
+    # The flags take their defaults from the dataclasses; only the dataset path
+    # (required) and the profiler directory (derived from --log_path) differ.
+    config = config_from_flags(_parse("--dataset_path=/data"))
+    assert config == Config(
+        data=DataConfig(dataset_path="/data"),
+        profiler=ProfilerConfig(log_dir=os.path.join(os.path.abspath("."), "profile")),
+    )
 
 
 def test_config_is_frozen() -> None:
