@@ -1,0 +1,61 @@
+"""Training throughput of our DLRM against a plain Keras 3 DLRM and the compute bound.
+
+One run measures, on the benchmark configuration of issue 4 (batch 4096,
+D = 128, MLPs 512-256-128 / 1024-1024-512-256-1, 26 tables with the Criteo 1TB
+frequency-threshold-15 cardinalities capped at 200,000 rows, power-law ids):
+
+1. this CPU's matmul rate ([4096, 1024] x [1024, 1024], fp32 and bf16) and the
+   compute bound it implies: rate / training FLOP per sample (computed from
+   the model dims, see `flops_per_sample`);
+2. our DLRM trained through the real `TrainStep` under `Trainer.fit`, the way
+   `dlrm_main.py` runs it (`HybridParallel` over `LocalCommunicator`, SGD with
+   the reference schedule, the table update XLA-compiled when
+   `models.device.xla_available`), per precision;
+3. a plain Keras 3 DLRM written the obvious way (`keras.layers.Embedding` per
+   table, `Dense`, dot interaction, `compile(SGD)` + `fit`), same data;
+4. the input pipeline alone (`SyntheticDataset.as_dataset`).
+
+Both models train on the same batches: a few distinct synthetic batches held
+in memory and repeated, so that batch generation does not compete with the
+step for the two cores (item 4 measures it separately). After warm-up, each
+round measures the matmul rate, a window of our steps and a window of plain
+Keras steps back to back: this machine's speed drifts by 2x within minutes
+(other jobs), so the ratio is the median of per-round ratios and the compute
+bound uses the matmul rate of the same rounds. With ``--profile_steps`` it
+also times parts of our step (forward pieces, interaction backward, each
+optimizer) and traces it with ``tf.profiler`` to list where the time goes.
+
+    python -m tools.bench_train                              # the issue-4 benchmark
+    python -m tools.bench_train --precisions fp32 --steps 30 --json out.json
+    python -m tools.bench_train --inter_op 1 --intra_op 2   # TF thread pools (both models)
+
+The cardinalities are NVIDIA's ``criteo_t15_synthetic`` variant
+(DeepLearningExamples, TensorFlow2/Recommendation/DLRM_and_DCNv2), i.e. the
+table sizes of Criteo 1TB preprocessed with frequency threshold 15.
+
+Modules: `setup` (configuration, batches, our model and loop), `bound` (FLOP
+per sample, matmul rate), `plain_keras` (the baseline), `step_profile` (parts
+of our step, op-type trace), `run` (the rounds), `report` (ratios, targets,
+table) and `cli`.
+"""
+
+from tools.bench_train.bound import FlopCount, flops_per_sample, matmul_gflops
+from tools.bench_train.cli import main
+from tools.bench_train.plain_keras import PlainDotInteraction, build_plain_keras
+from tools.bench_train.report import format_report, summarize_rounds
+from tools.bench_train.run import run_benchmark
+from tools.bench_train.setup import BenchConfig, build_ours
+
+__all__ = [
+    "BenchConfig",
+    "FlopCount",
+    "PlainDotInteraction",
+    "build_ours",
+    "build_plain_keras",
+    "flops_per_sample",
+    "format_report",
+    "main",
+    "matmul_gflops",
+    "run_benchmark",
+    "summarize_rounds",
+]

@@ -1,0 +1,96 @@
+"""Command line of `python -m tools.bench_train`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from models.data.criteo import CRITEO_FT15_CARDINALITIES
+from models.device import apply_threading
+from tools.bench_train.report import format_report
+from tools.bench_train.run import run_benchmark
+from tools.bench_train.setup import PRECISIONS, BenchConfig
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(v) for v in text.split(","))
+
+
+def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    from tools import bench_train  # the package, loaded by now; its docstring describes it
+
+    parser = argparse.ArgumentParser(
+        prog="bench_train.py", description=bench_train.__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--steps", type=int, default=60, help="timed steps per model")
+    parser.add_argument("--warmup_steps", type=int, default=10, help="untimed first steps")
+    parser.add_argument("--window_steps", type=int, default=10, help="steps per timed window")
+    parser.add_argument("--batch_size", type=int, default=4096)
+    parser.add_argument("--embedding_dim", type=int, default=128)
+    parser.add_argument("--bottom_mlp_dims", type=_ints, default=(512, 256, 128))
+    parser.add_argument("--top_mlp_dims", type=_ints, default=(1024, 1024, 512, 256, 1))
+    parser.add_argument("--num_tables", type=int, default=26, help="first N Criteo tables")
+    parser.add_argument("--max_rows", type=int, default=200_000, help="cap of each table's rows")
+    parser.add_argument("--precisions", default="fp32,bf16", help=f"subset of {list(PRECISIONS)}")
+    parser.add_argument("--distinct_batches", type=int, default=8, help="batches held in memory")
+    parser.add_argument("--pipeline_batches", type=int, default=30)
+    parser.add_argument("--matmul_dims", type=_ints, default=(4096, 1024, 1024), help="m,k,n")
+    parser.add_argument("--matmul_repeats", type=int, default=10)
+    parser.add_argument("--profile_steps", type=int, default=10, help="0: no profile")
+    parser.add_argument("--trace_dir", default=None, help="keep the tf.profiler trace here")
+    parser.add_argument("--no_trace", action="store_true", help="part timings only")
+    parser.add_argument("--xla", action="store_true", help="compile our step with XLA")
+    parser.add_argument("--inter_op", type=int, default=None, help="TF inter-op threads")
+    parser.add_argument("--intra_op", type=int, default=None, help="TF intra-op threads")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", default=None, help="write the results to this file")
+    args = parser.parse_args(argv)
+    args.precisions = tuple(p for p in args.precisions.split(",") if p)
+    bad = [p for p in args.precisions if p not in PRECISIONS]
+    if bad or not args.precisions:
+        parser.error(f"--precisions: {bad or 'none'} not in {list(PRECISIONS)}")
+    if not 1 <= args.num_tables <= len(CRITEO_FT15_CARDINALITIES):
+        parser.error(f"--num_tables must be in [1, 26], got {args.num_tables}")
+    positive = ("steps", "window_steps", "batch_size", "max_rows", "distinct_batches")
+    bad = [f"--{n}={getattr(args, n)}" for n in positive if getattr(args, n) < 1]
+    if args.steps % max(args.window_steps, 1) or args.warmup_steps % max(args.window_steps, 1):
+        bad.append("--steps and --warmup_steps must be multiples of --window_steps")
+    if bad:
+        parser.error(f"invalid: {', '.join(bad)}")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse_args(sys.argv[1:] if argv is None else argv)
+    apply_threading(args.inter_op, args.intra_op)  # before TensorFlow runs any op
+    config = BenchConfig(
+        cardinalities=tuple(min(n, args.max_rows) for n in CRITEO_FT15_CARDINALITIES)[
+            : args.num_tables
+        ],
+        batch_size=args.batch_size,
+        embedding_dim=args.embedding_dim,
+        bottom_mlp_dims=args.bottom_mlp_dims,
+        top_mlp_dims=args.top_mlp_dims,
+        warmup_steps=args.warmup_steps,
+        steps=args.steps,
+        window_steps=args.window_steps,
+        distinct_batches=args.distinct_batches,
+        pipeline_batches=args.pipeline_batches,
+        seed=args.seed,
+        xla=args.xla,
+    )
+    results = run_benchmark(
+        config,
+        args.precisions,
+        matmul_dims=args.matmul_dims,
+        matmul_repeats=args.matmul_repeats,
+        profile_steps=args.profile_steps,
+        trace_dir=None if args.no_trace else (args.trace_dir or ""),
+    )
+    print(format_report(results))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(results, f, indent=2)
+    return 0
