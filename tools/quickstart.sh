@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # README command (a): set up the environment, then run the whole pipeline on a built-in default:
 # generate a small Criteo-format dataset, preprocess it, train with `horovodrun -np 2` on CPU
-# (hybrid parallel), evaluate the checkpoint on one process and print AUC and throughput.
+# (hybrid parallel), evaluate the checkpoint on one process, print AUC and throughput, and plot
+# loss, AUC and throughput against step (tools/plot_log.py).
 #
 # Usage: bash tools/quickstart.sh [extra dlrm_main.py flags for the training run]
 # Variables: QUICKSTART_DIR (work directory, default results/quickstart), QUICKSTART_ROWS.
@@ -41,3 +42,5 @@ python dlrm_main.py --mode eval --dataset_path "$DATASET" --device cpu "${MODEL[
 
 echo "== result"
 python -m tools.record_time --results_only "$RUN/train_log.json" "$RUN/eval_log.json"
+# Loss, AUC and throughput against step; prints the path of the PNG.
+python -m tools.plot_log "$RUN/train_log.json" -o "$RUN/train_log.png" --labels "DLRM, 2 ranks"
