@@ -24,9 +24,9 @@ from models.training.loop import LoopSettings
 from models.training.lr_schedule import DLRMSchedule
 from models.training.profiler import ProfilerWindow
 from models.training.results_log import ResultsLogger
+from models.training.timing import StepTimer
 from models.training.train_step import TrainStep
 from models.training.trainer import Trainer
-from tools.record_time import StepTimer
 
 
 @dataclasses.dataclass(frozen=True)

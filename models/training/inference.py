@@ -11,13 +11,13 @@ batches of the configured size.
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Callable, Iterable
 
 import numpy as np
 import tensorflow as tf
 
-PERCENTILES = (50, 90, 95, 99)
+from models.training.timing import PERCENTILES, StepTimer, TimingSummary
+from models.training.timing import summarize as summarize_steps
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,13 +45,16 @@ def summarize(step_seconds: np.ndarray, batch_size: int) -> InferenceResult:
     """Throughput and latency statistics of measured per-step wall times (seconds)."""
     if step_seconds.size == 0:
         raise ValueError("no measured inference steps (all were warm-up)")
-    latency_ms = step_seconds * 1e3
+    return _result(summarize_steps(step_seconds, batch_size), batch_size)
+
+
+def _result(timing: TimingSummary, batch_size: int) -> InferenceResult:
     return InferenceResult(
-        steps=int(step_seconds.size),
+        steps=timing.steps_measured,
         batch_size=batch_size,
-        throughput=float(batch_size * step_seconds.size / step_seconds.sum()),
-        mean_latency_ms=float(latency_ms.mean()),
-        latency_ms={q: float(np.percentile(latency_ms, q)) for q in PERCENTILES},
+        throughput=timing.samples_per_second,
+        mean_latency_ms=timing.mean_ms,
+        latency_ms={q: getattr(timing, f"p{q}_ms") for q in PERCENTILES},
     )
 
 
@@ -76,19 +79,19 @@ def benchmark(
     if not 0 <= warmup_steps < steps:
         raise ValueError(f"warmup_steps must be in [0, steps={steps}), got {warmup_steps}")
     predict = tf.function(lambda features: tf.sigmoid(forward(features)), reduce_retracing=True)
-    times = np.zeros([steps], np.float64)
+    timer = StepTimer(batch_size, warmup_steps)
     step = 0
     while step < steps:
         before = step
         for features, _ in batches():
             if features["categorical"].shape[0] != batch_size:
                 continue  # a short last batch would understate latency per batch
-            start = time.perf_counter()
+            timer.start()
             predict(features).numpy()  # .numpy() waits for the device
-            times[step] = time.perf_counter() - start
+            timer.step_end()
             step += 1
             if step == steps:
                 break
         if step == before:
             raise ValueError(f"the inference split has no full batch of {batch_size} rows")
-    return summarize(times[warmup_steps:], batch_size)
+    return _result(timer.summary(), batch_size)

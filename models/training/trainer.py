@@ -14,7 +14,6 @@ settings, hooks and result are in `models.training.loop`.
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +21,7 @@ import tensorflow as tf
 
 from models.training.loop import Hooks, LoopSettings, NoWatchdog, TrainResult, Watchdog
 from models.training.profiler import ProfilerWindow
+from models.training.timing import StepTimer, TrainingClock
 from models.training.train_step import Features
 
 if TYPE_CHECKING:
@@ -36,34 +36,6 @@ def _global_rows(features: Features, default: int) -> int:
     """
     rows = features["categorical"].shape[0] if "categorical" in features else None
     return default if rows is None else int(rows)
-
-
-class _Clock:
-    """Training time that excludes evaluations, checkpoints and warm-up steps."""
-
-    def __init__(self) -> None:
-        self.seconds = 0.0
-        self.steps = 0
-        self.samples = 0
-        self._start: float | None = None
-        self._pending = (0, 0)
-
-    def resume(self) -> None:
-        self._start = time.perf_counter()
-        self._pending = (0, 0)
-
-    def count(self, samples: int) -> None:
-        """Counts one step of ``samples`` global-batch rows."""
-        self._pending = (self._pending[0] + 1, self._pending[1] + samples)
-
-    def pause(self) -> None:
-        """Call after a device sync: adds the elapsed time of counted steps."""
-        steps, samples = self._pending
-        if self._start is not None and steps:
-            self.seconds += time.perf_counter() - self._start
-            self.steps += steps
-            self.samples += samples
-        self._start, self._pending = None, (0, 0)
 
 
 class Trainer:
@@ -145,7 +117,8 @@ class Trainer:
         s = self._settings
         result = TrainResult(steps=start_step)
         eval_points = s.eval_points()
-        clock = _Clock()
+        clock = TrainingClock()
+        step_timer = StepTimer(max(s.global_batch_size, 1))
         loss = None
         rows = 0  # this rank's rows in the batch of `loss`
         last_eval_step = last_ckpt_step = start_step
@@ -196,7 +169,7 @@ class Trainer:
             first = start_batch if epoch == start_epoch else 0
             clock.resume()
             # A step's time runs from the previous step's end, so input waits count.
-            boundary = time.perf_counter()
+            step_timer.start()
             for batch, (features, labels) in enumerate(train_batches(epoch, first), start=first):
                 self._profiler.before_step(step + 1)
                 loss = self._step_fn(features, labels)
@@ -207,7 +180,7 @@ class Trainer:
                 if s.record_step_times:
                     sync()
                     if measured:
-                        result.step_times_s.append(time.perf_counter() - boundary)
+                        step_timer.step_end()
                 if measured:
                     clock.count(_global_rows(features, s.global_batch_size))
                 self._profiler.after_step(step, sync)
@@ -228,7 +201,7 @@ class Trainer:
                     last_ckpt_step = step
                 if stop:
                     break
-                boundary = time.perf_counter()
+                step_timer.start()
             sync()
             clock.pause()
         self._profiler.close(sync)
@@ -241,6 +214,7 @@ class Trainer:
             with self._watching("none"):
                 self._hooks.save_checkpoint(step, *position)
         result.steps = step
+        result.step_times_s = step_timer.durations
         result.measured_steps = clock.steps
         result.train_seconds = clock.seconds
         if clock.steps and clock.seconds > 0:

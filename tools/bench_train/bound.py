@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
-import time
 from collections.abc import Sequence
 
 import tensorflow as tf
+
+from models.training.timing import StepTimer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,9 +70,9 @@ def matmul_gflops(dtype: tf.DType, m: int, k: int, n: int, repeats: int) -> floa
     a, b = tf.cast(a, dtype), tf.cast(b, dtype)
     product = tf.function(tf.matmul)
     product(a, b).numpy()
-    seconds = []
+    timer = StepTimer(samples_per_step=1)
     for _ in range(repeats):
-        start = time.perf_counter()
+        timer.start()
         product(a, b).numpy()  # CPU tensors: numpy() waits for the result, no copy
-        seconds.append(time.perf_counter() - start)
-    return 2.0 * m * k * n / statistics.median(seconds) / 1e9
+        timer.step_end()
+    return 2.0 * m * k * n / statistics.median(timer.durations) / 1e9

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import statistics
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import tensorflow as tf
 
+from models.training.timing import StepTimer
 from models.training.train_step import bce_with_logits
 from tools.bench_train.setup import OursSetup
 
@@ -24,13 +24,13 @@ def interleaved_median_ms(parts: dict[str, Callable[[], Any]], repeats: int) -> 
     """
     for fn in parts.values():
         fn()  # traces the function
-    times: dict[str, list[float]] = {name: [] for name in parts}
+    timers = {name: StepTimer(samples_per_step=1) for name in parts}
     for _ in range(repeats):
         for name, fn in parts.items():
-            start = time.perf_counter()
+            timers[name].start()
             tf.nest.map_structure(lambda t: t.numpy() if hasattr(t, "numpy") else t, fn())
-            times[name].append(time.perf_counter() - start)
-    return {name: 1e3 * statistics.median(t) for name, t in times.items()}
+            timers[name].step_end()
+    return {name: 1e3 * statistics.median(t.durations) for name, t in timers.items()}
 
 
 def _phase(op_name: str) -> str:
