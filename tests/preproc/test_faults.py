@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -65,6 +66,46 @@ def test_every_interruption_point_resumes_to_identical_output(tmp_path, referenc
         assert (out / "metadata.json").exists() == (point == ("finish", 2)), point
         preprocess(INPUTS, out, **OPTIONS)
         assert tree_bytes(out) == expected, point
+        _assert_finished(out)
+
+
+def _file_kind(path: str) -> str:
+    """``pass2/unit_000003.train.rec`` -> ``pass2/unit_N.train.rec``: one kind per file role."""
+    parent, name = os.path.split(path)
+    return f"{os.path.basename(parent)}/{re.sub(r'[0-9]+', 'N', name)}"
+
+
+def test_a_kill_between_writing_and_renaming_any_kind_of_file_resumes(tmp_path, reference):
+    """Every file is written as .tmp and renamed; a run killed in between leaves the .tmp.
+    Interrupted before the first rename of each kind of file (and of each final file)."""
+    renames: list[str] = []
+    real_replace = os.replace
+
+    def record(src, dst):
+        renames.append(str(dst))
+        real_replace(src, dst)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "replace", record)
+        preprocess(INPUTS, tmp_path / "probe", **OPTIONS)
+    first_of_kind: dict[str, int] = {}
+    for number, path in enumerate(renames):
+        first_of_kind.setdefault(_file_kind(path), number)
+    assert len(first_of_kind) >= 20, sorted(first_of_kind)
+    for kind, crash_at in first_of_kind.items():
+        out = tmp_path / f"run_{crash_at}"
+        calls = iter(range(len(renames)))
+
+        def crash(src, dst, crash_at=crash_at, calls=calls):
+            if next(calls) == crash_at:
+                raise SimulatedCrashError(dst)  # the .tmp stays, as after kill -9
+            real_replace(src, dst)
+
+        with pytest.MonkeyPatch.context() as patch, pytest.raises(SimulatedCrashError):
+            patch.setattr(os, "replace", crash)
+            preprocess(INPUTS, out, **OPTIONS)
+        preprocess(INPUTS, out, **OPTIONS)
+        assert tree_bytes(out) == reference[0], kind
         _assert_finished(out)
 
 
