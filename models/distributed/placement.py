@@ -199,9 +199,11 @@ def plan_placement(
     Splitting: a table larger than ``budget_bytes`` is split by rows (never by
     columns, so every rank still produces whole D-wide vectors) into the
     fewest contiguous, near-equal row ranges that each fit the budget. This
-    needs ``table_rows``; without it such a table is an error. A rank may
-    receive two shards of the same table only if the greedy rule puts them
-    there; this is legal but the log shows it.
+    needs ``table_rows``; without it such a table is an error. A rank holds
+    at most one shard of a table (the greedy rule skips ranks that already
+    hold one), so a table splits over at most ``world_size`` ranks. Shards
+    are ordinary pieces for the balancing: their bytes count on their rank
+    like a whole table's, so the other tables fill around them.
 
     Args:
         table_bytes: size in bytes of each table (rows x D x 4 for float32).
@@ -231,9 +233,17 @@ def plan_placement(
             pieces.append((t, 0, rows, nbytes))
 
     loads = [0] * world_size
+    holders: dict[int, set[int]] = {}  # table -> ranks holding a shard of it
     shards: list[Shard] = []
     for table, start, end, nbytes in sorted(pieces, key=lambda p: (-p[3], p[0], p[1])):
-        rank = min(range(world_size), key=lambda r: (loads[r], r))
+        candidates = [r for r in range(world_size) if r not in holders.get(table, ())]
+        if not candidates:
+            raise ValueError(
+                f"table {table} needs more row shards than the {world_size} rank(s) "
+                f"(one shard per rank); its {table_bytes[table]} bytes do not fit "
+                f"{world_size} x {budget_bytes} bytes"
+            )
+        rank = min(candidates, key=lambda r: (loads[r], r))
         if budget_bytes is not None and loads[rank] + nbytes > budget_bytes:
             whole = end is None or (
                 start == 0 and table_rows is not None and end == table_rows[table]
@@ -245,6 +255,7 @@ def plan_placement(
                 f"{sum(table_bytes)} bytes, {world_size} ranks offer {world_size * budget_bytes}"
             )
         loads[rank] += nbytes
+        holders.setdefault(table, set()).add(rank)
         shards.append(Shard(table, start, end, nbytes, rank))
     shards.sort(key=lambda s: (s.table, s.row_start))
     return Placement(

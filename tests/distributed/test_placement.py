@@ -95,8 +95,39 @@ def test_table_over_budget_is_split_by_rows():
 
 
 def test_split_that_still_does_not_fit_fails():
-    with pytest.raises(ValueError, match=r"cannot place table 0 rows \[\d+, \d+\)"):
+    # 3 shards (48, 36, 36 bytes) and a 45-byte table on 3 ranks of 50 bytes: the
+    # last shard finds only ranks already holding 45 or a shard of table 0.
+    with pytest.raises(ValueError, match=r"cannot place table 0 rows \[7, 10\) \(36 bytes\)"):
+        plan_placement([120, 45], world_size=3, budget_bytes=50, table_rows=[10, 9])
+
+
+def test_split_needing_more_shards_than_ranks_fails():
+    with pytest.raises(ValueError, match="table 0 needs more row shards than the 2 rank"):
         plan_placement([120], world_size=2, budget_bytes=50, table_rows=[10])
+
+
+def test_a_rank_holds_at_most_one_shard_of_a_table():
+    # 200 bytes in 20-byte rows, budget 110: 2 shards of 100 bytes. The two small
+    # tables go first to ranks 0 and 1 (largest first puts the shards before them),
+    # and the second shard must skip rank 0 although rank 0 is as loaded as rank 2.
+    placement = plan_placement([200, 10, 10], world_size=3, budget_bytes=110, table_rows=[10, 1, 1])
+    assert placement.owners(0) == (0, 1)
+    for rank in range(3):
+        held = [s.table for s in placement.shards if s.rank == rank]
+        assert len(held) == len(set(held))
+
+
+def test_split_shards_count_in_the_balance():
+    # Table 0 (96 bytes, 8 rows) splits into 48 + 48 bytes on ranks 0 and 1; both
+    # smaller tables then go to rank 2, the least loaded with the shards counted.
+    placement = plan_placement([96, 30, 20], world_size=3, budget_bytes=80, table_rows=[8, 3, 2])
+    assert [(s.table, s.row_start, s.row_end, s.rank) for s in placement.shards] == [
+        (0, 0, 4, 0),
+        (0, 4, 8, 1),
+        (1, 0, 3, 2),
+        (2, 0, 2, 2),
+    ]
+    assert placement.bytes_per_rank == (48, 48, 50)
 
 
 def test_row_larger_than_budget_fails():
