@@ -16,7 +16,7 @@ bottom-MLP output ``[b, D]`` and the F embeddings, and its
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import keras
@@ -60,6 +60,9 @@ class RankingModel(keras.Model):
             ``(seed, t)``, so its initial rows do not depend on which other
             tables are held (the same on 1 or 8 ranks). None: Keras' global
             generator, in table order.
+        row_ranges: for held tables split by rows over ranks, the rows
+            ``(start, end)`` this model holds (:class:`EmbeddingTable`'s
+            ``row_start``/``row_end``); other held tables are whole.
 
     Tables stay float32 under a mixed-precision policy; the dense part runs in
     the compute dtype and returns float32 logits.
@@ -78,6 +81,7 @@ class RankingModel(keras.Model):
         num_numerical_features: int = 13,
         table_ids: Sequence[int] | None = None,
         seed: int | None = None,
+        row_ranges: Mapping[int, tuple[int, int]] | None = None,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -105,6 +109,10 @@ class RankingModel(keras.Model):
             raise ValueError(f"{label} table_ids {bad} out of range for {num_tables} tables")
         self.seed = seed
         self.held_tables = tuple(held)
+        self.row_ranges = {int(t): (int(a), int(b)) for t, (a, b) in (row_ranges or {}).items()}
+        not_held = sorted(set(self.row_ranges) - set(held))
+        if not_held:
+            raise ValueError(f"{label} row_ranges name tables {not_held} that it does not hold")
         # Only held tables are Keras layers (tracked, saved); `tables` keeps the
         # global table index, with None for tables held by other ranks.
         self._held_layers = [
@@ -112,6 +120,8 @@ class RankingModel(keras.Model):
                 self.cardinalities[t],
                 self.embedding_dim,
                 seed=None if seed is None else _table_seed(seed, t),
+                row_start=self.row_ranges.get(t, (0, None))[0],
+                row_end=self.row_ranges.get(t, (0, None))[1],
                 name=f"embedding_{t}",
             )
             for t in held
@@ -234,7 +244,7 @@ class RankingModel(keras.Model):
     def get_config(self) -> dict[str, Any]:
         """The shared arguments plus ``model_type``; each model adds its interaction's."""
         num_tables = len(self.cardinalities)
-        return {
+        config = {
             "name": self.name,
             "model_type": self.model_type,
             "cardinalities": list(self.cardinalities),
@@ -246,6 +256,9 @@ class RankingModel(keras.Model):
             "table_ids": None if len(self.held_tables) == num_tables else list(self.held_tables),
             "seed": self.seed,
         }
+        if self.row_ranges:  # only a rank of a row-split job has any
+            config["row_ranges"] = {str(t): list(r) for t, r in self.row_ranges.items()}
+        return config
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> RankingModel:
@@ -256,4 +269,6 @@ class RankingModel(keras.Model):
                 f"a {model_type!r} model config cannot build a {cls.__name__} "
                 f"(model_type {cls.model_type!r})"
             )
+        if config.get("row_ranges"):
+            config["row_ranges"] = {int(t): tuple(r) for t, r in config["row_ranges"].items()}
         return cls(**config)

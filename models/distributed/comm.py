@@ -67,6 +67,16 @@ class Communicator(Protocol):
         """
         ...
 
+    def alltoall_with_splits(
+        self, tensor: tf.Tensor, splits: tf.Tensor, name: str
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        """Like :meth:`alltoall`, not differentiable, also returning what came from where.
+
+        Returns ``(received, received_splits)``: ``received_splits[r]`` rows
+        came from rank r (for ids, whose answers go back with these splits).
+        """
+        ...
+
     def grouped_allreduce(
         self, tensors: Sequence[tf.Tensor], average: bool, name: str
     ) -> list[tf.Tensor]:
@@ -96,6 +106,12 @@ class LocalCommunicator:
     def alltoall(self, tensor: tf.Tensor, splits: tf.Tensor, name: str) -> tf.Tensor:
         del splits, name  # everything stays on this rank
         return tf.identity(tensor)
+
+    def alltoall_with_splits(
+        self, tensor: tf.Tensor, splits: tf.Tensor, name: str
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        del name
+        return tf.identity(tensor), tf.cast(splits, tf.int32)
 
     def grouped_allreduce(
         self, tensors: Sequence[tf.Tensor], average: bool, name: str
@@ -174,11 +190,17 @@ class HorovodCommunicator:
 
             def grad(dy):
                 # The reverse exchange: what we received from rank r goes back to r.
+                dy = tf.convert_to_tensor(dy)  # an IndexedSlices upstream cannot travel
                 return self._alltoall(dy, received_splits, f"{name}_grad")[0]
 
             return received, grad
 
         return exchange(tensor)
+
+    def alltoall_with_splits(
+        self, tensor: tf.Tensor, splits: tf.Tensor, name: str
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        return self._alltoall(tf.stop_gradient(tensor), tf.cast(splits, tf.int32), name)
 
     def grouped_allreduce(
         self, tensors: Sequence[tf.Tensor], average: bool, name: str

@@ -9,6 +9,17 @@ One training step on every rank::
     categorical [B, T] -lookup-> [B, T, D] -all-to-all-> W pieces [b, T_r, D] -+
     numerical   [b, N] --------------------------------------------------------+-> dense_forward
 
+Row-split tables (larger than one rank's budget, held as row ranges by
+several ranks) are looked up from each rank's own slice instead: its ids are
+routed to the ranks holding their rows (all-to-all of ids), each owner
+gathers its rows, and the vectors return by the reverse all-to-all
+(:mod:`models.distributed.routing`)::
+
+    ids of split tables [b, S] -route-> all-to-all -> local gather -> all-to-all back -> [b, S, D]
+
+Every rank therefore reads the split tables' columns (its slice of them) as
+well as those of the whole tables it owns: :attr:`HybridParallel.input_tables`.
+
 The backward pass runs the reverse all-to-all, so each owner receives the
 gradient of its tables from every rank's slice and applies it locally
 (embedding gradients are never allreduced). Dense gradients are averaged with
@@ -38,6 +49,7 @@ import tensorflow as tf
 from models.data.slicing import batch_slice
 from models.distributed.comm import Communicator
 from models.distributed.placement import Placement
+from models.distributed.routing import SplitLayout, local_rows, route_ids, unroute
 
 _HALF_DTYPES = (tf.float16, tf.bfloat16)
 
@@ -72,8 +84,9 @@ class HybridParallel:
             table_ids)``, ``dense_forward(numerical, embeddings)``,
             ``dense_variables`` (the ranking-model contract in DEVELOPERS.md).
         comm: the communicator; ``comm.size`` must equal the placement's world.
-        placement: which rank owns which table; row-split tables are rejected
-            (the model has no sharded table yet).
+        placement: which rank owns which table, or which rows of a split
+            table (the model holds the same ranges: ``row_ranges=`` of the model,
+            see :attr:`row_ranges`).
         global_batch_size: B of a full training batch; used for the byte
             counts in the log and to reject larger batches.
     """
@@ -96,10 +109,20 @@ class HybridParallel:
                 f"rank {comm.rank} owns tables {not_held} but its model does not hold them; "
                 "build the model with table_ids=placement.tables_per_rank[rank]"
             )
-        if placement.split_tables:
+        layout = SplitLayout.from_placement(placement, comm.rank)
+        local_tables = [t for t, *_ in layout.local]
+        held_twice = sorted({t for t in local_tables if local_tables.count(t) > 1})
+        if held_twice:
+            raise ValueError(f"rank {comm.rank} holds several row ranges of tables {held_twice}")
+        wrong = [
+            (t, (start, end))
+            for t, start, end, _ in layout.local
+            if (model.tables[t].row_start, model.tables[t].row_end) != (start, end)
+        ]
+        if wrong:
             raise ValueError(
-                f"tables {list(placement.split_tables)} are split by rows, which the model "
-                "cannot hold yet; raise the per-rank budget or add ranks"
+                f"rank {comm.rank}: the placement gives it rows {wrong} (table, [start, end)) "
+                "but its model holds other rows; build it with row_ranges=parallel.row_ranges"
             )
         if isinstance(global_batch_size, bool) or not isinstance(global_batch_size, int):
             raise ValueError(f"global_batch_size must be an integer, got {global_batch_size!r}")
@@ -116,12 +139,33 @@ class HybridParallel:
         compute_dtype = tf.as_dtype(getattr(model, "compute_dtype", None) or tf.float32)
         self.transport_dtype = compute_dtype if compute_dtype in _HALF_DTYPES else tf.float32
         self.owned_tables: tuple[int, ...] = placement.tables_per_rank[comm.rank]
-        self._tables_per_rank = [len(t) for t in placement.tables_per_rank]
-        # After the all-to-all the tables arrive grouped by owner (rank 0's,
-        # then rank 1's, ...); this permutation restores table order.
-        arrival = [t for tables in placement.tables_per_rank for t in tables]
+        self._split = layout
+        split = set(layout.tables)
+        whole_per_rank = [
+            tuple(t for t in tables if t not in split) for tables in placement.tables_per_rank
+        ]
+        self._whole_tables = whole_per_rank[comm.rank]
+        self._tables_per_rank = [len(t) for t in whole_per_rank]
+        # After the all-to-all the whole tables arrive grouped by owner (rank 0's,
+        # then rank 1's, ...), the split ones after them; this permutation
+        # restores table order.
+        arrival = [t for tables in whole_per_rank for t in tables] + list(layout.tables)
         self._to_table_order = [arrival.index(t) for t in range(num_tables)]
         self._identity_order = self._to_table_order == list(range(num_tables))
+
+    @property
+    def input_tables(self) -> tuple[int, ...]:
+        """Tables whose id columns this rank reads, in column order of ``categorical``.
+
+        The whole tables it owns (ascending), then every split table: a split
+        table's ids are routed from each rank's own slice of the batch.
+        """
+        return self._whole_tables + self._split.tables
+
+    @property
+    def row_ranges(self) -> dict[int, tuple[int, int]]:
+        """Rows ``(start, end)`` this rank holds of each split table it has a shard of."""
+        return self.placement.row_ranges(self.comm.rank)
 
     def forward(
         self, numerical: tf.Tensor, categorical: tf.Tensor, training: bool = False
@@ -130,8 +174,8 @@ class HybridParallel:
 
         Args:
             numerical: ``[b, N]`` float, this rank's slice.
-            categorical: ``[B, T]`` int32, the owned tables' ids (columns in
-                :attr:`owned_tables` order) for the whole global batch.
+            categorical: ``[B, T]`` int32, the ids of :attr:`input_tables`
+                (in that order) for the whole global batch.
             training: accepted for the Keras calling convention; no dense
                 part (DLRM's, DCNv2's) has a layer that behaves differently
                 in training.
@@ -144,11 +188,11 @@ class HybridParallel:
         """
         del training
         world = self.comm.size
-        owned = len(self.owned_tables)
-        if len(categorical.shape) != 2 or categorical.shape[1] not in (None, owned):
+        columns = len(self.input_tables)
+        if len(categorical.shape) != 2 or categorical.shape[1] not in (None, columns):
             raise ValueError(
-                f"rank {self.comm.rank} owns tables {list(self.owned_tables)}: categorical "
-                f"must be [B, {owned}], got shape {categorical.shape}"
+                f"rank {self.comm.rank} reads the ids of tables {list(self.input_tables)}: "
+                f"categorical must be [B, {columns}], got shape {categorical.shape}"
             )
         if categorical.shape[0] is not None and categorical.shape[0] > self.global_batch_size:
             raise ValueError(
@@ -172,7 +216,15 @@ class HybridParallel:
             lookups = self.model.lookup(categorical, self.owned_tables)
             embeddings = [lookups[i] for i in self._to_table_order]
         else:
-            embeddings = self._exchange(categorical, owned, rows, sizes, local_rows)
+            whole = len(self._whole_tables)
+            embeddings = []
+            if sum(self._tables_per_rank):
+                embeddings += self._exchange(categorical[:, :whole], whole, rows, sizes, local_rows)
+            if self._split.tables:
+                start = tf.reduce_sum(sizes[: self.comm.rank])
+                embeddings += self._split_lookup(categorical[start : start + local_rows, whole:])
+            if not self._identity_order:
+                embeddings = [embeddings[i] for i in self._to_table_order]
 
         logits = self.model.dense_forward(numerical, embeddings)
         if world == 1:
@@ -190,9 +242,10 @@ class HybridParallel:
     ) -> list[tf.Tensor]:
         """Looks up the owned tables and all-to-alls the vectors (world size > 1).
 
-        Returns this rank's slice of every table's vectors, in table order, as
-        pieces for the interaction to concatenate: one ``[b, k, D]`` block per
-        sending rank when the ranks own consecutive tables, else one ``[b, D]``
+        Returns this rank's slice of every whole table's vectors, in arrival
+        order (rank 0's tables first), as pieces for the interaction to
+        concatenate: one ``[b, k, D]`` block per sending rank when the ranks
+        own consecutive tables (no reordering needed), else one ``[b, D]``
         vector per table.
         """
         dim = self.embedding_dim
@@ -200,7 +253,7 @@ class HybridParallel:
             # Each vector is cast before the stack, not the stacked tensor after:
             # the same values, but the stack (and its Unpack gradient) then moves
             # 16-bit rows under a 16-bit policy, half the bytes.
-            lookups = self.model.lookup(categorical, self.owned_tables)
+            lookups = self.model.lookup(categorical, self._whole_tables)
             vectors = tf.stack([tf.cast(v, self.transport_dtype) for v in lookups], axis=1)
         else:
             vectors = tf.zeros([rows, 0, dim], self.transport_dtype)
@@ -218,11 +271,53 @@ class HybridParallel:
         ]
         if self._identity_order:
             return pieces
-        # Per-table vectors (one strided copy), reordered for free: cheaper than
-        # a concatenation and a gather along the table axis before the
-        # interaction's own concatenation.
-        arrived = [vector for piece in pieces for vector in tf.unstack(piece, axis=1)]
-        return [arrived[i] for i in self._to_table_order]
+        # Per-table vectors (one strided copy), reordered for free by the
+        # caller: cheaper than a concatenation and a gather along the table
+        # axis before the interaction's own concatenation.
+        return [vector for piece in pieces for vector in tf.unstack(piece, axis=1)]
+
+    def _split_lookup(self, ids: tf.Tensor) -> list[tf.Tensor]:
+        """Vectors of the split tables for this rank's slice (world size > 1).
+
+        Args:
+            ids: ``[b, S]`` this rank's rows of the split tables' columns.
+
+        Returns:
+            S tensors ``[b, D]`` in the transport dtype, in split-table order.
+        """
+        layout, dim = self._split, self.embedding_dim
+        count = len(layout.tables)
+        virtual = tf.cast(ids, tf.int64) + tf.constant(layout.bases, tf.int64)
+        routed = route_ids(
+            tf.reshape(virtual, [-1]),
+            tf.constant(layout.starts, tf.int64),
+            tf.constant(layout.ranks, tf.int32),
+            self.comm.size,
+        )
+        received, received_counts = self.comm.alltoall_with_splits(
+            routed.ids, routed.counts, name="split_ids"
+        )
+        vectors = self._gather_local_rows(received)
+        back = self.comm.alltoall(
+            tf.cast(vectors, self.transport_dtype), received_counts, name="split_embeddings"
+        )
+        vectors = tf.reshape(unroute(back, routed.order), [-1, count, dim])
+        return tf.unstack(vectors, num=count, axis=1)
+
+    def _gather_local_rows(self, ids: tf.Tensor) -> tf.Tensor:
+        """``[m, D]`` float32 rows of this rank's shards for virtual ``ids [m]``."""
+        local = self._split.local
+        if not local:  # no shard here, so nothing was routed here
+            return tf.zeros([0, self.embedding_dim], tf.float32)
+        tables = [self.model.tables[t] for t, *_ in local]
+        if len(local) == 1:
+            return tables[0](ids - local[0][3])
+        shard, rows = local_rows(ids, tf.constant([v for *_, v in local], tf.int64))
+        positions = tf.dynamic_partition(tf.range(tf.size(ids)), shard, len(local))
+        parts = tf.dynamic_partition(rows, shard, len(local))
+        return tf.dynamic_stitch(
+            positions, [table(part) for table, part in zip(tables, parts, strict=True)]
+        )
 
     def reduce_gradients(
         self, embedding_grads: Sequence[Any], dense_grads: Sequence[Any]
@@ -328,7 +423,7 @@ class HybridParallel:
         return self.placement.bytes_per_rank[self.comm.rank]
 
     def alltoall_bytes_per_step(self) -> int:
-        """Bytes all ranks send in the all-to-alls of one full training step.
+        """Bytes all ranks send in the whole tables' all-to-alls of one training step.
 
         Forward plus backward (the same amount), in :attr:`transport_dtype`,
         excluding the chunk each rank keeps for itself.
@@ -342,11 +437,30 @@ class HybridParallel:
                     total += rows * count * dim * self.transport_dtype.size
         return 2 * total
 
+    def split_alltoall_bytes_per_step(self) -> int:
+        """Most bytes all ranks send for the split tables in one training step.
+
+        Each id of a split table crosses once as an int64 and its vector twice
+        (forward and backward) when its row is on another rank; ids whose row
+        is local stay. The bound assumes every id is remote; the actual volume
+        depends on how the batch's ids fall on the row ranges.
+        """
+        if self.comm.size == 1 or not self._split.tables:
+            return 0
+        per_id = 8 + 2 * self.embedding_dim * self.transport_dtype.size
+        return self.global_batch_size * len(self._split.tables) * per_id
+
     def describe(self) -> str:
         """Placement and communication volume, for the start-of-run log."""
-        return (
+        text = (
             f"{self.placement.describe()}\n"
             f"all-to-all: {self.alltoall_bytes_per_step()} bytes per step over all ranks "
             f"(global batch {self.global_batch_size}, forward + backward, "
             f"{self.transport_dtype.name} vectors)"
         )
+        if self._split.tables:
+            text += (
+                f"\nsplit tables {list(self._split.tables)}: ids routed to their rows' ranks, "
+                f"at most {self.split_alltoall_bytes_per_step()} bytes per step"
+            )
+        return text

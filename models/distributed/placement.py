@@ -82,6 +82,15 @@ class Placement:
             for r in range(self.world_size)
         )
 
+    def row_ranges(self, rank: int) -> dict[int, tuple[int, int]]:
+        """Rows ``(start, end)`` ``rank`` holds of each split table it has a shard of."""
+        split = set(self.split_tables)
+        return {
+            s.table: (s.row_start, s.row_end)
+            for s in self.shards
+            if s.rank == rank and s.table in split
+        }
+
     @property
     def bytes_per_rank(self) -> tuple[int, ...]:
         loads = [0] * self.world_size

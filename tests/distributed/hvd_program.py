@@ -4,6 +4,7 @@
 ``python -m tests.distributed.hvd_program parity DIR``  hybrid training, writes DIR/rank{r}.npz
     (planner's placement) and DIR/rank{r}_ordered.npz (tables in rank order)
                                                         (with the launch topology)
+``python -m tests.distributed.hvd_program split DIR``   tables split by rows, per optimizer
 ``python -m tests.distributed.hvd_program loop DIR``    trains until killed (rank-death test)
 """
 
@@ -88,6 +89,16 @@ def parity(comm: HorovodCommunicator, out_dir: Path) -> None:
     print(f"rank {comm.rank}: parity run written", flush=True)
 
 
+def split(comm: HorovodCommunicator, out_dir: Path) -> None:
+    """Tables 0 and 3 split by rows: SGD, Adagrad and Adam runs, DIR/split_{opt}_rank{r}.npz."""
+    from tests.distributed.parity_setup import run_hybrid, split_placement
+
+    for optimizer in ("sgd", "adagrad", "adam"):
+        result = run_hybrid(comm, split_placement(), optimizer)
+        np.savez(out_dir / f"split_{optimizer}_rank{comm.rank}.npz", **result)
+    print(f"rank {comm.rank}: split runs written", flush=True)
+
+
 def loop(comm: HorovodCommunicator, out_dir: Path) -> None:
     """Trains forever; reports how a collective fails once a peer is gone."""
     from tests.distributed import parity_setup as ps
@@ -113,6 +124,8 @@ def main(argv: list[str]) -> None:
         smoke(comm)
     elif mode == "parity":
         parity(comm, Path(argv[2]))
+    elif mode == "split":
+        split(comm, Path(argv[2]))
     elif mode == "loop":
         loop(comm, Path(argv[2]))
     else:

@@ -14,6 +14,7 @@ from models.distributed.comm import Communicator
 from models.distributed.hybrid import HybridParallel
 from models.distributed.placement import Placement, Shard, embedding_table_bytes, plan_placement
 from models.dlrm import DLRM
+from models.training.optimizers import make_optimizers
 
 CARDINALITIES = (7, 11, 5, 13, 3)
 DIM = 4
@@ -25,19 +26,42 @@ GLOBAL_BATCH = 16
 LEARNING_RATE = 0.5
 
 
-def build_model(seed: int = 7) -> DLRM:
-    """The DLRM with weights drawn from numpy, identical in every process."""
+def build_model(
+    seed: int = 7,
+    table_ids: tuple[int, ...] | None = None,
+    row_ranges: dict[int, tuple[int, int]] | None = None,
+) -> DLRM:
+    """The DLRM with weights drawn from numpy, identical in every process.
+
+    With ``table_ids``/``row_ranges`` (a rank of a model-parallel job), only
+    those tables, or rows of them, are built; they get the rows the whole
+    model would have.
+    """
     model = DLRM(
         CARDINALITIES,
         embedding_dim=DIM,
         bottom_mlp_dims=(8, DIM),
         top_mlp_dims=(8, 1),
         num_numerical_features=NUMERICAL,
+        table_ids=table_ids,
+        row_ranges=row_ranges,
     )
     rng = np.random.default_rng(seed)
-    for variable in [*model.embedding_variables, *model.dense_variables]:
+    for table, variable in enumerate(model.embedding_variables):
+        full = rng.uniform(-0.5, 0.5, size=(CARDINALITIES[table], DIM)).astype(np.float32)
+        if variable is not None:
+            start, end = (row_ranges or {}).get(table, (0, CARDINALITIES[table]))
+            variable.assign(full[start:end])
+    for variable in model.dense_variables:
         variable.assign(rng.uniform(-0.5, 0.5, size=variable.shape).astype(np.float32))
     return model
+
+
+def build_rank_model(placement: Placement, rank: int) -> DLRM:
+    """:func:`build_model` holding what ``placement`` gives ``rank``."""
+    return build_model(
+        table_ids=placement.tables_per_rank[rank], row_ranges=placement.row_ranges(rank)
+    )
 
 
 def make_batches(sizes: tuple[int, ...], seed: int) -> list[tuple[np.ndarray, ...]]:
@@ -49,18 +73,23 @@ def make_batches(sizes: tuple[int, ...], seed: int) -> list[tuple[np.ndarray, ..
         categorical = np.stack(
             [rng.integers(0, card, size=rows) for card in CARDINALITIES], axis=1
         ).astype(np.int32)
+        # Duplicates and the rows on both sides of the row boundaries of
+        # split_placement (table 0 at row 4, table 3 at row 6), in both ranks' slices.
+        for start in (0, rows // 2) if rows >= 8 else ():
+            categorical[start : start + 4, 0] = [3, 4, 4, 3]
+            categorical[start : start + 4, 3] = [5, 6, 12, 5]
         labels = ((numerical[:, :1] + (categorical[:, :1] % 2)) > 0.5).astype(np.float32)
         batches.append((numerical, categorical, labels))
     return batches
 
 
 def rank_view(batch: tuple[np.ndarray, ...], hp: HybridParallel) -> tuple[tf.Tensor, ...]:
-    """This rank's input element: its slice of numericals/labels, owned columns of ids."""
+    """This rank's input element: its slice of numericals/labels, its columns of ids."""
     numerical, categorical, labels = batch
     start, size = batch_slice(len(labels), hp.comm.rank, hp.comm.size)
     return (
         tf.constant(numerical[start : start + size]),
-        tf.constant(categorical[:, list(hp.owned_tables)]),
+        tf.constant(categorical[:, list(hp.input_tables)]),
         tf.constant(labels[start : start + size]),
     )
 
@@ -79,6 +108,16 @@ def consecutive_placement(world: int) -> Placement:
     return Placement(world, tuple(sizes), tuple(sorted(shards, key=lambda s: s.table)))
 
 
+def split_placement() -> Placement:
+    """Two ranks; tables 0 and 3 split by rows (table 3's first rows on rank 1)."""
+    sizes = embedding_table_bytes(CARDINALITIES, DIM)
+    rows = DIM * 4
+    pieces = [(0, 0, 4, 0), (0, 4, 7, 1), (1, 0, 11, 0), (2, 0, 5, 1)]
+    pieces += [(3, 0, 6, 1), (3, 6, 13, 0), (4, 0, 3, 0)]
+    shards = tuple(Shard(t, a, b, (b - a) * rows, r) for t, a, b, r in pieces)
+    return Placement(2, tuple(sizes), shards)
+
+
 def make_hybrid(
     comm: Communicator, model: DLRM, placement: Placement | None = None
 ) -> HybridParallel:
@@ -87,8 +126,13 @@ def make_hybrid(
     return HybridParallel(model, comm, placement, GLOBAL_BATCH)
 
 
-def hybrid_train_step(hp: HybridParallel):
-    """A tf.function SGD step on the hybrid model; returns the global mean loss."""
+def hybrid_train_step(hp: HybridParallel, optimizer: str | None = None):
+    """A tf.function step on the hybrid model; returns the global mean loss.
+
+    ``optimizer`` None: plain SGD by assignment; else the training optimizers
+    (``make_optimizers``: Keras for the MLPs, row-sparse for the tables).
+    """
+    optimizers = make_optimizers(optimizer, LEARNING_RATE) if optimizer else None
 
     @tf.function
     def step(numerical, categorical, labels):
@@ -99,26 +143,37 @@ def hybrid_train_step(hp: HybridParallel):
             loss = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels, logits))
         embedding_grads, dense_grads = tape.gradient(loss, [embedding_vars, dense_vars])
         embedding_grads, dense_grads = hp.reduce_gradients(embedding_grads, dense_grads)
+        _apply(optimizers, embedding_grads, embedding_vars, dense_grads, dense_vars)
+        return hp.mean_across_ranks(loss, weight=tf.shape(labels)[0])
+
+    step.optimizers = optimizers
+    return step
+
+
+def _apply(optimizers, embedding_grads, embedding_vars, dense_grads, dense_vars) -> None:
+    if optimizers is None:
         for variable, grad in zip(
             [*embedding_vars, *dense_vars], [*embedding_grads, *dense_grads], strict=True
         ):
             variable.assign_sub(LEARNING_RATE * tf.convert_to_tensor(grad))
-        return hp.mean_across_ranks(loss, weight=tf.shape(labels)[0])
+        return
+    dense_optimizer, embedding_optimizer = optimizers
+    dense_optimizer.apply_gradients(zip(dense_grads, dense_vars, strict=True))
+    embedding_optimizer.apply_gradients(zip(embedding_grads, embedding_vars, strict=True))
 
-    return step
 
-
-def reference_train_step(model: DLRM):
-    """The same SGD step on the whole global batch in one process, no distribution code."""
+def reference_train_step(model: DLRM, optimizer: str | None = None):
+    """The same step on the whole global batch in one process, no distribution code."""
+    optimizers = make_optimizers(optimizer, LEARNING_RATE) if optimizer else None
+    embedding_vars = [v for v in model.embedding_variables if v is not None]
 
     @tf.function
     def step(numerical, categorical, labels):
-        variables = [*model.embedding_variables, *model.dense_variables]
         with tf.GradientTape() as tape:
             logits = model({"numerical": numerical, "categorical": categorical})
             loss = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels, logits))
-        for variable, grad in zip(variables, tape.gradient(loss, variables), strict=True):
-            variable.assign_sub(LEARNING_RATE * tf.convert_to_tensor(grad))
+        embedding_grads, dense_grads = tape.gradient(loss, [embedding_vars, model.dense_variables])
+        _apply(optimizers, embedding_grads, embedding_vars, dense_grads, model.dense_variables)
         return loss
 
     return step
@@ -139,26 +194,40 @@ def hybrid_evaluate(hp: HybridParallel, batches) -> tuple[np.ndarray, np.ndarray
     )
 
 
-def run_hybrid(comm: Communicator, placement: Placement | None = None) -> dict[str, np.ndarray]:
-    """Trains and evaluates with HybridParallel; returns what this rank knows."""
-    model = build_model()
+def run_hybrid(
+    comm: Communicator, placement: Placement | None = None, optimizer: str | None = None
+) -> dict[str, np.ndarray]:
+    """Trains and evaluates with HybridParallel; returns what this rank knows.
+
+    A table this rank holds only rows of is returned as those rows, with
+    ``table_{t}_rows`` = ``[start, end]`` and ``shapes_{t}``, the shapes of
+    the variable and of its optimizer slots.
+    """
+    model = build_model() if placement is None else build_rank_model(placement, comm.rank)
     hp = make_hybrid(comm, model, placement)
     hp.broadcast_dense_variables()
-    step = hybrid_train_step(hp)
+    step = hybrid_train_step(hp, optimizer)
     losses = [float(step(*rank_view(batch, hp))) for batch in make_batches(TRAIN_BATCHES, seed=1)]
     predictions, labels = hybrid_evaluate(hp, make_batches(EVAL_BATCHES, seed=2))
     result = {"losses": np.array(losses), "predictions": predictions, "labels": labels}
     for t in hp.owned_tables:
-        result[f"table_{t}"] = model.embedding_variables[t].numpy()
+        variable = model.embedding_variables[t]
+        result[f"table_{t}"] = variable.numpy()
+        if t in hp.row_ranges:
+            result[f"table_{t}_rows"] = np.array(hp.row_ranges[t])
+            shapes = [variable.shape]
+            if step.optimizers is not None:
+                shapes += [v.shape for v in step.optimizers[1].slots_for(variable).values()]
+            result[f"shapes_{t}"] = np.array([list(shape) for shape in shapes])
     for i, variable in enumerate(model.dense_variables):
         result[f"dense_{i}"] = variable.numpy()
     return result
 
 
-def run_reference() -> dict[str, np.ndarray]:
+def run_reference(optimizer: str | None = None) -> dict[str, np.ndarray]:
     """The single-process reference of :func:`run_hybrid` (plain model call)."""
     model = build_model()
-    step = reference_train_step(model)
+    step = reference_train_step(model, optimizer)
     losses = [
         float(step(*(tf.constant(a) for a in batch)))
         for batch in make_batches(TRAIN_BATCHES, seed=1)

@@ -83,6 +83,50 @@ def test_two_ranks_match_one_process(tmp_path):
     ]
 
 
+@pytest.mark.slow
+def test_tables_split_by_rows_match_one_process(tmp_path):
+    """Tables 0 and 3 split over the two ranks: ids routed to their rows' ranks.
+
+    The batches hold duplicate ids and ids on both sides of each row boundary
+    in both ranks' slices (``parity_setup.make_batches``).
+    """
+    _run("tests.distributed.hvd_program", "split", str(tmp_path))
+    placement = ps.split_placement()
+    for optimizer, rtol in (("sgd", 1e-5), ("adagrad", 1e-5), ("adam", 1e-4)):
+        reference = ps.run_reference(optimizer)
+        ranks = [dict(np.load(tmp_path / f"split_{optimizer}_rank{r}.npz")) for r in range(2)]
+        for rank, result in enumerate(ranks):
+            np.testing.assert_allclose(result["losses"], reference["losses"], rtol=rtol)
+            np.testing.assert_allclose(
+                result["predictions"], reference["predictions"], rtol=rtol, atol=1e-7
+            )
+            for key in [k for k in reference if k.startswith("dense_")]:
+                np.testing.assert_allclose(result[key], reference[key], rtol=rtol, atol=1e-7)
+            # Each rank holds its rows of the split tables and nothing more: the
+            # variable and every optimizer slot have the shard's shape.
+            for table, (start, end) in placement.row_ranges(rank).items():
+                assert result[f"table_{table}_rows"].tolist() == [start, end]
+                slots = {"sgd": 0, "adagrad": 1, "adam": 2}[optimizer]
+                assert result[f"shapes_{table}"].tolist() == [[end - start, ps.DIM]] * (1 + slots)
+            for table in placement.tables_per_rank[rank]:
+                start, end = result.get(f"table_{table}_rows", (0, ps.CARDINALITIES[table]))
+                np.testing.assert_allclose(
+                    result[f"table_{table}"],
+                    reference[f"table_{table}"][start:end],
+                    rtol=rtol,
+                    atol=1e-7,
+                    err_msg=f"{optimizer} table {table} rows [{start}, {end}) on rank {rank}",
+                )
+        # Together the ranks hold every row of the split tables exactly once.
+        for table in placement.split_tables:
+            rows = sorted(tuple(r[f"table_{table}_rows"]) for r in ranks)
+            assert rows[0][0] == 0 and rows[0][1] == rows[1][0]
+            assert rows[1][1] == ps.CARDINALITIES[table]
+        # The split tables' boundary rows were trained (differ from the start).
+        initial = ps.build_model().embedding_variables[0].numpy()
+        assert not np.allclose(initial[3:5], reference["table_0"][3:5])
+
+
 def test_two_local_host_names_run_as_two_nodes(tmp_path):
     """The multi-node launch form ``-H host1:1,host2:1`` on loopback, without ssh.
 

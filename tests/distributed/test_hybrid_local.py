@@ -76,8 +76,11 @@ def test_rejects_mismatched_placement_and_inputs():
     with pytest.raises(ValueError, match="covers 4 tables, the model has 5"):
         HybridParallel(model, LocalCommunicator(), plan_placement(sizes[:4], 1), 16)
     split = plan_placement(sizes, 4, budget_bytes=200, table_rows=[7, 11, 5, 13, 3])
-    with pytest.raises(ValueError, match=r"tables \[3\] are split by rows"):
-        HybridParallel(model, _FakeComm(0, 4), split, 16)
+    assert split.row_ranges(2) == {3: (0, 7)}
+    with pytest.raises(
+        ValueError, match=r"rank 2: the placement gives it rows \[\(3, \(0, 7\)\)\]"
+    ):
+        HybridParallel(model, _FakeComm(2, 4), split, 16)
     with pytest.raises(ValueError, match="smaller than the world size"):
         HybridParallel(model, _FakeComm(0, 2), plan_placement(sizes, 2), 1)
     hp = HybridParallel(model, LocalCommunicator(), plan_placement(sizes, 1), 16)
@@ -188,3 +191,20 @@ def test_model_without_the_owned_tables_is_refused():
     placement = plan_placement([100, 100, 100], 1)
     with pytest.raises(ValueError, match=r"owns tables \[1, 2\] but its model does not hold them"):
         HybridParallel(model, LocalCommunicator(), placement, global_batch_size=8)
+
+
+def test_model_with_other_rows_than_the_placement_is_refused():
+    placement = ps.split_placement()
+    rank0 = placement.row_ranges(0)
+    assert rank0 == {0: (0, 4), 3: (6, 13)}
+    model = ps.build_model(table_ids=placement.tables_per_rank[0], row_ranges={0: (0, 4)})
+    with pytest.raises(ValueError, match=r"rank 0: the placement gives it rows \[\(3, \(6, 13\)\)"):
+        HybridParallel(model, _FakeComm(0, 2), placement, 16)
+    hp = HybridParallel(ps.build_rank_model(placement, 0), _FakeComm(0, 2), placement, 16)
+    # Rank 0 reads its whole tables' ids, then both split tables' (its slice of them).
+    assert hp.input_tables == (1, 4, 0, 3)
+    assert hp.owned_tables == (0, 1, 3, 4)
+    assert hp.row_ranges == rank0
+    assert "split tables [0, 3]" in hp.describe()
+    # Per id: 8 bytes out, a float32 vector back and its gradient.
+    assert hp.split_alltoall_bytes_per_step() == 16 * 2 * (8 + 2 * ps.DIM * 4)

@@ -294,3 +294,25 @@ def test_dot_interaction_piece_errors_name_the_piece():
         layer(tf.ones((2, 4)), [tf.ones((2, 4)), tf.ones((2, 3, 4, 4))])
     with pytest.raises(ValueError, match="bottom dim 4 differs from embedding dim 3"):
         layer(tf.ones((2, 4)), [tf.ones((2, 4)), tf.ones((2, 3))])
+
+
+def test_embedding_row_range_holds_the_whole_tables_rows(monkeypatch):
+    # Small init blocks so that ranges start and end inside and across blocks.
+    monkeypatch.setattr("models.layers.embedding.INIT_BLOCK_ROWS", 4)
+    whole = EmbeddingTable(11, 3, seed=9).embeddings.numpy()
+    limit = np.sqrt(1 / 11)
+    assert whole.min() >= -limit and whole.max() <= limit
+    assert len({tuple(row) for row in whole}) == 11  # every block draws new rows
+    for start, end in [(0, 4), (3, 9), (4, 8), (10, 11), (0, 11)]:
+        part = EmbeddingTable(11, 3, seed=9, row_start=start, row_end=end, name="part")
+        assert part.embeddings.shape == (end - start, 3)
+        np.testing.assert_array_equal(part.embeddings.numpy(), whole[start:end])
+        assert part.is_row_range == ((start, end) != (0, 11))
+        # Ids of a range are its own rows; the config round-trips the range.
+        np.testing.assert_array_equal(part(tf.constant([0])).numpy(), whole[[start]])
+        clone = EmbeddingTable.from_config(part.get_config())
+        assert (clone.row_start, clone.row_end) == (start, end)
+    with pytest.raises(ValueError, match=r"rows \[5, 5\) are not a non-empty range of its 11"):
+        EmbeddingTable(11, 3, row_start=5, row_end=5)
+    with pytest.raises(ValueError, match=r"rows \[0, 12\)"):
+        EmbeddingTable(11, 3, row_end=12)
