@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.data.layout import LABEL_FILE, NUMERICAL_FILE, categorical_file
-from preproc.schema import NUM_CATEGORICAL, NUM_NUMERICAL, SPLITS, record_dtype
+from models.data.feature_spec import SPLITS, Column, split_columns
+from preproc.schema import NUM_CATEGORICAL, NUM_NUMERICAL, record_dtype
 from preproc.workdir import WorkDir, atomic_open
 
 BUCKET_SEED_STREAM = 1
@@ -46,27 +46,24 @@ class AssembleTask:
     seed: int
 
 
-def column_files(cat_dtypes: tuple[str, ...]) -> list[tuple[str, np.dtype, int]]:
-    """(file name, dtype, values per row) of a split's files."""
-    files = [(LABEL_FILE, np.dtype(np.bool_), 1)]
-    files.append((NUMERICAL_FILE, np.dtype("<f2"), NUM_NUMERICAL))
-    files += [(categorical_file(t), np.dtype(d), 1) for t, d in enumerate(cat_dtypes)]
-    return files
+def column_files(cat_dtypes: tuple[str, ...]) -> list[Column]:
+    """(file name, dtype, values per row, features) of a split's files."""
+    return split_columns(NUM_NUMERICAL, cat_dtypes)
 
 
 def preallocate(workdir: WorkDir, split: str, rows: int, cat_dtypes: tuple[str, ...]) -> None:
     """Creates the ``.tmp`` files of a split at their final size (kept when resuming)."""
     os.makedirs(os.path.join(workdir.root, split), exist_ok=True)
-    for name, dtype, width in column_files(cat_dtypes):
-        final = workdir.split_file(split, name)
+    for column in column_files(cat_dtypes):
+        final = workdir.split_file(split, column.file)
         if os.path.exists(final):
             continue
         with open(final + ".tmp", "ab") as f:
-            f.truncate(rows * width * dtype.itemsize)
+            f.truncate(rows * column.width * column.dtype.itemsize)
 
 
 def finalize(workdir: WorkDir, split: str, cat_dtypes: tuple[str, ...]) -> None:
-    for name, _, _ in column_files(cat_dtypes):
+    for name, *_ in column_files(cat_dtypes):
         final = workdir.split_file(split, name)
         if os.path.exists(final + ".tmp"):
             os.replace(final + ".tmp", final)
@@ -99,17 +96,15 @@ def assemble(task: AssembleTask) -> int:
     if task.bucket >= 0:
         rng = np.random.default_rng([task.seed, BUCKET_SEED_STREAM, task.bucket])
         rows = rows[rng.permutation(rows.size)]
-    columns = {
-        LABEL_FILE: rows["label"].astype(np.bool_),
-        NUMERICAL_FILE: rows["numerical"],
-    }
-    columns |= {categorical_file(t): rows[f"cat_{t}"] for t in range(NUM_CATEGORICAL)}
-    for name, dtype_, width in column_files(task.cat_dtypes):
-        data = np.ascontiguousarray(columns[name], dtype=dtype_)
+    # In the order of column_files: label, numerical, then one column per table.
+    values = [rows["label"].astype(np.bool_), rows["numerical"]]
+    values += [rows[f"cat_{t}"] for t in range(NUM_CATEGORICAL)]
+    for column, value in zip(column_files(task.cat_dtypes), values, strict=True):
+        data = np.ascontiguousarray(value, dtype=column.dtype)
         _write_at(
-            workdir.split_file(task.split, name) + ".tmp",
+            workdir.split_file(task.split, column.file) + ".tmp",
             memoryview(data.reshape(-1).view(np.uint8)),  # no copy
-            task.row_offset * width * dtype_.itemsize,
+            task.row_offset * column.width * column.dtype.itemsize,
         )
     with atomic_open(workdir.assembled(task.split, task.task_index)) as f:
         f.write(f"{rows.size}\n".encode())

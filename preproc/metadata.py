@@ -1,23 +1,17 @@
-"""``metadata.json``, NVIDIA's ``model_size.json`` and the run summary."""
+"""The dataset's metadata files (through the contract) and the run summary."""
 
 from __future__ import annotations
 
 import resource
 from collections.abc import Callable
 
+from models.data import feature_spec as fs
 from preproc.config import PreprocConfig
 from preproc.rejects import RejectLog
-from preproc.schema import FORMAT_VERSION, NUM_CATEGORICAL, NUM_NUMERICAL
+from preproc.schema import NUM_CATEGORICAL, NUM_NUMERICAL
 from preproc.workdir import WorkDir, save_json
 
 SUMMARY_FILE = "preproc_summary.json"
-# NVIDIA's Spark pipeline names columns _c0.._c39; the categorical ones are _c14.._c39.
-_FIRST_NVIDIA_CAT_COLUMN = 1 + NUM_NUMERICAL
-
-
-def model_size(cardinalities: list[int]) -> dict[str, int]:
-    """NVIDIA's ``model_size.json``: per table its largest id (rows - 1)."""
-    return {f"_c{_FIRST_NVIDIA_CAT_COLUMN + t}": c - 1 for t, c in enumerate(cardinalities)}
 
 
 def write_dataset_metadata(
@@ -33,8 +27,9 @@ def write_dataset_metadata(
     input_files: list[dict],
     before_commit: Callable[[dict], None] = lambda metadata: None,
 ) -> dict:
-    """Writes ``model_size.json`` then ``metadata.json`` (its presence marks a complete
-    dataset). Holds nothing that depends on timing or the worker count.
+    """Writes ``model_size.json``, ``feature_spec.yaml``, then ``metadata.json`` (its
+    presence marks a complete dataset). Holds nothing that depends on timing or the
+    worker count.
 
     ``input_files`` are the inputs' path and identity (``preproc.inputs.identity``)
     taken when the run started; ``before_commit(metadata)`` runs just before
@@ -47,29 +42,27 @@ def write_dataset_metadata(
             f"row accounting broken: read {log.lines_read} != written {rows_written} "
             f"+ rejected {log.rejected}"
         )
-    metadata = {
-        "format_version": FORMAT_VERSION,
-        "num_numerical_features": NUM_NUMERICAL,
-        "num_categorical_features": NUM_CATEGORICAL,
-        "cardinalities": cardinalities,
-        "categorical_dtypes": cat_dtypes,
-        "rows": split_rows,
-        "numerical_transform": config.numerical_transform,
-        "frequency_thresholds": list(config.frequency_thresholds),
-        "seed": config.seed,
-        "shuffled": config.shuffle,
-        "labeled": config.labeled,
-        "split_rule": rule,
-        "test_fraction": config.test_fraction if rule == "fraction" else None,
-        "input_files": input_files,
-        "rows_read": log.lines_read,
-        "rows_written": rows_written,
-        "rows_rejected": dict(log.counts),
-        "distinct_values": [s["distinct_values"] for s in column_stats],
-    }
-    save_json(workdir.output("model_size.json"), model_size(cardinalities))
+    spec = fs.FeatureSpec.default(NUM_NUMERICAL, cardinalities, split_rows, cat_dtypes)
+    metadata = fs.metadata_json(
+        spec,
+        split_rows,
+        numerical_transform=config.numerical_transform,
+        frequency_thresholds=list(config.frequency_thresholds),
+        seed=config.seed,
+        shuffled=config.shuffle,
+        labeled=config.labeled,
+        split_rule=rule,
+        test_fraction=config.test_fraction if rule == "fraction" else None,
+        input_files=input_files,
+        rows_read=log.lines_read,
+        rows_written=rows_written,
+        rows_rejected=dict(log.counts),
+        distinct_values=[s["distinct_values"] for s in column_stats],
+    )
+    save_json(workdir.output(fs.MODEL_SIZE_FILE), fs.model_size(cardinalities))
+    fs.write_feature_spec(workdir.root, spec)
     before_commit(metadata)
-    save_json(workdir.output("metadata.json"), metadata)
+    save_json(workdir.output(fs.METADATA_FILE), metadata)
     return metadata
 
 

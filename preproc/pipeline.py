@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from tqdm import tqdm
 
-from models.data.layout import categorical_dtype
+from models.data.feature_spec import METADATA_FILE, SPLITS, categorical_dtype
 from preproc.assemble import AssembleTask, assemble, finalize, plan_assembly, preallocate
 from preproc.config import PreprocConfig
 from preproc.count_pass import CountTask, count_unit, load_summary
@@ -23,7 +23,7 @@ from preproc.inputs import changed_inputs, identity
 from preproc.lock import OutputDirLock
 from preproc.metadata import peak_memory_mb, write_dataset_metadata, write_summary
 from preproc.rejects import REJECTS_FILE, RejectLog
-from preproc.schema import NUM_CATEGORICAL, SPLITS, num_fields
+from preproc.schema import NUM_CATEGORICAL, num_fields
 from preproc.splits import plan_splits, split_rule
 from preproc.transform_pass import TransformTask, is_done, transform_unit
 from preproc.units import Unit, first_line, plan_units
@@ -271,11 +271,11 @@ def run(config: PreprocConfig, hook: TaskHook | None = None) -> dict:
 
 def _run_locked(config: PreprocConfig, hook: TaskHook) -> dict:
     workdir = WorkDir(config.output_dir)
-    if os.path.exists(workdir.output("metadata.json")):
-        metadata = load_json(workdir.output("metadata.json"))
+    if os.path.exists(workdir.output(METADATA_FILE)):
+        metadata = load_json(workdir.output(METADATA_FILE))
         _check_complete_dataset(config, metadata)
         _remove_leftovers(workdir)
-        print(f"{config.output_dir} is already a complete dataset (metadata.json exists)")
+        print(f"{config.output_dir} is already a complete dataset ({METADATA_FILE} exists)")
         return metadata
     inputs = [{"path": p, **identity(p)} for p in config.input_files]
     _check_layout(config)

@@ -1,12 +1,16 @@
-"""Criteo row layout, reject reasons and the on-disk dtypes shared by both passes."""
+"""Criteo row layout, reject reasons and the intermediate records of both passes.
+
+The output format (file names, dtypes) is defined in ``models/data/feature_spec.py``.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
+from models.data.feature_spec import NUMERICAL_DTYPE
+
 NUM_NUMERICAL = 13
 NUM_CATEGORICAL = 26
-FORMAT_VERSION = 1
 
 # Reject reasons: the codes are stored in per-unit files, the names in metadata.json.
 REASONS = (
@@ -19,8 +23,6 @@ REASONS = (
 )
 REASON_CODE = {name: code for code, name in enumerate(REASONS)}
 
-SPLITS = ("train", "test", "validation")
-
 
 def num_fields(labeled: bool) -> int:
     """Tab-separated fields of a well-formed line."""
@@ -31,7 +33,7 @@ def record_dtype(cat_dtypes: list[np.dtype]) -> np.dtype:
     """Packed row of the intermediate files written by pass 2."""
     if len(cat_dtypes) != NUM_CATEGORICAL:
         raise ValueError(f"{NUM_CATEGORICAL} categorical dtypes expected, got {len(cat_dtypes)}")
-    fields = [("label", np.uint8), ("numerical", np.float16, (NUM_NUMERICAL,))]
+    fields = [("label", np.uint8), ("numerical", NUMERICAL_DTYPE, (NUM_NUMERICAL,))]
     fields += [(f"cat_{i}", np.dtype(d).newbyteorder("<")) for i, d in enumerate(cat_dtypes)]
     return np.dtype(fields)
 
@@ -41,7 +43,7 @@ def record_dtype(cat_dtypes: list[np.dtype]) -> np.dtype:
 PARSED_DTYPE = np.dtype(
     [
         ("label", np.uint8),
-        ("numerical", "<f2", (NUM_NUMERICAL,)),
+        ("numerical", NUMERICAL_DTYPE, (NUM_NUMERICAL,)),
         ("categorical", "<u4", (NUM_CATEGORICAL,)),
         ("categorical_missing", "<u4"),
     ]

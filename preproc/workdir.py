@@ -15,6 +15,8 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from models.data.feature_spec import vocab_file
+
 
 class WorkDir:
     """Layout of ``<output_dir>`` and ``<output_dir>/_work``."""
@@ -26,7 +28,7 @@ class WorkDir:
     def make(self) -> None:
         for sub in ("pass1", "lookup", "pass2", "assemble"):
             os.makedirs(os.path.join(self.work, sub), exist_ok=True)
-        os.makedirs(os.path.join(self.root, "vocab"), exist_ok=True)
+        os.makedirs(os.path.dirname(self.vocab(0)), exist_ok=True)
 
     def config(self) -> str:
         return os.path.join(self.work, "config.json")
@@ -44,7 +46,7 @@ class WorkDir:
         return os.path.join(self.work, "lookup", f"cat_{table}.json")
 
     def vocab(self, table: int) -> str:
-        return os.path.join(self.root, "vocab", f"cat_{table}.npy")
+        return os.path.join(self.root, vocab_file(table))
 
     def pass2(self, unit: int, name: str) -> str:
         return os.path.join(self.work, "pass2", f"unit_{unit:06d}.{name}")

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from models.data import layout
+from models.data import feature_spec as fs
 from models.data.binary import BinaryDataset
 from models.data.criteo import BENCH_CARDINALITIES
 from models.data.synthetic import SyntheticDataset
@@ -40,7 +40,7 @@ def write_bench_dataset(root: Path, rows: int, cardinalities: Sequence[int], see
     """Writes a ``train`` split of ``rows`` synthetic rows, chunk by chunk."""
     chunks = math.ceil(rows / _WRITE_CHUNK_ROWS)
     generator = SyntheticDataset(_WRITE_CHUNK_ROWS, chunks, cardinalities, seed=seed)
-    dtypes = [layout.categorical_dtype(n) for n in cardinalities]
+    dtypes = [fs.categorical_dtype(n) for n in cardinalities]
     for chunk in range(chunks):
         numerical, categorical, labels = generator.global_batch(chunk)
         keep = min(_WRITE_CHUNK_ROWS, rows - chunk * _WRITE_CHUNK_ROWS)

@@ -29,6 +29,9 @@ import time
 import numpy as np
 import psutil
 
+from models.data import feature_spec as fs
+from models.data.writer import SplitArrays, write_split
+
 CRITEO_1TB_ROWS = 4_373_472_329
 # Disk traffic per Criteo row: ~297 B of TSV read, 2 x 135 B of pass-1 rows, 2 x ~93 B of
 # pass-2 records (threshold-15 dtypes), ~93 B of split files.
@@ -97,13 +100,12 @@ def pandas_preprocess(inputs: list[str], output_dir: str, threshold: int) -> Non
         mapping = {v: i + 1 for i, v in enumerate(order)}
         ids[c] = df[c].map(mapping).fillna(0).to_numpy(np.int32)
     permutation = np.random.default_rng(0).permutation(n - n_test)
+    cardinalities = [int(ids[c].max()) + 1 for c in cats]
+    dtypes = [fs.categorical_dtype(c) for c in cardinalities]
     for split, rows in (("train", permutation), ("test", np.arange(n - n_test, n))):
-        directory = os.path.join(output_dir, split)
-        os.makedirs(directory, exist_ok=True)
-        df["label"].to_numpy(np.bool_)[rows].tofile(os.path.join(directory, "label.bin"))
-        numerical[rows].tofile(os.path.join(directory, "numerical.bin"))
-        for t, c in enumerate(cats):
-            ids[c][rows].tofile(os.path.join(directory, f"cat_{t}.bin"))
+        arrays = SplitArrays(df["label"].to_numpy(np.bool_)[rows], numerical[rows],
+                             np.stack([ids[c][rows] for c in cats], axis=1))  # fmt: skip
+        write_split(output_dir, split, arrays, dtypes)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -153,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         command += ["--shuffle_bucket_rows", str(args.shuffle_bucket_rows)]
         command += ["--unit_mb", str(args.unit_mb)]
         result = measure(command)
-        with open(os.path.join(out, "metadata.json")) as f:
+        with open(os.path.join(out, fs.METADATA_FILE)) as f:
             assert json.load(f)["rows_written"] == sizes[name]
         shutil.rmtree(out)
         return result

@@ -1,8 +1,10 @@
 """Inspect a binary dataset: metadata, file-size validation, first rows decoded.
 
-``python -m tools.inspect_dataset DIR [--rows 5]``. Works on datasets written
-by ``preproc`` (``metadata.json``) and by NVIDIA's pipeline (``model_size.json``
-only: row counts and dtypes are derived from the files). Exits with status 1
+``python -m tools.inspect_dataset DIR [--rows 5]``. Works on every layout
+``load_metadata`` reads: ``preproc``'s (``feature_spec.yaml`` and
+``metadata.json``, or ``metadata.json`` alone), a ``feature_spec.yaml`` alone
+(NVIDIA DLRM_and_DCNv2), and NVIDIA's ``model_size.json`` alone (row counts
+and dtypes derived from the files). Exits with status 1
 when a file is missing or its size disagrees with the metadata, or when a
 decoded id lies outside its table.
 """
@@ -15,7 +17,7 @@ import sys
 
 import numpy as np
 
-from models.data import layout
+from models.data import feature_spec as fs
 from models.data.metadata import DatasetError, DatasetMetadata, load_metadata
 
 
@@ -36,16 +38,12 @@ def validate(meta: DatasetMetadata) -> list[str]:
     """Problems found (empty when every file has the size the metadata implies)."""
     problems = []
     for split, rows in meta.rows.items():
-        if rows == 0 and not layout.split_dir(meta.root, split).exists():
+        if rows == 0 and not meta.spec.split_files(meta.root, split).label.parent.exists():
             continue
-        for path, size in meta.expected_file_sizes(split).items():
-            if not path.is_file():
-                problems.append(f"{path}: missing")
-            elif path.stat().st_size != size:
-                problems.append(f"{path}: {path.stat().st_size} bytes, expected {size}")
+        problems += meta.spec.check_files(meta.root, split, rows)
     if meta.source == "ours":
         for t, rows in enumerate(meta.cardinalities):
-            vocab = meta.root / "vocab" / f"cat_{t}.npy"
+            vocab = meta.root / fs.vocab_file(t)
             size = np.load(vocab, mmap_mode="r").shape[0] if vocab.exists() else rows - 1
             if size + 1 != rows:
                 problems.append(f"{vocab}: {size} values, cardinality {rows}")
@@ -55,27 +53,24 @@ def validate(meta: DatasetMetadata) -> list[str]:
 def first_rows(meta: DatasetMetadata, split: str, rows: int) -> tuple[list[str], list[str]]:
     """The first ``rows`` rows of ``split`` decoded, and the ids among them outside their table."""
     n = max(0, min(rows, meta.rows[split]))
-    directory = layout.split_dir(meta.root, split)
+    files = meta.spec.split_files(meta.root, split)
     width = meta.num_numerical_features
-    labels = np.fromfile(directory / layout.LABEL_FILE, layout.LABEL_DTYPE, count=n)
-    numerical = np.fromfile(
-        directory / layout.NUMERICAL_FILE, layout.NUMERICAL_DTYPE, count=n * width
-    ).reshape(n, width)
-    cats = np.stack(
-        [
-            np.fromfile(directory / layout.categorical_file(t), dtype, count=n).astype(np.int64)
-            for t, dtype in enumerate(meta.categorical_dtypes)
-        ],
-        axis=1,
-    ).reshape(n, meta.num_tables)
+    labels = np.fromfile(files.label, fs.LABEL_DTYPE, count=n)
+    numerical = np.zeros((n, 0), fs.NUMERICAL_DTYPE)
+    if files.numerical is not None:
+        numerical = np.fromfile(files.numerical, fs.NUMERICAL_DTYPE, count=n * width)
+        numerical = numerical.reshape(n, width)
+    cats = np.zeros((n, meta.num_tables), np.int64)
+    for t, (path, dtype) in enumerate(zip(files.categorical, meta.categorical_dtypes, strict=True)):
+        cats[:, t] = np.fromfile(path, dtype, count=n)
     vocabs = []
     for t in range(meta.num_tables):
-        path = meta.root / "vocab" / f"cat_{t}.npy"
+        path = meta.root / fs.vocab_file(t)
         vocabs.append(np.load(path, mmap_mode="r") if path.exists() else None)
     table_rows = np.asarray(meta.cardinalities)
     outside = (cats < 0) | (cats >= table_rows)
     problems = [
-        f"{directory / layout.categorical_file(t)}: row {i} holds id {cats[i, t]}, outside "
+        f"{files.categorical[t]}: row {i} holds id {cats[i, t]}, outside "
         f"table {t}'s [0, {table_rows[t]})"
         for i, t in zip(*np.nonzero(outside), strict=True)
     ]
@@ -107,13 +102,18 @@ def main(argv: list[str] | None = None) -> int:
     except DatasetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    source = "metadata.json" if meta.source == "ours" else "model_size.json (NVIDIA layout)"
+    source = {
+        "ours": fs.METADATA_FILE,
+        "feature_spec": fs.FEATURE_SPEC_FILE,
+        "nvidia": f"{fs.MODEL_SIZE_FILE} (NVIDIA layout)",
+    }[meta.source]
     print(f"dataset {args.dataset_dir} ({source})")
     for key, value in describe(meta).items():
         print(f"  {key}: {json.dumps(value)}")
     problems = validate(meta)
     for split in meta.rows:
-        if not any(p.startswith(str(layout.split_dir(meta.root, split))) for p in problems):
+        directory = str(meta.spec.split_files(meta.root, split).label.parent)
+        if not any(p.startswith(directory) for p in problems):
             print(f"{split}: {meta.rows[split]:,} rows")
             lines, bad_ids = first_rows(meta, split, args.rows)
             print("\n".join(lines))

@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from models.data import layout, pipeline
+from models.data import feature_spec as fs
+from models.data import pipeline
 from models.data.metadata import DatasetError, DatasetMetadata, load_metadata
 from models.data.slicing import batch_slice
 
@@ -28,7 +29,7 @@ class BinaryDataset:
     """Batches of one split, as numpy arrays or as a ``tf.data.Dataset``.
 
     Args:
-        root: Dataset directory (ours or NVIDIA's layout).
+        root: Dataset directory (any layout ``load_metadata`` reads).
         split: ``"train"``, ``"test"`` or ``"validation"``.
         global_batch_size: ``B``, rows of a batch summed over all ranks.
         table_ids: Tables whose ids this rank reads, in column order of
@@ -99,15 +100,24 @@ class BinaryDataset:
                 )
         else:
             self.num_batches = math.ceil(self.num_rows / global_batch_size)
-        self._paths: dict[str, Path] = {}
-        self._fds: dict[str, int] = {}
-        directory = layout.split_dir(metadata.root, split)
-        names = [layout.LABEL_FILE, layout.NUMERICAL_FILE]
-        names += [layout.categorical_file(t) for t in self.table_ids]
+        multi_hot = [t for t in self.table_ids if metadata.spec.hotness[t] != 1]
+        if multi_hot:
+            raise DatasetError(
+                f"{metadata.root}: tables {multi_hot} are multi-hot (hotness "
+                f"{[metadata.spec.hotness[t] for t in multi_hot]}); this reader reads "
+                "one id per row and table"
+            )
+        # Keys: "label", "numerical", or the table index.
+        self._paths: dict[str | int, Path] = {}
+        self._fds: dict[str | int, int] = {}
+        files = metadata.spec.split_files(metadata.root, split)
+        paths: dict[str | int, Path | None] = {"label": files.label, "numerical": files.numerical}
+        paths |= {t: files.categorical[t] for t in self.table_ids}
         if self.num_rows:
-            for name in names:
-                self._paths[name] = directory / name
-                self._fds[name] = os.open(directory / name, os.O_RDONLY)
+            for key, path in paths.items():
+                if path is not None:
+                    self._paths[key] = path
+                    self._fds[key] = os.open(path, os.O_RDONLY)
 
     def __len__(self) -> int:
         return self.num_batches
@@ -165,25 +175,23 @@ class BinaryDataset:
         offset += first
         num_numerical = self.metadata.num_numerical_features
 
-        labels = self._read(layout.LABEL_FILE, layout.LABEL_DTYPE, offset, local)
+        labels = self._read("label", fs.LABEL_DTYPE, offset, local)
         if local and labels.view(np.uint8).max() > 1:
             raise DatasetError(
-                f"{self._paths[layout.LABEL_FILE]}: rows {offset}..{offset + local - 1} "
+                f"{self._paths['label']}: rows {offset}..{offset + local - 1} "
                 "hold label bytes other than 0 and 1"
             )
-        numerical = self._read(
-            layout.NUMERICAL_FILE,
-            layout.NUMERICAL_DTYPE,
-            offset * num_numerical,
-            local * num_numerical,
-        )
-        if local:
-            self._check_finite(numerical, offset, num_numerical)
+        if num_numerical:
+            numerical = self._read(
+                "numerical", fs.NUMERICAL_DTYPE, offset * num_numerical, local * num_numerical
+            )
+            if local:
+                self._check_finite(numerical, offset, num_numerical)
+        else:
+            numerical = np.empty(0, fs.NUMERICAL_DTYPE)
         categorical = np.empty((rows, len(self.table_ids)), np.int32)
         for column, table in enumerate(self.table_ids):
-            ids = self._read(
-                layout.categorical_file(table), self.metadata.categorical_dtypes[table], first, rows
-            )
+            ids = self._read(table, self.metadata.categorical_dtypes[table], first, rows)
             if self.check_ids and rows:
                 self._check_ids(ids, table, first)
             categorical[:, column] = ids
@@ -193,18 +201,18 @@ class BinaryDataset:
             labels.astype(np.float32).reshape(local, 1),
         )
 
-    def _read(self, name: str, dtype: np.dtype, first: int, count: int) -> np.ndarray:
-        """Reads ``count`` items of ``dtype`` starting at item ``first`` of file ``name``."""
+    def _read(self, key: str | int, dtype: np.dtype, first: int, count: int) -> np.ndarray:
+        """Reads ``count`` items of ``dtype`` starting at item ``first`` of file ``key``."""
         buffer = np.empty(count, dtype)
         view = memoryview(buffer.view(np.uint8))
         position, done = first * dtype.itemsize, 0
         # A regular file may return fewer bytes than asked (Linux caps one
         # read at ~2 GiB); only 0 bytes means the file ended early.
         while done < len(view):
-            got = os.preadv(self._fds[name], [view[done:]], position + done)
+            got = os.preadv(self._fds[key], [view[done:]], position + done)
             if got == 0:
                 raise DatasetError(
-                    f"{self._paths[name]}: short read, wanted bytes {position}.."
+                    f"{self._paths[key]}: short read, wanted bytes {position}.."
                     f"{position + len(view) - 1} but the file ends at {position + done} "
                     "(was it truncated after the dataset was opened?)"
                 )
@@ -217,7 +225,7 @@ class BinaryDataset:
         if not finite.all():
             bad = int(np.flatnonzero(~finite)[0])
             raise DatasetError(
-                f"{self._paths[layout.NUMERICAL_FILE]}: row {first + bad // num_numerical} "
+                f"{self._paths['numerical']}: row {first + bad // num_numerical} "
                 f"column {bad % num_numerical} holds {numerical[bad]}, not a finite number"
             )
 
@@ -227,7 +235,7 @@ class BinaryDataset:
         if low < 0 or high >= rows:
             bad = int(np.flatnonzero((ids < 0) | (ids >= rows))[0])
             raise DatasetError(
-                f"{self._paths[layout.categorical_file(table)]}: row {first + bad} holds id "
+                f"{self._paths[table]}: row {first + bad} holds id "
                 f"{int(ids[bad])}, outside table {table}'s [0, {rows})"
             )
 

@@ -1,14 +1,17 @@
-"""Dataset metadata: loading, deriving (NVIDIA layout) and validating.
+"""Dataset metadata: loading any supported layout, validating the files.
 
-Two layouts are read (DEVELOPERS.md, "Binary dataset format"):
+Three layouts are read (DEVELOPERS.md, "Binary dataset format"); the format
+itself is defined in ``models/data/feature_spec.py``:
 
-- ours: ``metadata.json`` states cardinalities, dtypes and rows per split;
-- NVIDIA's: only ``model_size.json`` (largest id per table); the rest is
+- ``feature_spec.yaml`` (ours since it was added, or NVIDIA DLRM_and_DCNv2's
+  as is), next to ``metadata.json`` when ``preproc`` wrote the dataset;
+- ``metadata.json`` alone (datasets written before ``feature_spec.yaml``);
+- NVIDIA's ``model_size.json`` alone (largest id per table); the rest is
   derived from the dtype rule and the file sizes.
 
-Either way every file of every split is checked against the row counts and
-dtypes before training starts, so a truncated copy fails here with the file
-name and byte counts instead of as a short read hours into a run.
+Every file of every split is checked against the row counts and dtypes
+before training starts, so a truncated copy fails here with the file name and
+byte counts instead of as a short read hours into a run.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from models.data import layout
+from models.data import feature_spec as fs
+from models.data.feature_spec import DatasetError, FeatureSpec
 
 _REQUIRED_KEYS = (
     "format_version",
@@ -35,8 +39,7 @@ _REQUIRED_KEYS = (
 _NVIDIA_KEY = re.compile(r"^_c(\d+)$")
 
 
-class DatasetError(ValueError):
-    """A dataset's metadata or files are missing, malformed or inconsistent."""
+__all__ = ["DatasetError", "DatasetMetadata", "check_cardinalities", "load_metadata"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,12 +48,17 @@ class DatasetMetadata:
 
     Attributes:
         root: Dataset directory.
-        source: ``"ours"`` (``metadata.json``) or ``"nvidia"`` (``model_size.json`` only).
+        source: ``"ours"`` (``metadata.json``, with or without
+            ``feature_spec.yaml``), ``"feature_spec"`` (``feature_spec.yaml``
+            alone, e.g. NVIDIA DLRM_and_DCNv2's) or ``"nvidia"``
+            (``model_size.json`` only).
         cardinalities: Rows of each embedding table, id 0 included.
-        categorical_dtypes: On-disk dtype of each ``cat_i.bin``.
-        num_numerical_features: Columns of ``numerical.bin``.
+        categorical_dtypes: On-disk dtype of each categorical feature.
+        num_numerical_features: Numerical features per row.
         rows: Rows per split present in the dataset.
-        raw: The parsed metadata file as written (``model_size.json`` for NVIDIA).
+        raw: The parsed metadata file as written (``metadata.json``, else
+            ``feature_spec.yaml``, else ``model_size.json``).
+        spec: The feature spec: every file, dtype and cardinality.
     """
 
     root: Path
@@ -60,6 +68,22 @@ class DatasetMetadata:
     num_numerical_features: int
     rows: Mapping[str, int]
     raw: Mapping[str, Any]
+    spec: FeatureSpec
+
+    @classmethod
+    def from_spec(
+        cls, root: Path, source: str, spec: FeatureSpec, rows: Mapping[str, int], raw: Any
+    ) -> DatasetMetadata:
+        return cls(
+            root=root,
+            source=source,
+            cardinalities=spec.cardinalities,
+            categorical_dtypes=spec.categorical_dtypes,
+            num_numerical_features=spec.num_numerical,
+            rows=dict(rows),
+            raw=raw,
+            spec=spec,
+        )
 
     @property
     def num_tables(self) -> int:
@@ -76,17 +100,7 @@ class DatasetMetadata:
 
     def expected_file_sizes(self, split: str) -> dict[Path, int]:
         """Expected size in bytes of every file of ``split``."""
-        rows = self.split_rows(split)
-        directory = layout.split_dir(self.root, split)
-        sizes = {
-            directory / layout.LABEL_FILE: rows * layout.LABEL_DTYPE.itemsize,
-            directory / layout.NUMERICAL_FILE: (
-                rows * self.num_numerical_features * layout.NUMERICAL_DTYPE.itemsize
-            ),
-        }
-        for table, dtype in enumerate(self.categorical_dtypes):
-            sizes[directory / layout.categorical_file(table)] = rows * dtype.itemsize
-        return sizes
+        return self.spec.expected_sizes(self.root, split, self.split_rows(split))
 
     def validate_split(self, split: str) -> None:
         """Checks that every file of ``split`` exists and has the expected size.
@@ -96,18 +110,9 @@ class DatasetMetadata:
                 expected and actual bytes.
         """
         rows = self.split_rows(split)
-        if rows == 0 and not layout.split_dir(self.root, split).exists():
+        if rows == 0 and not self.spec.split_files(self.root, split).label.parent.exists():
             return
-        problems = []
-        for path, expected in self.expected_file_sizes(split).items():
-            if not path.is_file():
-                problems.append(f"{path}: missing (expected {expected} bytes)")
-                continue
-            actual = path.stat().st_size
-            if actual != expected:
-                problems.append(
-                    f"{path}: expected {expected} bytes for {rows} rows, got {actual} bytes"
-                )
+        problems = self.spec.check_files(self.root, split, rows)
         if problems:
             raise DatasetError(
                 f"split {split!r} of {self.root} does not match its metadata "
@@ -116,7 +121,7 @@ class DatasetMetadata:
 
 
 def load_metadata(root: str | Path, validate: bool = True) -> DatasetMetadata:
-    """Loads the metadata of the dataset at ``root`` (ours or NVIDIA's layout).
+    """Loads the metadata of the dataset at ``root`` (any supported layout).
 
     Args:
         root: Dataset directory.
@@ -129,14 +134,16 @@ def load_metadata(root: str | Path, validate: bool = True) -> DatasetMetadata:
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"dataset directory {root} does not exist")
-    if (root / layout.METADATA_FILE).is_file():
+    if (root / fs.FEATURE_SPEC_FILE).is_file():
+        metadata = _load_feature_spec(root)
+    elif (root / fs.METADATA_FILE).is_file():
         metadata = _load_ours(root)
-    elif (root / layout.NVIDIA_MODEL_SIZE_FILE).is_file():
+    elif (root / fs.MODEL_SIZE_FILE).is_file():
         metadata = _load_nvidia(root)
     else:
         raise DatasetError(
-            f"{root} holds neither {layout.METADATA_FILE} nor {layout.NVIDIA_MODEL_SIZE_FILE}; "
-            "is it a dataset written by `python -m preproc`?"
+            f"{root} holds none of {fs.FEATURE_SPEC_FILE}, {fs.METADATA_FILE}, "
+            f"{fs.MODEL_SIZE_FILE}; is it a dataset written by `python -m preproc`?"
         )
     if validate:
         for split in metadata.rows:
@@ -181,18 +188,54 @@ def _read_json(path: Path) -> Any:
         raise DatasetError(f"{path}:{error.lineno}: not valid JSON ({error.msg})") from error
 
 
+def _load_feature_spec(root: Path) -> DatasetMetadata:
+    """``feature_spec.yaml``, cross-checked against ``metadata.json`` when present."""
+    path = root / fs.FEATURE_SPEC_FILE
+    spec = fs.read_feature_spec(root)
+    if (root / fs.METADATA_FILE).is_file():
+        ours = _load_ours(root)
+        _check_same(spec, ours, path)
+        return DatasetMetadata.from_spec(root, "ours", spec, ours.rows, ours.raw)
+    rows = spec.rows
+    if rows is None:
+        rows = {}
+        for split in spec.splits:
+            derived = spec.derive_rows(root, split)
+            if derived is None:
+                label = spec.split_files(root, split).label
+                raise DatasetError(f"{path}: split {split!r}: {label} is missing")
+            rows[split] = derived
+    return DatasetMetadata.from_spec(root, "feature_spec", spec, rows, spec.to_dict())
+
+
+def _check_same(spec: FeatureSpec, ours: DatasetMetadata, path: Path) -> None:
+    """``feature_spec.yaml`` and ``metadata.json`` must describe the same data."""
+    pairs = {
+        "cardinalities": (spec.cardinalities, ours.cardinalities),
+        "categorical dtypes": (spec.categorical_dtypes, ours.categorical_dtypes),
+        "numerical features": (spec.num_numerical, ours.num_numerical_features),
+        "rows": (spec.rows if spec.rows is not None else ours.rows, ours.rows),
+    }
+    for what, (got, want) in pairs.items():
+        if got != want:
+            raise DatasetError(
+                f"{path}: {what} {got} differ from {ours.root / fs.METADATA_FILE}'s {want}"
+            )
+
+
 def _load_ours(root: Path) -> DatasetMetadata:
-    path = root / layout.METADATA_FILE
+    """``metadata.json`` (format version 1), the layout before ``feature_spec.yaml``."""
+    path = root / fs.METADATA_FILE
     raw = _read_json(path)
     if not isinstance(raw, dict):
         raise DatasetError(f"{path}: expected a JSON object, got {type(raw).__name__}")
     missing = [key for key in _REQUIRED_KEYS if key not in raw]
     if missing:
         raise DatasetError(f"{path}: missing keys {missing}")
-    if raw["format_version"] != layout.FORMAT_VERSION:
+    if raw["format_version"] != fs.FORMAT_VERSION:
         raise DatasetError(
             f"{path}: format_version {raw['format_version']!r} is not supported "
-            f"(this reader reads version {layout.FORMAT_VERSION})"
+            f"(this reader reads version {fs.FORMAT_VERSION})"
         )
     cardinalities = _positive_ints(raw["cardinalities"], f"{path}: cardinalities")
     if len(cardinalities) != raw["num_categorical_features"]:
@@ -211,50 +254,36 @@ def _load_ours(root: Path) -> DatasetMetadata:
         isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in rows.values()
     ):
         raise DatasetError(f"{path}: rows must map split names to ints >= 0, got {rows!r}")
-    nvidia_path = root / layout.NVIDIA_MODEL_SIZE_FILE
+    nvidia_path = root / fs.MODEL_SIZE_FILE
     if nvidia_path.is_file():
         nvidia_cardinalities = _nvidia_cardinalities(nvidia_path)
         try:
             check_cardinalities(cardinalities, nvidia_cardinalities, path.name, nvidia_path.name)
         except ValueError as error:
             raise DatasetError(f"{root}: {error}") from error
-    return DatasetMetadata(
-        root=root,
-        source="ours",
-        cardinalities=tuple(cardinalities),
-        categorical_dtypes=tuple(dtypes),
-        num_numerical_features=num_numerical,
-        rows=dict(rows),
-        raw=raw,
-    )
+    spec = FeatureSpec.default(num_numerical, cardinalities, rows, dtypes)
+    return DatasetMetadata.from_spec(root, "ours", spec, rows, raw)
 
 
 def _load_nvidia(root: Path) -> DatasetMetadata:
-    path = root / layout.NVIDIA_MODEL_SIZE_FILE
+    path = root / fs.MODEL_SIZE_FILE
     cardinalities = _nvidia_cardinalities(path)
     try:
-        dtypes = [layout.categorical_dtype(n) for n in cardinalities]
+        dtypes = [fs.categorical_dtype(n) for n in cardinalities]
     except ValueError as error:
         raise DatasetError(f"{path}: {error}") from error
     rows: dict[str, int] = {}
-    for split in layout.SPLITS:
-        label_path = layout.split_dir(root, split) / layout.LABEL_FILE
+    for split in fs.SPLITS:
+        label_path = fs.split_dir(root, split) / fs.LABEL_FILE
         if label_path.is_file():
-            rows[split] = label_path.stat().st_size // layout.LABEL_DTYPE.itemsize
+            rows[split] = label_path.stat().st_size // fs.LABEL_DTYPE.itemsize
     if not rows:
         raise DatasetError(
-            f"{root}: no split directory ({', '.join(layout.SPLITS)}) holds a {layout.LABEL_FILE}"
+            f"{root}: no split directory ({', '.join(fs.SPLITS)}) holds a {fs.LABEL_FILE}"
         )
     num_numerical = _derive_num_numerical(root, rows)
-    return DatasetMetadata(
-        root=root,
-        source="nvidia",
-        cardinalities=tuple(cardinalities),
-        categorical_dtypes=tuple(dtypes),
-        num_numerical_features=num_numerical,
-        rows=rows,
-        raw=_read_json(path),
-    )
+    spec = FeatureSpec.default(num_numerical, cardinalities, rows, dtypes)
+    return DatasetMetadata.from_spec(root, "nvidia", spec, rows, _read_json(path))
 
 
 def _nvidia_cardinalities(path: Path) -> list[int]:
@@ -276,9 +305,9 @@ def _nvidia_cardinalities(path: Path) -> list[int]:
 def _derive_num_numerical(root: Path, rows: Mapping[str, int]) -> int:
     """Columns of ``numerical.bin``, derived from its size in every non-empty split."""
     derived: dict[str, int] = {}
-    row_bytes = layout.NUMERICAL_DTYPE.itemsize
+    row_bytes = fs.NUMERICAL_DTYPE.itemsize
     for split, n in rows.items():
-        path = layout.split_dir(root, split) / layout.NUMERICAL_FILE
+        path = fs.split_dir(root, split) / fs.NUMERICAL_FILE
         if n == 0 or not path.is_file():
             continue
         size = path.stat().st_size
@@ -310,7 +339,7 @@ def _categorical_dtypes(names: Any, cardinalities: Sequence[int], path: Path) ->
         raise DatasetError(
             f"{path}: categorical_dtypes must list {len(cardinalities)} dtypes, got {names!r}"
         )
-    allowed = {dtype.name: dtype for dtype in layout.CATEGORICAL_DTYPES}
+    allowed = {dtype.name: dtype for dtype in fs.CATEGORICAL_DTYPES}
     dtypes = []
     for table, (name, rows) in enumerate(zip(names, cardinalities, strict=True)):
         if name not in allowed:

@@ -1,4 +1,4 @@
-"""Writes arrays as a binary dataset (format version 1).
+"""Writes arrays as a binary dataset (the format of ``models/data/feature_spec.py``).
 
 The real datasets come from ``preproc/``; this small writer exists so that
 tests and ``tools/bench_input.py`` can build datasets of known content with
@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from models.data import layout
+from models.data import feature_spec as fs
 
 
 class SplitArrays(NamedTuple):
@@ -38,7 +38,7 @@ def write_split(
     dtypes: Sequence[np.dtype],
     append: bool = False,
 ) -> None:
-    """Writes ``arrays`` as ``root/split/{label,numerical,cat_i}.bin``.
+    """Writes ``arrays`` as the files of ``split`` (``FeatureSpec.default``'s layout).
 
     With ``append`` the rows are added at the end of existing files, so a
     large split can be written chunk by chunk in bounded memory.
@@ -50,20 +50,17 @@ def write_split(
         raise ValueError(
             f"categorical must be [{rows}, {len(dtypes)}], got {arrays.categorical.shape}"
         )
-    directory = layout.split_dir(root, split)
+    directory = fs.split_dir(root, split)
     directory.mkdir(parents=True, exist_ok=True)
     mode = "ab" if append else "wb"
-    columns = [
-        (layout.LABEL_FILE, np.asarray(arrays.labels).astype(layout.LABEL_DTYPE)),
-        (layout.NUMERICAL_FILE, np.ascontiguousarray(arrays.numerical, layout.NUMERICAL_DTYPE)),
-    ]
-    columns += [
-        (layout.categorical_file(table), arrays.categorical[:, table].astype(dtype))
-        for table, dtype in enumerate(dtypes)
-    ]
-    for name, values in columns:
-        with open(directory / name, mode) as file:
-            file.write(values.tobytes())
+    columns = fs.split_columns(arrays.numerical.shape[1], dtypes)
+    values = [np.asarray(arrays.labels).astype(bool)]
+    if arrays.numerical.shape[1]:
+        values.append(arrays.numerical)
+    values += [arrays.categorical[:, table] for table in range(len(dtypes))]
+    for column, data in zip(columns, values, strict=True):
+        with open(directory / column.file, mode) as file:
+            file.write(np.ascontiguousarray(data, column.dtype).tobytes())
 
 
 def write_metadata(
@@ -73,28 +70,26 @@ def write_metadata(
     rows: Mapping[str, int],
     source: str = "ours",
 ) -> None:
-    """Writes ``model_size.json`` and, for ``source="ours"``, ``metadata.json``.
+    """Writes the metadata files of ``source``'s layout.
 
-    ``source="nvidia"`` writes only ``model_size.json``, as NVIDIA's pipeline.
+    ``"ours"``: ``feature_spec.yaml``, ``model_size.json`` and ``metadata.json``
+    (as ``preproc`` does); ``"ours_v1"``: the same without ``feature_spec.yaml``
+    (datasets written before it existed); ``"nvidia"``: only ``model_size.json``,
+    as NVIDIA's pipeline.
     """
-    if source not in ("ours", "nvidia"):
-        raise ValueError(f"source must be 'ours' or 'nvidia', got {source!r}")
+    if source not in ("ours", "ours_v1", "nvidia"):
+        raise ValueError(f"source must be 'ours', 'ours_v1' or 'nvidia', got {source!r}")
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    # NVIDIA's keys name the Criteo TSV columns of the categoricals (14..39).
-    model_size = {f"_c{14 + i}": int(n) - 1 for i, n in enumerate(cardinalities)}
-    (root / layout.NVIDIA_MODEL_SIZE_FILE).write_text(json.dumps(model_size, indent=1))
+    spec = fs.FeatureSpec.default(num_numerical, cardinalities, rows)
+    model_size = fs.model_size(cardinalities)
+    (root / fs.MODEL_SIZE_FILE).write_text(json.dumps(model_size, indent=1))
     if source == "nvidia":
         return
-    metadata = {
-        "format_version": layout.FORMAT_VERSION,
-        "num_numerical_features": int(num_numerical),
-        "num_categorical_features": len(cardinalities),
-        "cardinalities": [int(n) for n in cardinalities],
-        "categorical_dtypes": [layout.categorical_dtype(n).name for n in cardinalities],
-        "rows": {split: int(n) for split, n in rows.items()},
-    }
-    (root / layout.METADATA_FILE).write_text(json.dumps(metadata, indent=1))
+    if source == "ours":
+        fs.write_feature_spec(root, spec)
+    metadata = fs.metadata_json(spec, rows)
+    (root / fs.METADATA_FILE).write_text(json.dumps(metadata, indent=1))
 
 
 def write_dataset(
@@ -109,9 +104,9 @@ def write_dataset(
         root: Dataset directory (created).
         splits: Arrays per split name.
         cardinalities: Rows of each table, id 0 included.
-        source: ``"ours"`` or ``"nvidia"`` (see ``write_metadata``).
+        source: ``"ours"``, ``"ours_v1"`` or ``"nvidia"`` (see ``write_metadata``).
     """
-    dtypes = [layout.categorical_dtype(n) for n in cardinalities]
+    dtypes = [fs.categorical_dtype(n) for n in cardinalities]
     for split, arrays in splits.items():
         write_split(root, split, arrays, dtypes)
     num_numerical = next(iter(splits.values())).numerical.shape[1] if splits else 0

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from models.data import layout
+from models.data import feature_spec as fs
 from models.data.metadata import DatasetError, check_cardinalities, load_metadata
 from tests.data.conftest import CARDINALITIES, NUM_NUMERICAL, SPLIT_ROWS
 
@@ -15,12 +15,12 @@ EXPECTED_DTYPES = ("int8", "int8", "int16", "int16", "int32", "int32")
     [(1, "int8"), (126, "int8"), (127, "int16"), (32766, "int16"), (32767, "int32")],
 )
 def test_categorical_dtype_rule(rows, dtype):
-    assert layout.categorical_dtype(rows).name == dtype
+    assert fs.categorical_dtype(rows).name == dtype
 
 
 def test_categorical_dtype_rejects_tables_beyond_int32():
     with pytest.raises(ValueError, match="2147483647 rows does not fit"):
-        layout.categorical_dtype(2**31 - 1)
+        fs.categorical_dtype(2**31 - 1)
 
 
 def test_loads_our_metadata(dataset_factory):
@@ -37,7 +37,7 @@ def test_loads_our_metadata(dataset_factory):
 
 def test_derives_nvidia_metadata_from_model_size_and_file_sizes(dataset_factory):
     root, _ = dataset_factory(source="nvidia")
-    assert not (root / layout.METADATA_FILE).exists()
+    assert not (root / fs.METADATA_FILE).exists()
     metadata = load_metadata(root)
     assert metadata.source == "nvidia"
     assert metadata.cardinalities == CARDINALITIES  # largest id + 1
@@ -51,7 +51,7 @@ def test_nvidia_columns_are_ordered_numerically_not_alphabetically(dataset_facto
     root, _ = dataset_factory(source="nvidia")
     # _c9 must come before _c14 although "_c14" < "_c9" as strings.
     sizes = {"_c14": 99, "_c9": 4, "_c20": 199}
-    (root / layout.NVIDIA_MODEL_SIZE_FILE).write_text(json.dumps(sizes))
+    (root / fs.MODEL_SIZE_FILE).write_text(json.dumps(sizes))
     assert load_metadata(root, validate=False).cardinalities == (5, 100, 200)
 
 
@@ -106,12 +106,16 @@ def test_nvidia_truncated_categorical_file_is_caught(dataset_factory):
 def test_missing_directory_and_metadata(tmp_path):
     with pytest.raises(DatasetError, match="does not exist"):
         load_metadata(tmp_path / "nowhere")
-    with pytest.raises(DatasetError, match=r"neither metadata\.json nor model_size\.json"):
+    with pytest.raises(
+        DatasetError, match=r"none of feature_spec\.yaml, metadata\.json, model_size\.json"
+    ):
         load_metadata(tmp_path)
 
 
 def _rewrite_metadata(root, **changes):
-    path = root / layout.METADATA_FILE
+    """Edits ``metadata.json`` of a format-1 dataset written before ``feature_spec.yaml``."""
+    (root / fs.FEATURE_SPEC_FILE).unlink()
+    path = root / fs.METADATA_FILE
     raw = json.loads(path.read_text())
     raw.update(changes)
     path.write_text(json.dumps(raw))
@@ -146,7 +150,8 @@ def test_dtype_that_is_wider_than_the_rule_but_holds_the_ids_is_accepted(dataset
 
 def test_metadata_missing_keys_and_invalid_json(dataset_factory):
     root, _ = dataset_factory()
-    path = root / layout.METADATA_FILE
+    (root / fs.FEATURE_SPEC_FILE).unlink()
+    path = root / fs.METADATA_FILE
     path.write_text(json.dumps({"format_version": 1, "rows": {}}))
     with pytest.raises(DatasetError, match="missing keys"):
         load_metadata(root)
@@ -159,7 +164,7 @@ def test_metadata_and_model_size_must_agree(dataset_factory):
     root, _ = dataset_factory()
     sizes = {f"_c{14 + i}": n - 1 for i, n in enumerate(CARDINALITIES)}
     sizes["_c17"] += 1
-    (root / layout.NVIDIA_MODEL_SIZE_FILE).write_text(json.dumps(sizes))
+    (root / fs.MODEL_SIZE_FILE).write_text(json.dumps(sizes))
     with pytest.raises(
         DatasetError, match=r"table 3: metadata\.json 300 rows, model_size\.json 301"
     ):

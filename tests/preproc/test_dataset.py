@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.data.layout import categorical_dtype
+from models.data.feature_spec import categorical_dtype
 from tests.preproc.helpers import (
     LABELED_SAMPLES,
     preprocess,

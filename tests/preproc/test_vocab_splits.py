@@ -1,9 +1,8 @@
 import numpy as np
 import pytest
 
-from models.data.layout import categorical_dtype
+from models.data.feature_spec import categorical_dtype, model_size
 from preproc.config import parse_thresholds
-from preproc.metadata import model_size
 from preproc.splits import plan_splits, split_rule
 from preproc.units import Unit
 from preproc.vocab import VocabLookup, build_vocab, lookup, merge_counts, reduce_counts

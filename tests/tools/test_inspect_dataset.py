@@ -46,6 +46,7 @@ def test_reads_nvidia_layout_from_model_size_only(tmp_path, capsys):
     preprocess([sample("deepctr_criteo_sample.tsv")], tmp_path / "ds")
     meta = json.loads((tmp_path / "ds" / "metadata.json").read_text())
     os.remove(tmp_path / "ds" / "metadata.json")
+    os.remove(tmp_path / "ds" / "feature_spec.yaml")
     shutil.rmtree(tmp_path / "ds" / "vocab")
     assert main([str(tmp_path / "ds"), "--rows", "1"]) == 0
     out = capsys.readouterr().out
@@ -56,4 +57,4 @@ def test_reads_nvidia_layout_from_model_size_only(tmp_path, capsys):
 
 def test_missing_metadata_is_an_error(tmp_path, capsys):
     assert main([str(tmp_path)]) == 1
-    assert "neither metadata.json nor model_size.json" in capsys.readouterr().err
+    assert "none of feature_spec.yaml, metadata.json, model_size.json" in capsys.readouterr().err

@@ -1,0 +1,493 @@
+"""The dataset contract: file names, dtypes and the feature spec of a binary dataset.
+
+This module is the only definition of the on-disk format (DEVELOPERS.md,
+"Binary dataset format"). The preprocessing writer, the readers, the
+inspector, the generators and the benchmarks take every file name, dtype,
+cardinality and row count from here. It imports numpy and yaml only, so
+``preproc`` workers can import it without TensorFlow.
+
+``feature_spec.yaml`` follows the layout of NVIDIA's DLRM_and_DCNv2:
+
+- ``feature_spec``: per feature its ``dtype``, and for categorical features
+  ``cardinality`` (rows of the embedding table, id 0 included) and
+  ``hotness`` (ids per row; 1 for single-valued features);
+- ``channel_spec``: the feature names of the ``label``, ``numerical`` and
+  ``categorical`` channels, in model order;
+- ``source_spec``: per split a list of chunks ``{type: split_binary,
+  features: [...], files: [path relative to the dataset root]}``;
+- ``metadata``: free-form; ours records ``format_version`` and ``rows`` per
+  split (a spec without ``rows`` gets them from the size of the label file).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import yaml
+
+FORMAT_VERSION = 1
+FEATURE_SPEC_FILE = "feature_spec.yaml"
+METADATA_FILE = "metadata.json"
+MODEL_SIZE_FILE = "model_size.json"
+SPLITS = ("train", "test", "validation")
+
+LABEL_CHANNEL, NUMERICAL_CHANNEL, CATEGORICAL_CHANNEL = "label", "numerical", "categorical"
+CHANNELS = (LABEL_CHANNEL, NUMERICAL_CHANNEL, CATEGORICAL_CHANNEL)
+SPLIT_BINARY = "split_binary"
+
+LABEL_FILE = "label.bin"
+NUMERICAL_FILE = "numerical.bin"
+LABEL_DTYPE = np.dtype(np.bool_)
+NUMERICAL_DTYPE = np.dtype("<f2")
+# Candidate categorical dtypes, smallest first (NVIDIA's rule, kept so both
+# preprocessing pipelines agree on the bytes).
+CATEGORICAL_DTYPES = (np.dtype("<i1"), np.dtype("<i2"), np.dtype("<i4"))
+# NVIDIA's model_size.json names the Criteo TSV columns: categoricals are _c14.._c39.
+_MODEL_SIZE_FIRST_COLUMN = 14
+
+
+class DatasetError(ValueError):
+    """A dataset's spec, metadata or files are missing, malformed or inconsistent."""
+
+
+def categorical_file(table: int) -> str:
+    """Name of the file holding the ids of categorical feature ``table``."""
+    return f"cat_{table}.bin"
+
+
+def vocab_file(table: int) -> str:
+    """Path, relative to the dataset root, of table ``table``'s vocabulary."""
+    return f"vocab/cat_{table}.npy"
+
+
+def split_dir(root: str | Path, split: str) -> Path:
+    """Directory of one split of the dataset rooted at ``root``."""
+    return Path(root) / split
+
+
+def categorical_dtype(table_rows: int) -> np.dtype:
+    """Smallest of int8/int16/int32 whose maximum exceeds ``table_rows``.
+
+    Raises:
+        ValueError: If ``table_rows`` is not positive or does not fit in int32.
+    """
+    if table_rows < 1:
+        raise ValueError(f"a table needs at least 1 row, got {table_rows}")
+    for dtype in CATEGORICAL_DTYPES:
+        if table_rows < np.iinfo(dtype).max:
+            return dtype
+    raise ValueError(
+        f"table of {table_rows} rows does not fit the int32 id format "
+        f"(max {np.iinfo(np.int32).max - 1} rows)"
+    )
+
+
+class Column(NamedTuple):
+    """One file of a split: its name, dtype and values per row."""
+
+    file: str
+    dtype: np.dtype
+    width: int
+    features: tuple[str, ...]
+
+
+def split_columns(
+    num_numerical: int, categorical_dtypes: Sequence[Any], hotness: Sequence[int] | None = None
+) -> list[Column]:
+    """The files of a split in our layout: label, numerical (if any), one per table."""
+    hotness = list(hotness) if hotness is not None else [1] * len(categorical_dtypes)
+    columns = [Column(LABEL_FILE, LABEL_DTYPE, 1, ("label",))]
+    if num_numerical:
+        names = tuple(f"num_{i}" for i in range(num_numerical))
+        columns.append(Column(NUMERICAL_FILE, NUMERICAL_DTYPE, num_numerical, names))
+    columns += [
+        Column(categorical_file(t), np.dtype(d).newbyteorder("<"), h, (f"cat_{t}",))
+        for t, (d, h) in enumerate(zip(categorical_dtypes, hotness, strict=True))
+    ]
+    return columns
+
+
+@dataclasses.dataclass(frozen=True)
+class Feature:
+    """One feature: on-disk dtype, table rows (categorical) and ids per row."""
+
+    name: str
+    dtype: np.dtype
+    cardinality: int | None = None
+    hotness: int = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Chunk:
+    """Features stored together in one file of a split (``split_binary``)."""
+
+    features: tuple[str, ...]
+    file: str
+
+
+class SplitFiles(NamedTuple):
+    """Absolute paths of one split's files (``numerical`` is None without numericals)."""
+
+    label: Path
+    numerical: Path | None
+    categorical: tuple[Path, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureSpec:
+    """A validated feature spec; build with ``default`` or ``from_dict``/``read``.
+
+    Attributes:
+        features: Every feature by name.
+        channels: Feature names of each channel in model order.
+        sources: Chunks of each split.
+        metadata: The free-form ``metadata`` section.
+    """
+
+    features: Mapping[str, Feature]
+    channels: Mapping[str, tuple[str, ...]]
+    sources: Mapping[str, tuple[Chunk, ...]]
+    metadata: Mapping[str, Any]
+
+    @classmethod
+    def default(
+        cls,
+        num_numerical: int,
+        cardinalities: Sequence[int],
+        rows: Mapping[str, int] | None = None,
+        categorical_dtypes: Sequence[Any] | None = None,
+        splits: Sequence[str] = SPLITS,
+    ) -> FeatureSpec:
+        """Our layout: ``<split>/label.bin``, ``numerical.bin``, ``cat_<i>.bin``.
+
+        Args:
+            num_numerical: Numerical features (0 allowed: no numerical file).
+            cardinalities: Rows of each table, id 0 included.
+            rows: Rows per split, recorded in ``metadata``; its keys are the splits.
+            categorical_dtypes: On-disk dtypes; by default the smallest that fits.
+            splits: The splits when ``rows`` is not given.
+        """
+        if categorical_dtypes is None:
+            categorical_dtypes = [categorical_dtype(int(n)) for n in cardinalities]
+        columns = split_columns(num_numerical, categorical_dtypes)
+        features = {"label": Feature("label", LABEL_DTYPE)}
+        features |= {f"num_{i}": Feature(f"num_{i}", NUMERICAL_DTYPE) for i in range(num_numerical)}
+        cat_columns = columns[2 if num_numerical else 1 :]
+        for t, (n, column) in enumerate(zip(cardinalities, cat_columns, strict=True)):
+            features[f"cat_{t}"] = Feature(f"cat_{t}", column.dtype, int(n), column.width)
+        channels = {
+            LABEL_CHANNEL: ("label",),
+            NUMERICAL_CHANNEL: tuple(f"num_{i}" for i in range(num_numerical)),
+            CATEGORICAL_CHANNEL: tuple(f"cat_{t}" for t in range(len(cardinalities))),
+        }
+        split_names = list(rows) if rows is not None else list(splits)
+        sources = {
+            split: tuple(Chunk(c.features, f"{split}/{c.file}") for c in columns)
+            for split in split_names
+        }
+        metadata: dict[str, Any] = {"format_version": FORMAT_VERSION}
+        if rows is not None:
+            metadata["rows"] = {split: int(n) for split, n in rows.items()}
+        spec = cls(features, channels, sources, metadata)
+        spec.validate("default feature spec")
+        return spec
+
+    # ---- channels -------------------------------------------------------------------------
+
+    @property
+    def label(self) -> Feature:
+        return self.features[self.channels[LABEL_CHANNEL][0]]
+
+    @property
+    def numerical(self) -> tuple[Feature, ...]:
+        return tuple(self.features[n] for n in self.channels[NUMERICAL_CHANNEL])
+
+    @property
+    def categorical(self) -> tuple[Feature, ...]:
+        return tuple(self.features[n] for n in self.channels[CATEGORICAL_CHANNEL])
+
+    @property
+    def num_numerical(self) -> int:
+        return len(self.channels[NUMERICAL_CHANNEL])
+
+    @property
+    def cardinalities(self) -> tuple[int, ...]:
+        return tuple(int(f.cardinality) for f in self.categorical)  # type: ignore[arg-type]
+
+    @property
+    def categorical_dtypes(self) -> tuple[np.dtype, ...]:
+        return tuple(f.dtype for f in self.categorical)
+
+    @property
+    def hotness(self) -> tuple[int, ...]:
+        return tuple(f.hotness for f in self.categorical)
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        return tuple(self.sources)
+
+    @property
+    def rows(self) -> dict[str, int] | None:
+        """Rows per split recorded in ``metadata`` (None: derive from file sizes)."""
+        rows = self.metadata.get("rows")
+        return dict(rows) if rows is not None else None
+
+    # ---- files ----------------------------------------------------------------------------
+
+    def chunk_of(self, split: str) -> dict[str, Chunk]:
+        """Feature name -> the chunk of ``split`` that stores it."""
+        return {name: chunk for chunk in self.sources[split] for name in chunk.features}
+
+    def split_files(self, root: str | Path, split: str) -> SplitFiles:
+        chunks = self.chunk_of(split)
+        root = Path(root)
+        numerical = root / chunks[self.numerical[0].name].file if self.numerical else None
+        return SplitFiles(
+            root / chunks[self.label.name].file,
+            numerical,
+            tuple(root / chunks[f.name].file for f in self.categorical),
+        )
+
+    def expected_sizes(self, root: str | Path, split: str, rows: int) -> dict[Path, int]:
+        """Expected bytes of every file of ``split`` holding ``rows`` rows."""
+        sizes = {}
+        for chunk in self.sources[split]:
+            row_bytes = sum(
+                self.features[n].dtype.itemsize * self.features[n].hotness for n in chunk.features
+            )
+            sizes[Path(root) / chunk.file] = rows * row_bytes
+        return sizes
+
+    def derive_rows(self, root: str | Path, split: str) -> int | None:
+        """Rows of ``split`` from the size of its label file (None if it is missing)."""
+        path = self.split_files(root, split).label
+        return path.stat().st_size // LABEL_DTYPE.itemsize if path.is_file() else None
+
+    def check_files(self, root: str | Path, split: str, rows: int) -> list[str]:
+        """Problems (missing file, wrong size) of ``split``'s files, each naming the file."""
+        problems = []
+        for path, expected in self.expected_sizes(root, split, rows).items():
+            if not path.is_file():
+                problems.append(f"{path}: missing (expected {expected} bytes)")
+            elif (actual := path.stat().st_size) != expected:
+                problems.append(
+                    f"{path}: expected {expected} bytes for {rows} rows, got {actual} bytes"
+                )
+        return problems
+
+    # ---- serialization --------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        features = {}
+        for name, f in self.features.items():
+            entry: dict[str, Any] = {"dtype": f.dtype.name}
+            if f.cardinality is not None:
+                entry["cardinality"] = int(f.cardinality)
+                entry["hotness"] = int(f.hotness)
+            features[name] = entry
+        return {
+            "metadata": dict(self.metadata),
+            "feature_spec": features,
+            "channel_spec": {c: list(names) for c, names in self.channels.items()},
+            "source_spec": {
+                split: [
+                    {"type": SPLIT_BINARY, "features": list(c.features), "files": [c.file]}
+                    for c in chunks
+                ]
+                for split, chunks in self.sources.items()
+            },
+        }
+
+    def dump(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
+
+    @classmethod
+    def from_dict(cls, raw: Any, where: str) -> FeatureSpec:
+        """Parses and validates a spec; ``where`` (the file) prefixes every error."""
+        spec = cls(*_parse(raw, where))
+        spec.validate(where)
+        return spec
+
+    def validate(self, where: str) -> None:
+        """Checks the model's constraints on channels, dtypes and chunks.
+
+        Raises:
+            DatasetError: Naming ``where`` and the offending feature or chunk.
+        """
+        _validate(self, where)
+
+
+def read_feature_spec(root: str | Path) -> FeatureSpec:
+    """Reads ``<root>/feature_spec.yaml``."""
+    path = Path(root) / FEATURE_SPEC_FILE
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise DatasetError(f"{path}{line}: not valid YAML ({error})") from error
+    return FeatureSpec.from_dict(raw, str(path))
+
+
+def write_feature_spec(root: str | Path, spec: FeatureSpec) -> Path:
+    """Writes ``<root>/feature_spec.yaml`` atomically (temporary file, then rename)."""
+    path = Path(root) / FEATURE_SPEC_FILE
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(spec.dump())
+    os.replace(tmp, path)
+    return path
+
+
+def model_size(cardinalities: Sequence[int]) -> dict[str, int]:
+    """NVIDIA's ``model_size.json``: per table its largest id (rows - 1)."""
+    return {f"_c{_MODEL_SIZE_FIRST_COLUMN + t}": int(c) - 1 for t, c in enumerate(cardinalities)}
+
+
+def metadata_json(spec: FeatureSpec, rows: Mapping[str, int], **extra: Any) -> dict[str, Any]:
+    """``metadata.json`` (format version 1): the format keys first, then ``extra``."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "num_numerical_features": spec.num_numerical,
+        "num_categorical_features": len(spec.categorical),
+        "cardinalities": list(spec.cardinalities),
+        "categorical_dtypes": [d.name for d in spec.categorical_dtypes],
+        "rows": {split: int(n) for split, n in rows.items()},
+        **extra,
+    }
+
+
+# ---- parsing and validation ---------------------------------------------------------------
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _parse(raw: Any, where: str) -> tuple[dict, dict, dict, dict]:
+    """The four sections of a spec as read from YAML, type-checked."""
+    if not isinstance(raw, dict):
+        raise DatasetError(
+            f"{where}: expected a mapping with feature_spec, channel_spec, source_spec"
+        )
+    missing = [k for k in ("feature_spec", "channel_spec", "source_spec") if k not in raw]
+    if missing:
+        raise DatasetError(f"{where}: missing sections {missing}")
+    features = {}
+    if not isinstance(raw["feature_spec"], dict) or not raw["feature_spec"]:
+        raise DatasetError(f"{where}: feature_spec must map feature names to their properties")
+    for name, props in raw["feature_spec"].items():
+        at = f"{where}: feature {name!r}"
+        if not isinstance(props, dict) or "dtype" not in props:
+            raise DatasetError(f"{at}: needs a dtype")
+        try:
+            dtype = np.dtype(str(props["dtype"]))
+        except TypeError as error:
+            raise DatasetError(f"{at}: unknown dtype {props['dtype']!r}") from error
+        cardinality, hotness = props.get("cardinality"), props.get("hotness", 1)
+        if cardinality is not None and (not _is_int(cardinality) or cardinality < 1):
+            raise DatasetError(f"{at}: cardinality must be an int >= 1, got {cardinality!r}")
+        if not _is_int(hotness) or hotness < 1:
+            raise DatasetError(f"{at}: hotness must be an int >= 1, got {hotness!r}")
+        features[str(name)] = Feature(str(name), dtype.newbyteorder("<"), cardinality, hotness)
+    channels = raw["channel_spec"]
+    if not isinstance(channels, dict) or sorted(channels) != sorted(CHANNELS):
+        got = sorted(channels) if isinstance(channels, dict) else channels
+        raise DatasetError(f"{where}: channel_spec must have exactly {list(CHANNELS)}, got {got}")
+    channels = {c: tuple(str(n) for n in channels[c] or ()) for c in CHANNELS}
+    sources = {}
+    if not isinstance(raw["source_spec"], dict) or not raw["source_spec"]:
+        raise DatasetError(f"{where}: source_spec must map split names to lists of chunks")
+    for split, chunks in raw["source_spec"].items():
+        if not isinstance(chunks, list):
+            raise DatasetError(f"{where}: source_spec[{split!r}] must be a list of chunks")
+        parsed = []
+        for i, chunk in enumerate(chunks):
+            at = f"{where}: source_spec[{split!r}][{i}]"
+            if not isinstance(chunk, dict) or chunk.get("type") != SPLIT_BINARY:
+                raise DatasetError(f"{at}: only chunks of type {SPLIT_BINARY!r} are supported")
+            names, files = chunk.get("features"), chunk.get("files")
+            if not isinstance(names, list) or not names:
+                raise DatasetError(f"{at}: features must be a non-empty list")
+            if not isinstance(files, list) or len(files) != 1:
+                raise DatasetError(f"{at}: exactly one file per chunk is supported, got {files!r}")
+            parsed.append(Chunk(tuple(str(n) for n in names), str(files[0])))
+        sources[str(split)] = tuple(parsed)
+    metadata = raw.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise DatasetError(f"{where}: metadata must be a mapping, got {type(metadata).__name__}")
+    return features, channels, sources, metadata
+
+
+def _validate(spec: FeatureSpec, where: str) -> None:
+    names = [n for c in CHANNELS for n in spec.channels[c]]
+    unknown = [n for n in names if n not in spec.features]
+    if unknown:
+        raise DatasetError(f"{where}: channel_spec names undefined features {unknown}")
+    if len(set(names)) != len(names):
+        raise DatasetError(f"{where}: a feature appears twice in channel_spec")
+    unused = [n for n in spec.features if n not in names]
+    if unused:
+        raise DatasetError(f"{where}: features {unused} belong to no channel")
+    if len(spec.channels[LABEL_CHANNEL]) != 1:
+        raise DatasetError(f"{where}: the label channel needs exactly one feature")
+    if spec.label.dtype != LABEL_DTYPE:
+        raise DatasetError(
+            f"{where}: label {spec.label.name!r} must be bool, got {spec.label.dtype}"
+        )
+    for f in spec.numerical:
+        if f.dtype != NUMERICAL_DTYPE:
+            raise DatasetError(
+                f"{where}: numerical feature {f.name!r} must be float16, got {f.dtype}"
+            )
+    allowed = {d.name for d in CATEGORICAL_DTYPES}
+    for f in spec.categorical:
+        if f.dtype.name not in allowed:
+            raise DatasetError(
+                f"{where}: categorical feature {f.name!r} has dtype {f.dtype.name}, "
+                f"expected one of {sorted(allowed)}"
+            )
+        if f.cardinality is None:
+            raise DatasetError(f"{where}: categorical feature {f.name!r} needs a cardinality")
+        if f.cardinality - 1 > np.iinfo(f.dtype).max:
+            raise DatasetError(
+                f"{where}: categorical feature {f.name!r} has {f.cardinality} rows but dtype "
+                f"{f.dtype.name} holds ids up to {np.iinfo(f.dtype).max}"
+            )
+    numerical = spec.channels[NUMERICAL_CHANNEL]
+    for split, chunks in spec.sources.items():
+        at = f"{where}: source_spec[{split!r}]"
+        stored = [n for c in chunks for n in c.features]
+        if sorted(stored) != sorted(spec.features):
+            missing = sorted(set(spec.features) - set(stored))
+            extra = sorted(set(stored) - set(spec.features))
+            raise DatasetError(
+                f"{at}: every feature must be stored exactly once "
+                f"(missing {missing}, undefined {extra}, {len(stored)} entries)"
+            )
+        for chunk in chunks:
+            first = chunk.features[0]
+            if first in numerical and chunk.features != numerical:
+                raise DatasetError(
+                    f"{at}: the numerical features must form one chunk in channel order, "
+                    f"got {list(chunk.features)} in {chunk.file}"
+                )
+            if first not in numerical and len(chunk.features) != 1:
+                raise DatasetError(
+                    f"{at}: {chunk.file} holds {list(chunk.features)}; label and categorical "
+                    "features need one file each"
+                )
+    rows = spec.metadata.get("rows")
+    if rows is not None and (
+        not isinstance(rows, dict)
+        or sorted(rows) != sorted(spec.sources)
+        or not all(_is_int(n) and n >= 0 for n in rows.values())
+    ):
+        raise DatasetError(
+            f"{where}: metadata.rows must give an int >= 0 for each split "
+            f"{sorted(spec.sources)}, got {rows!r}"
+        )
