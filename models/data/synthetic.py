@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from models.data import pipeline
+from models.data.feature_spec import NUMERICAL_DTYPE
 from models.data.slicing import batch_slice
 
 MODES = ("powerlaw", "constant")
@@ -192,9 +193,9 @@ class SyntheticDataset:
         rows = len(numerical)
         # Counts are heavy-tailed; log1p of exponential draws gives numericals
         # in the range the log(x + 3) transform produces. Rounded through
-        # float16 because that is the precision of the binary dataset.
+        # the binary dataset's numerical dtype, so synthetic values are ones it can hold.
         raw = rng.standard_exponential((rows, self.num_numerical), np.float32) * np.float32(8.0)
-        numerical[:] = np.log1p(raw).astype(np.float16)
+        numerical[:] = np.log1p(raw).astype(NUMERICAL_DTYPE)
         # Inverse CDF of a bounded log-uniform law: id = floor(rows ** u) - 1.
         uniform = rng.random((rows, len(self.cardinalities)))
         ids = np.exp(uniform * self._log_rows).astype(np.int64) - 1
