@@ -13,6 +13,7 @@ any order and in parallel, and a repeated task rewrites the same bytes.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 
@@ -49,6 +50,28 @@ class AssembleTask:
 def column_files(cat_dtypes: tuple[str, ...]) -> list[Column]:
     """(file name, dtype, values per row, features) of a split's files."""
     return split_columns(NUM_NUMERICAL, cat_dtypes)
+
+
+def num_shuffle_buckets(train_rows: int, bucket_rows: int, shuffle: bool) -> int:
+    """Buckets of the training-set shuffle: depends on the row count only, never on workers."""
+    return max(1, math.ceil(train_rows / bucket_rows)) if shuffle else 0
+
+
+def permute_bucket(rows: np.ndarray, seed: int, bucket: int) -> np.ndarray:
+    """The final order of one shuffle bucket's gathered rows."""
+    rng = np.random.default_rng([seed, BUCKET_SEED_STREAM, bucket])
+    return rows[rng.permutation(rows.size)]
+
+
+def record_columns(rows: np.ndarray, cat_dtypes: tuple[str, ...]) -> list[memoryview]:
+    """The bytes each split file gets for ``rows`` (records), in ``column_files`` order."""
+    # In the order of column_files: label, numerical, then one column per table.
+    values = [rows["label"].astype(np.bool_), rows["numerical"]]
+    values += [rows[f"cat_{t}"] for t in range(NUM_CATEGORICAL)]
+    return [
+        memoryview(np.ascontiguousarray(value, dtype=column.dtype).reshape(-1).view(np.uint8))
+        for column, value in zip(column_files(cat_dtypes), values, strict=True)
+    ]
 
 
 def preallocate(workdir: WorkDir, split: str, rows: int, cat_dtypes: tuple[str, ...]) -> None:
@@ -94,16 +117,13 @@ def assemble(task: AssembleTask) -> int:
             f"{task.split} task {task.task_index}: {rows.size} rows, expected {task.rows}"
         )
     if task.bucket >= 0:
-        rng = np.random.default_rng([task.seed, BUCKET_SEED_STREAM, task.bucket])
-        rows = rows[rng.permutation(rows.size)]
-    # In the order of column_files: label, numerical, then one column per table.
-    values = [rows["label"].astype(np.bool_), rows["numerical"]]
-    values += [rows[f"cat_{t}"] for t in range(NUM_CATEGORICAL)]
-    for column, value in zip(column_files(task.cat_dtypes), values, strict=True):
-        data = np.ascontiguousarray(value, dtype=column.dtype)
+        rows = permute_bucket(rows, task.seed, task.bucket)
+    for column, data in zip(
+        column_files(task.cat_dtypes), record_columns(rows, task.cat_dtypes), strict=True
+    ):
         _write_at(
             workdir.split_file(task.split, column.file) + ".tmp",
-            memoryview(data.reshape(-1).view(np.uint8)),  # no copy
+            data,
             task.row_offset * column.width * column.dtype.itemsize,
         )
     with atomic_open(workdir.assembled(task.split, task.task_index)) as f:

@@ -10,6 +10,7 @@ of the file's earlier units and are computed by the caller).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -90,6 +91,60 @@ def _parsed_rows(parsed: ParsedBlock, numerical_transform: str) -> np.ndarray:
     return rows
 
 
+@dataclass
+class UnitResult:
+    """Pass 1 of one unit: its summary and per table its (sorted values, counts)."""
+
+    summary: UnitSummary
+    counts: list[tuple[np.ndarray, np.ndarray]]
+
+
+class UnitParser:
+    """Parses one unit block by block: the single definition of pass 1 for both engines.
+
+    Iterating yields the accepted rows of each block (``PARSED_DTYPE``: label,
+    transformed numericals, raw categorical values, missing bits); ``result``
+    holds the counts and rejects once iteration has finished.
+    """
+
+    def __init__(self, unit: Unit, labeled: bool, numerical_transform: str) -> None:
+        self.unit = unit
+        self.labeled = labeled
+        self.numerical_transform = numerical_transform
+        self.result: UnitResult | None = None
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        counter = _ColumnCounter()
+        num_lines = num_rows = 0
+        reject_lines, reject_codes, rejects = [], [], []
+        reader = UnitReader(self.unit)
+        for block in reader:
+            parsed = parse_lines(block, self.labeled)
+            counter.add(parsed.categorical, parsed.categorical_missing)
+            yield _parsed_rows(parsed, self.numerical_transform)
+            reject_lines.append(parsed.reject_lines + num_lines)
+            reject_codes.append(parsed.reject_codes)
+            rejects += zip(parsed.reject_details, parsed.reject_raw, strict=True)
+            num_lines += parsed.num_lines
+            num_rows += parsed.num_rows
+        if reader.error is not None:
+            message, tail = reader.error
+            reject_lines.append(np.array([num_lines], np.int64))
+            reject_codes.append(np.array([REASON_CODE["gzip_error"]], np.uint8))
+            rejects.append((message, tail))
+            num_lines += 1
+        counter.flush()
+        summary = UnitSummary(
+            unit_index=self.unit.index,
+            num_lines=num_lines,
+            num_rows=num_rows,
+            reject_lines=np.concatenate(reject_lines or [np.zeros(0, np.int64)]),
+            reject_codes=np.concatenate(reject_codes or [np.zeros(0, np.uint8)]),
+            rejects=rejects,
+        )
+        self.result = UnitResult(summary, counter.totals)
+
+
 def count_unit(task: CountTask) -> int:
     """Runs pass 1 on one unit; returns the unit index.
 
@@ -97,37 +152,21 @@ def count_unit(task: CountTask) -> int:
     rejects file, whose presence marks the unit done.
     """
     workdir = WorkDir(task.output_dir)
-    counter = _ColumnCounter()
-    num_lines = num_rows = 0
-    reject_lines, reject_codes, rejects = [], [], []
-    reader = UnitReader(task.unit)
+    parser = UnitParser(task.unit, task.labeled, task.numerical_transform)
     with atomic_open(workdir.parsed(task.unit.index)) as rows_file:
-        for block in reader:
-            parsed = parse_lines(block, task.labeled)
-            counter.add(parsed.categorical, parsed.categorical_missing)
-            rows_file.write(_parsed_rows(parsed, task.numerical_transform))
-            reject_lines.append(parsed.reject_lines + num_lines)
-            reject_codes.append(parsed.reject_codes)
-            rejects += zip(parsed.reject_details, parsed.reject_raw, strict=True)
-            num_lines += parsed.num_lines
-            num_rows += parsed.num_rows
-    if reader.error is not None:
-        message, tail = reader.error
-        reject_lines.append(np.array([num_lines], np.int64))
-        reject_codes.append(np.array([REASON_CODE["gzip_error"]], np.uint8))
-        rejects.append((message, tail))
-        num_lines += 1
-    counter.flush()
-    arrays = {f"values_{t}": v for t, (v, _) in enumerate(counter.totals)}
-    arrays |= {f"counts_{t}": c for t, (_, c) in enumerate(counter.totals)}
-    reject_json = json.dumps([(d, raw.decode("latin-1")) for d, raw in rejects])
+        for rows in parser:
+            rows_file.write(rows)
+    summary, counts = parser.result.summary, parser.result.counts
+    arrays = {f"values_{t}": v for t, (v, _) in enumerate(counts)}
+    arrays |= {f"counts_{t}": c for t, (_, c) in enumerate(counts)}
+    reject_json = json.dumps([(d, raw.decode("latin-1")) for d, raw in summary.rejects])
     with atomic_open(workdir.pass1(task.unit.index)) as f:
         np.savez(
             f,
-            num_lines=np.int64(num_lines),
-            num_rows=np.int64(num_rows),
-            reject_lines=np.concatenate(reject_lines or [np.zeros(0, np.int64)]),
-            reject_codes=np.concatenate(reject_codes or [np.zeros(0, np.uint8)]),
+            num_lines=np.int64(summary.num_lines),
+            num_rows=np.int64(summary.num_rows),
+            reject_lines=summary.reject_lines,
+            reject_codes=summary.reject_codes,
             reject_json=np.frombuffer(reject_json.encode(), np.uint8),
             **arrays,
         )

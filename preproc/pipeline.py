@@ -6,7 +6,6 @@ interrupted command continues where it stopped and writes the same bytes.
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
 import sys
@@ -16,7 +15,14 @@ from collections.abc import Callable
 from tqdm import tqdm
 
 from models.data.feature_spec import METADATA_FILE, SPLITS, categorical_dtype
-from preproc.assemble import AssembleTask, assemble, finalize, plan_assembly, preallocate
+from preproc.assemble import (
+    AssembleTask,
+    assemble,
+    finalize,
+    num_shuffle_buckets,
+    plan_assembly,
+    preallocate,
+)
 from preproc.config import PreprocConfig
 from preproc.count_pass import CountTask, count_unit, load_summary
 from preproc.inputs import changed_inputs, identity
@@ -243,8 +249,8 @@ def _passes(
         for split, lo, hi in unit_ranges:
             split_rows[split] += hi - lo
     # The bucket count depends on the row count only, never on the workers.
-    num_buckets = (
-        max(1, math.ceil(split_rows["train"] / config.shuffle_bucket_rows)) if config.shuffle else 0
+    num_buckets = num_shuffle_buckets(
+        split_rows["train"], config.shuffle_bucket_rows, config.shuffle
     )
     with _Step(timings, "pass2_transform_s"):
         _transform_pass(

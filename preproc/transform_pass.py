@@ -12,6 +12,7 @@ assembly step then gathers each bucket from every segment of every unit.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 
@@ -58,7 +59,8 @@ def _lookups(workdir: WorkDir) -> list[VocabLookup]:
     return _LOOKUPS[workdir.root]
 
 
-def _to_records(rows: np.ndarray, tables: list[VocabLookup], dtype: np.dtype) -> np.ndarray:
+def to_records(rows: np.ndarray, tables: list[VocabLookup], dtype: np.dtype) -> np.ndarray:
+    """Packed records (``schema.record_dtype``) of accepted rows (``PARSED_DTYPE``)."""
     records = np.empty(rows.size, dtype)
     records["label"] = rows["label"]
     records["numerical"] = rows["numerical"]
@@ -70,45 +72,103 @@ def _to_records(rows: np.ndarray, tables: list[VocabLookup], dtype: np.dtype) ->
     return records
 
 
-class _ShuffledWriter:
-    """Writes training rows as bucket-sorted segments and records their bucket counts."""
+class SegmentShuffler:
+    """Cuts a unit's training records into segments, each sorted by a random bucket per row."""
 
-    def __init__(self, f, task: TransformTask) -> None:
-        self.f = f
-        self.num_buckets = task.num_buckets
-        self.rng = np.random.default_rng([task.seed, UNIT_SEED_STREAM, task.unit_index])
+    def __init__(self, num_buckets: int, seed: int, unit_index: int) -> None:
+        self.num_buckets = num_buckets
+        self.rng = np.random.default_rng([seed, UNIT_SEED_STREAM, unit_index])
         self.pending: list[np.ndarray] = []
         self.pending_rows = 0
-        self.counts: list[np.ndarray] = []
 
-    def write(self, records: np.ndarray) -> None:
+    def add(self, records: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yields the segments completed by ``records``: (bucket-sorted rows, bucket counts)."""
         self.pending.append(records)
         self.pending_rows += records.size
         if self.pending_rows >= SEGMENT_ROWS:
-            self.flush()
+            yield self._flush()
 
-    def flush(self) -> None:
-        if not self.pending:
-            return
+    def finish(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        if self.pending:
+            yield self._flush()
+
+    def _flush(self) -> tuple[np.ndarray, np.ndarray]:
         rows = np.concatenate(self.pending)
         buckets = self.rng.integers(0, self.num_buckets, size=rows.size)
         # A stable sort of 16-bit keys is a radix sort: same order, several times faster.
         keys = buckets.astype(np.uint16) if self.num_buckets <= 1 << 16 else buckets
-        self.f.write(rows[np.argsort(keys, kind="stable")])
-        self.counts.append(np.bincount(buckets, minlength=self.num_buckets))
         self.pending, self.pending_rows = [], 0
+        return rows[np.argsort(keys, kind="stable")], np.bincount(
+            buckets, minlength=self.num_buckets
+        )
 
-    def bucket_counts(self) -> np.ndarray:
-        """[segments, buckets] row counts."""
-        return np.array(self.counts, np.int64).reshape(-1, self.num_buckets)
+
+def unit_outputs(
+    read_rows: Callable[[int, int], np.ndarray],
+    ranges: tuple[tuple[str, int, int], ...],
+    tables: list[VocabLookup],
+    dtype: np.dtype,
+    num_buckets: int,
+    seed: int,
+    unit_index: int,
+) -> Iterator[tuple[str, np.ndarray, np.ndarray | None]]:
+    """Pass 2 of one unit, shared by both engines: ``(split, records, bucket_counts)``.
+
+    ``read_rows(start, end)`` returns the unit's accepted rows [start, end); it is
+    called with increasing, contiguous ranges. Records of an unshuffled split come
+    in input order with ``bucket_counts`` None; the shuffled training rows come as
+    bucket-sorted segments with their per-bucket row counts.
+    """
+    for split, lo, hi in ranges:
+        shuffler = (
+            SegmentShuffler(num_buckets, seed, unit_index)
+            if split == "train" and num_buckets > 0
+            else None
+        )
+        for start in range(lo, hi, CHUNK_ROWS):
+            records = to_records(read_rows(start, min(hi, start + CHUNK_ROWS)), tables, dtype)
+            if shuffler is None:
+                yield split, records, None
+            else:
+                for rows, counts in shuffler.add(records):
+                    yield split, rows, counts
+        if shuffler is not None:
+            for rows, counts in shuffler.finish():
+                yield split, rows, counts
+
+
+def _write_unit(task: TransformTask, workdir: WorkDir, parsed: np.ndarray | None) -> None:
+    dtype = record_dtype([np.dtype(d) for d in task.cat_dtypes])
+    splits = [split for split, _, _ in task.ranges]
+    with ExitStack() as stack:
+        files = {
+            split: stack.enter_context(atomic_open(workdir.pass2(task.unit_index, f"{split}.rec")))
+            for split in splits
+        }
+        segment_counts = []
+        for split, records, counts in unit_outputs(
+            lambda start, end: parsed[start:end],
+            task.ranges,
+            _lookups(workdir),
+            dtype,
+            task.num_buckets,
+            task.seed,
+            task.unit_index,
+        ):
+            files[split].write(records)
+            if counts is not None:
+                segment_counts.append(counts)
+        if "train" in splits and task.num_buckets > 0:
+            save_npy(
+                workdir.pass2(task.unit_index, "train.buckets.npy"),
+                np.array(segment_counts, np.int64).reshape(-1, task.num_buckets),
+            )
 
 
 def transform_unit(task: TransformTask) -> int:
     """Writes ``unit_K.<split>.rec`` files (and bucket counts), then the done marker,
     then deletes the unit's pass-1 rows."""
     workdir = WorkDir(task.output_dir)
-    tables = _lookups(workdir)
-    dtype = record_dtype([np.dtype(d) for d in task.cat_dtypes])
     parsed_path = workdir.parsed(task.unit_index)
     size = os.path.getsize(parsed_path)
     if size != task.expected_rows * PARSED_DTYPE.itemsize:
@@ -117,25 +177,9 @@ def transform_unit(task: TransformTask) -> int:
             f"of {PARSED_DTYPE.itemsize} bytes"
         )
     parsed = np.memmap(parsed_path, PARSED_DTYPE, mode="r") if size else None
-    written = {}
-    with ExitStack() as stack:
-        for split, lo, hi in task.ranges:
-            f = stack.enter_context(atomic_open(workdir.pass2(task.unit_index, f"{split}.rec")))
-            shuffled = split == "train" and task.num_buckets > 0
-            writer = _ShuffledWriter(f, task) if shuffled else None
-            for start in range(lo, hi, CHUNK_ROWS):
-                records = _to_records(parsed[start : min(hi, start + CHUNK_ROWS)], tables, dtype)
-                if writer is not None:
-                    writer.write(records)
-                else:
-                    f.write(records)
-            if writer is not None:
-                writer.flush()
-                save_npy(
-                    workdir.pass2(task.unit_index, "train.buckets.npy"), writer.bucket_counts()
-                )
-            written[split] = hi - lo
+    _write_unit(task, workdir, parsed)
     del parsed
+    written = {split: hi - lo for split, lo, hi in task.ranges}
     save_json(workdir.pass2(task.unit_index, "done.json"), written)
     os.remove(parsed_path)  # after the done marker: a rerun never needs it again
     return task.unit_index

@@ -19,6 +19,17 @@ class VocabTask:
     threshold: int
 
 
+def column_stats(values: np.ndarray, counts: np.ndarray, vocab: np.ndarray, threshold: int) -> dict:
+    """Statistics of one table kept for the metadata (merged counts -> vocabulary)."""
+    kept = counts >= max(threshold, 1)
+    return {
+        "distinct_values": int(values.size),
+        "vocab_size": int(vocab.size),
+        "occurrences": int(counts.sum()),
+        "occurrences_in_vocab": int(counts[kept].sum()),
+    }
+
+
 def build_table(task: VocabTask) -> int:
     """Writes the lookup arrays, the column statistics and, last, ``vocab/cat_{i}.npy``."""
     workdir = WorkDir(task.output_dir)
@@ -28,16 +39,7 @@ def build_table(task: VocabTask) -> int:
     vocab, sorted_values, sorted_ids = build_vocab(values, counts, task.threshold)
     save_npy(workdir.lookup(task.table, "values"), sorted_values)
     save_npy(workdir.lookup(task.table, "ids"), sorted_ids)
-    kept = counts >= max(task.threshold, 1)
-    save_json(
-        workdir.column_stats(task.table),
-        {
-            "distinct_values": int(values.size),
-            "vocab_size": int(vocab.size),
-            "occurrences": int(counts.sum()),
-            "occurrences_in_vocab": int(counts[kept].sum()),
-        },
-    )
+    save_json(workdir.column_stats(task.table), column_stats(values, counts, vocab, task.threshold))
     save_npy(workdir.vocab(task.table), vocab)
     return task.table
 
