@@ -1,0 +1,266 @@
+"""The Spark engine's driver: the same dataset as ``preproc.pipeline.run``, computed by Spark.
+
+Steps (``preproc.pipeline`` has the same ones):
+
+1. Units are planned from the files (``units.plan_units``); one RDD partition per unit.
+2. Pass 1 (parallel): each executor parses its unit with ``count_pass.UnitParser``;
+   the accepted rows stay cached in Spark (memory, spilling to disk). The driver
+   collects per unit its line, row and reject counts, then the rejected lines of the
+   units that have some, one unit at a time and in unit order, into ``rejects.tsv``.
+3. Vocabularies (parallel): per-unit counts are shuffled to one partition per
+   table, merged and turned into a vocabulary; the driver collects the
+   vocabularies (the only whole-table data it holds) and broadcasts the lookups.
+4. Pass 2 (parallel): ids, splits and shuffle buckets with
+   ``transform_pass.unit_outputs``; records are shuffled to output partitions
+   (one per training bucket, then ordered row ranges of bounded size) and a bucket
+   is permuted with ``assemble.permute_bucket``.
+5. The driver fetches the output partitions in file order (``toLocalIterator``:
+   one partition in memory at a time) and appends them to the split files; then
+   the metadata and summary are written by ``preproc.metadata``.
+
+Line numbers in ``rejects.tsv`` are exact: a unit is a byte range of one file
+whose lines the executor counts, and the driver adds the line counts of the
+file's earlier units, as the local engine does. A run is not resumable (Spark
+retries failed tasks itself); a rerun starts over and writes the same bytes.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import time
+import uuid
+
+import numpy as np
+from tqdm import tqdm
+
+from models.data.layout import categorical_dtype
+from preproc.assemble import column_files, num_shuffle_buckets, record_columns
+from preproc.config import PreprocConfig
+from preproc.count_pass import UnitSummary
+from preproc.metadata import peak_memory_mb, write_dataset_metadata, write_summary
+from preproc.pipeline import check_complete_dataset, check_layout, check_rows_accepted
+from preproc.rejects import REJECTS_FILE, RejectLog
+from preproc.schema import NUM_CATEGORICAL, SPLITS
+from preproc.spark import tasks
+from preproc.spark.session import spark_context
+from preproc.splits import plan_splits, split_rule
+from preproc.units import Unit, plan_units
+from preproc.workdir import WorkDir, load_json, save_npy
+
+
+class _Timer:
+    """Times the steps of a run for the summary (same names as the local engine)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.started = time.perf_counter()
+
+    def step(self, name: str, since: float) -> float:
+        now = time.perf_counter()
+        self.seconds[name] = round(now - since, 3)
+        return now
+
+
+def _say(message: str) -> None:
+    print(f"[spark] {message}", file=sys.stderr, flush=True)
+
+
+def _reject_log(
+    sc, config: PreprocConfig, workdir: WorkDir, units: list[Unit], parsed, totals: list
+) -> RejectLog:
+    """``rejects.tsv`` in unit order; only units with rejects send their lines."""
+    summaries = parsed.filter(tasks.is_result).map(tasks.unit_summary)
+    log = RejectLog(workdir.output(REJECTS_FILE), fail=config.on_bad_row == "fail")
+    completed = False
+    try:
+        for unit, (index, lines, rows, rejected) in zip(units, totals, strict=True):
+            if rejected:
+                (summary,) = sc.runJob(summaries, list, [index])
+            else:
+                summary = UnitSummary(
+                    index, lines, rows, np.zeros(0, np.int64), np.zeros(0, np.uint8), []
+                )
+            log.add(unit, summary)
+        completed = True
+    finally:
+        log.close(completed)
+    return log
+
+
+def _vocabularies(parsed, config: PreprocConfig, workdir: WorkDir) -> list[tuple]:
+    """Per table (sorted values, ids) for the lookups and its statistics; writes vocab/."""
+    results = (
+        parsed.filter(tasks.is_result)
+        .flatMap(tasks.table_counts)
+        .partitionBy(NUM_CATEGORICAL, tasks.table_partition)
+        .mapPartitionsWithIndex(
+            functools.partial(tasks.table_vocabularies, thresholds=config.frequency_thresholds)
+        )
+        .collect()
+    )
+    results.sort(key=lambda r: r[0])
+    if [r[0] for r in results] != list(range(NUM_CATEGORICAL)):
+        raise RuntimeError(f"vocabularies of tables {[r[0] for r in results]} came back")
+    os.makedirs(os.path.dirname(workdir.vocab(0)), exist_ok=True)
+    for table, vocab, *_ in results:
+        save_npy(workdir.vocab(table), vocab)
+    return results
+
+
+class _SplitFiles:
+    """The split files, appended to in file order under ``.tmp`` names."""
+
+    def __init__(self, workdir: WorkDir, cat_dtypes: tuple[str, ...]) -> None:
+        self.workdir, self.cat_dtypes = workdir, cat_dtypes
+        self.rows = dict.fromkeys(SPLITS, 0)
+        self.files = {}
+        for split in SPLITS:
+            os.makedirs(os.path.join(workdir.root, split), exist_ok=True)
+            self.files[split] = [
+                open(workdir.split_file(split, name) + ".tmp", "wb")  # noqa: SIM115
+                for name, _, _ in column_files(cat_dtypes)
+            ]
+
+    def write(self, split: str, records: np.ndarray) -> None:
+        columns = record_columns(records, self.cat_dtypes)
+        for f, data in zip(self.files[split], columns, strict=True):
+            f.write(data)
+        self.rows[split] += records.size
+
+    def close(self, expected: dict[str, int] | None) -> None:
+        """Renames the files into place when ``expected`` rows were written, else drops them."""
+        for files in self.files.values():
+            for f in files:
+                f.close()
+        if expected is not None and self.rows != expected:
+            raise RuntimeError(f"rows written per split {self.rows}, expected {expected}")
+        for split in SPLITS:
+            for name, _, _ in column_files(self.cat_dtypes):
+                path = self.workdir.split_file(split, name)
+                if expected is None:
+                    os.remove(path + ".tmp")
+                else:
+                    os.replace(path + ".tmp", path)
+
+
+def _write_splits(
+    sc, parsed, plan: tasks.OutputPlan, lookups: list, workdir: WorkDir, split_rows: dict
+) -> float:
+    """Pass 2 and the split files; returns when the first output partition arrived
+    (the end of the parallel transform, which that first fetch waits for)."""
+    broadcast = sc.broadcast(lookups)
+    first_arrival = None
+    outputs = (
+        parsed.mapPartitionsWithIndex(
+            functools.partial(
+                tasks.transform_unit, plan=plan, lookups_key=uuid.uuid4().hex, lookups=broadcast
+            )
+        )
+        .repartitionAndSortWithinPartitions(plan.total_partitions, tasks.output_partition)
+        .mapPartitionsWithIndex(functools.partial(tasks.finish_partition, plan=plan))
+    )
+    files = _SplitFiles(workdir, plan.cat_dtypes)
+    completed = False
+    try:
+        total = sum(split_rows.values())
+        with tqdm(total=total, desc="writing splits", unit="rows", file=sys.stderr) as bar:
+            for partition, records in outputs.toLocalIterator(prefetchPartitions=True):
+                first_arrival = first_arrival or time.perf_counter()
+                files.write(plan.split_of(partition), records)
+                bar.update(records.size)
+        completed = True
+    finally:
+        files.close(split_rows if completed else None)
+        broadcast.destroy()
+    return first_arrival or time.perf_counter()
+
+
+def _passes(sc, config: PreprocConfig, workdir: WorkDir, timer: _Timer) -> tuple:
+    units = plan_units(list(config.input_files), config.unit_bytes)
+    started = time.perf_counter()
+    if not units:  # only empty files: nothing for Spark to do
+        log = RejectLog(workdir.output(REJECTS_FILE), fail=False)
+        log.close(True)
+        check_rows_accepted(config, log)
+    from pyspark import StorageLevel
+
+    parse = functools.partial(
+        tasks.parse_units,
+        labeled=config.labeled,
+        numerical_transform=config.numerical_transform,
+    )
+    parsed = sc.parallelize(units, len(units)).mapPartitionsWithIndex(parse)
+    parsed.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        _say(f"pass 1/2: parse and count {len(units)} units")
+        totals = parsed.filter(tasks.is_result).map(tasks.unit_totals).collect()
+        log = _reject_log(sc, config, workdir, units, parsed, totals)
+        check_rows_accepted(config, log)
+        started = timer.step("pass1_count_s", started)
+
+        _say("vocabularies")
+        vocabularies = _vocabularies(parsed, config, workdir)
+        stats = [v[4] for v in vocabularies]
+        cardinalities = [s["vocab_size"] + 1 for s in stats]
+        cat_dtypes = tuple(categorical_dtype(c).name for c in cardinalities)
+        started = timer.step("vocabulary_s", started)
+
+        unit_rows = [rows for _, _, rows, _ in totals]
+        ranges = plan_splits(list(config.input_files), units, unit_rows, config.test_fraction)
+        split_rows = dict.fromkeys(SPLITS, 0)
+        for unit_ranges in ranges:
+            for split, lo, hi in unit_ranges:
+                split_rows[split] += hi - lo
+        num_buckets = num_shuffle_buckets(
+            split_rows["train"], config.shuffle_bucket_rows, config.shuffle
+        )
+        plan = tasks.plan_outputs(
+            ranges, num_buckets, config.shuffle_bucket_rows, cat_dtypes, config.seed
+        )
+        lookups = [(v[2], v[3]) for v in vocabularies]
+        del vocabularies
+        _say(f"pass 2/2: transform into {plan.total_partitions} output partitions")
+        transformed = _write_splits(sc, parsed, plan, lookups, workdir, split_rows)
+        timer.step("pass2_transform_s", started)
+        timer.step("assembly_s", transformed)
+    finally:
+        parsed.unpersist()
+    return log, stats, cardinalities, split_rows
+
+
+def run(config: PreprocConfig, master: str | None = None) -> dict:
+    """Preprocesses ``config.input_files`` into ``config.output_dir`` with Spark.
+
+    Args:
+        config: the same options as the local engine; ``num_workers`` only sets the
+            default master ``local[num_workers]``.
+        master: Spark master URL; None keeps the one ``spark-submit`` was given.
+
+    Returns:
+        The run summary, or the metadata when the dataset was already complete.
+    """
+    workdir = WorkDir(config.output_dir)
+    if os.path.exists(workdir.output("metadata.json")):
+        metadata = load_json(workdir.output("metadata.json"))
+        check_complete_dataset(config, metadata)
+        print(f"{config.output_dir} is already a complete dataset (metadata.json exists)")
+        return metadata
+    check_layout(config)
+    os.makedirs(config.output_dir, exist_ok=True)
+    timer = _Timer()
+    with spark_context(master) as sc:
+        log, stats, cardinalities, split_rows = _passes(sc, config, workdir, timer)
+    metadata = write_dataset_metadata(
+        config,
+        workdir,
+        cardinalities=cardinalities,
+        cat_dtypes=[categorical_dtype(c).name for c in cardinalities],
+        split_rows=split_rows,
+        log=log,
+        column_stats=stats,
+        rule=split_rule(list(config.input_files)),
+    )
+    timer.seconds["total_s"] = round(time.perf_counter() - timer.started, 3)
+    return write_summary(config, workdir, metadata, timer.seconds, peak_memory_mb())

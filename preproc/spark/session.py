@@ -1,0 +1,75 @@
+"""The SparkContext of a run: the master, the executors' Python, the code they import."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# What the executors import: the preproc package and the dataset layout it names files by.
+_SHIPPED = ("preproc", "models/__init__.py", "models/data/__init__.py", "models/data/layout.py")
+
+
+def pyspark_missing() -> str | None:
+    """Why the Spark engine cannot run here, or None when PySpark imports."""
+    try:
+        import pyspark  # noqa: F401
+    except ImportError:
+        return "--engine spark needs PySpark: pip install -r requirements-spark.txt (and Java 17+)"
+    return None
+
+
+def default_master(spark_master: str | None, num_workers: int) -> str | None:
+    """``--spark_master``, else ``local[num_workers]``; None under ``spark-submit``,
+    whose ``--master`` then decides (spark-submit sets PYSPARK_GATEWAY_PORT)."""
+    if spark_master:
+        return spark_master
+    if "PYSPARK_GATEWAY_PORT" in os.environ:
+        return None
+    return f"local[{num_workers}]"
+
+
+def _code_zip(directory: str) -> str:
+    """The Python sources the executors need, zipped for ``SparkContext.addPyFile``."""
+    path = os.path.join(directory, "dlrm_preproc.zip")
+    with zipfile.ZipFile(path, "w") as archive:
+        for item in _SHIPPED:
+            source = REPO_ROOT / item
+            files = sorted(source.rglob("*.py")) if source.is_dir() else [source]
+            for file in files:
+                archive.write(file, str(file.relative_to(REPO_ROOT)))
+    return path
+
+
+@contextmanager
+def spark_context(master: str | None) -> Iterator:
+    """A SparkContext for the run, stopped at the end; an already active one is reused
+    (and left running), so tests share one per module."""
+    from pyspark import SparkConf, SparkContext
+
+    active = SparkContext._active_spark_context
+    if active is not None:
+        yield active
+        return
+    conf = SparkConf().setAppName("dlrm-preproc")
+    conf.setIfMissing("spark.ui.showConsoleProgress", "true")
+    if master is not None:
+        conf.setMaster(master)
+        if master.startswith("local"):
+            # Executors are processes of this machine: the driver's interpreter has the
+            # packages; the JVM (driver and executor in one) holds cached and fetched blocks.
+            conf.setIfMissing("spark.pyspark.python", sys.executable)
+            conf.setIfMissing("spark.driver.memory", "2g")
+    sc = SparkContext(conf=conf)
+    try:
+        sc.setLogLevel("WARN")
+        with tempfile.TemporaryDirectory(prefix="dlrm_preproc_spark_") as tmp:
+            sc.addPyFile(_code_zip(tmp))
+            yield sc
+    finally:
+        sc.stop()
