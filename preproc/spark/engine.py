@@ -89,13 +89,15 @@ def _reject_log(
     return log
 
 
-def _vocabularies(parsed, config: PreprocConfig, workdir: WorkDir) -> list[tuple]:
+def _vocabularies(sc, parsed, config: PreprocConfig, workdir: WorkDir) -> list[tuple]:
     """Per table (sorted values, ids) for the lookups and its statistics; writes vocab/."""
     results = (
         parsed.filter(tasks.is_result)
         .flatMap(tasks.table_counts)
-        .partitionBy(NUM_CATEGORICAL, tasks.table_partition)
-        .mapPartitionsWithIndex(
+        # Tables are spread over at most one partition per core: a task per table
+        # would cost more than the merge of a small table.
+        .repartitionAndSortWithinPartitions(min(NUM_CATEGORICAL, sc.defaultParallelism))
+        .mapPartitions(
             functools.partial(tasks.table_vocabularies, thresholds=config.frequency_thresholds)
         )
         .collect()
@@ -201,7 +203,7 @@ def _passes(sc, config: PreprocConfig, workdir: WorkDir, timer: _Timer) -> tuple
         started = timer.step("pass1_count_s", started)
 
         _say("vocabularies")
-        vocabularies = _vocabularies(parsed, config, workdir)
+        vocabularies = _vocabularies(sc, parsed, config, workdir)
         stats = [v[4] for v in vocabularies]
         cardinalities = [s["vocab_size"] + 1 for s in stats]
         cat_dtypes = tuple(categorical_dtype(c).name for c in cardinalities)

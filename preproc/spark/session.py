@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+import warnings
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -47,16 +48,23 @@ def _code_zip(directory: str) -> str:
 
 
 @contextmanager
-def spark_context(master: str | None) -> Iterator:
+def spark_context(master: str | None, settings: dict[str, str] | None = None) -> Iterator:
     """A SparkContext for the run, stopped at the end; an already active one is reused
-    (and left running), so tests share one per module."""
+    (and left running), so tests share one per module.
+
+    Args:
+        master: master URL; None keeps spark-submit's.
+        settings: extra Spark properties (e.g. ``{"spark.ui.enabled": "false"}``).
+    """
+    # PySpark warns about pandas 3 on import; the engine uses no pandas API of PySpark.
+    warnings.filterwarnings("ignore", "PySpark does not yet fully support pandas", FutureWarning)
     from pyspark import SparkConf, SparkContext
 
     active = SparkContext._active_spark_context
     if active is not None:
         yield active
         return
-    conf = SparkConf().setAppName("dlrm-preproc")
+    conf = SparkConf().setAppName("dlrm-preproc").setAll(list((settings or {}).items()))
     conf.setIfMissing("spark.ui.showConsoleProgress", "true")
     if master is not None:
         conf.setMaster(master)

@@ -14,6 +14,7 @@ it is not shuffled), then ordered row ranges of ``test`` and ``validation``.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -63,25 +64,17 @@ def table_counts(element: tuple) -> Iterator[tuple[int, tuple[np.ndarray, np.nda
     yield from enumerate(result.counts)
 
 
-def table_partition(table: int) -> int:
-    return table
-
-
 def table_vocabularies(
-    table: int, keyed_counts: Iterable[tuple[int, tuple]], thresholds: tuple[int, ...]
+    keyed_counts: Iterable[tuple[int, tuple]], thresholds: tuple[int, ...]
 ) -> Iterator[tuple]:
-    """Merges one table's per-unit counts (the partition of that table) into its vocabulary:
-    ``(table, vocab, sorted values, sorted ids, column statistics)``."""
-    parts = (counts for key, counts in keyed_counts if key == table)
-    values, counts = merge_counts(parts)
-    vocab, sorted_values, sorted_ids = build_vocab(values, counts, thresholds[table])
-    yield (
-        table,
-        vocab,
-        sorted_values,
-        sorted_ids,
-        column_stats(values, counts, vocab, thresholds[table]),
-    )
+    """Merges each table's per-unit counts into its vocabulary: ``(table, vocab, sorted
+    values, sorted ids, column statistics)``. The partition holds whole tables, sorted by
+    table, so one table's counts are merged at a time, as they stream in."""
+    for table, group in itertools.groupby(keyed_counts, key=lambda item: item[0]):
+        values, counts = merge_counts(counts for _, counts in group)
+        vocab, sorted_values, sorted_ids = build_vocab(values, counts, thresholds[table])
+        stats = column_stats(values, counts, vocab, thresholds[table])
+        yield table, vocab, sorted_values, sorted_ids, stats
 
 
 @dataclass(frozen=True)

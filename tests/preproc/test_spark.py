@@ -1,0 +1,165 @@
+"""``--engine spark`` writes the same bytes as the local engine.
+
+Every test runs both engines on the same inputs and options and compares every
+output file (the run summary apart from its timings). One local[2]
+SparkContext serves the whole module.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip(
+    "pyspark", reason="PySpark is not installed (pip install -r requirements-spark.txt)"
+)
+if shutil.which("java") is None:
+    pytest.skip("Spark needs Java (17 or later) on PATH", allow_module_level=True)
+
+from preproc.cli import main
+from preproc.config import PreprocConfig, parse_thresholds
+from preproc.rejects import BadRowError
+from preproc.spark.engine import run as run_spark
+from preproc.spark.session import spark_context
+from tests.preproc.helpers import (
+    LABELED_SAMPLES,
+    preprocess,
+    sample,
+    sample_lines,
+    tree_bytes,
+)
+from tools.generate_criteo import generate
+
+pytestmark = pytest.mark.spark
+
+_VARYING = ("seconds", "rows_per_second", "peak_memory_mb")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def spark_session():
+    settings = {"spark.ui.enabled": "false", "spark.ui.showConsoleProgress": "false"}
+    with spark_context("local[2]", settings) as sc:
+        yield sc
+
+
+def preprocess_spark(inputs: list[str], output_dir: Path, **options) -> dict:
+    options.setdefault("frequency_thresholds", (2,) * 26)
+    config = PreprocConfig(input_files=tuple(inputs), output_dir=str(output_dir), **options)
+    run_spark(config)
+    return json.loads((output_dir / "metadata.json").read_text())
+
+
+def summary(root: Path) -> dict:
+    data = json.loads((root / "preproc_summary.json").read_text())
+    return {k: v for k, v in data.items() if k not in _VARYING}
+
+
+def assert_same_output(inputs: list[str], tmp_path: Path, **options) -> dict:
+    """Runs both engines; returns the metadata after checking every file is identical."""
+    meta = preprocess(inputs, tmp_path / "local", **options)
+    assert preprocess_spark(inputs, tmp_path / "spark", **options) == meta
+    local, spark = tree_bytes(tmp_path / "local"), tree_bytes(tmp_path / "spark")
+    assert sorted(local) == sorted(spark)
+    for name in local:
+        assert local[name] == spark[name], name
+    assert summary(tmp_path / "local") == summary(tmp_path / "spark")
+    return meta
+
+
+def test_real_rows_several_units_and_buckets(tmp_path):
+    meta = assert_same_output(
+        [sample(n) for n in LABELED_SAMPLES],
+        tmp_path,
+        unit_bytes=200 << 10,
+        shuffle_bucket_rows=1000,
+    )
+    assert meta["rows"]["train"] > 2 * 1000 and meta["split_rule"] == "fraction"
+
+
+def test_generated_days_log1p_per_column_thresholds(tmp_path):
+    days = generate(str(tmp_path / "raw"), 6000, 2, seed=3)
+    meta = assert_same_output(
+        days,
+        tmp_path,
+        frequency_thresholds=parse_thresholds(3, ["0=1", "5=10,20=0"]),
+        numerical_transform="log1p_clamp",
+        seed=11,
+        unit_bytes=400 << 10,
+        shuffle_bucket_rows=1000,
+    )
+    assert meta["rows"] == {"train": 3000, "test": 1500, "validation": 1500}
+    assert meta["frequency_thresholds"][5] == 10
+
+
+def _with_bad_rows(path: Path, lines: list[bytes]) -> None:
+    bad = [
+        b"",
+        lines[0].replace(b"\t", b"\tx", 1),  # non-integer I1
+        b"2" + lines[1][1:],  # label 2
+        lines[2].rsplit(b"\t", 1)[0] + b"\tzz",  # non-hex categorical
+        lines[3].rsplit(b"\t", 1)[0],  # a field short
+    ]
+    path.write_bytes(b"\n".join(lines[:40] + bad + lines[40:]) + b"\n")
+
+
+def test_bad_rows_gz_and_truncated_gz_days(tmp_path):
+    raw = tmp_path / "raw"
+    day_0, day_1, day_2 = generate(str(raw), 3000, 3, seed=5, compress=True)
+    plain = raw / "day_1"
+    _with_bad_rows(plain, gzip.decompress(Path(day_1).read_bytes()).split(b"\n")[:-1])
+    Path(day_1).unlink()
+    packed = Path(day_2).read_bytes()
+    Path(day_2).write_bytes(packed[: len(packed) * 2 // 3])  # truncated
+    inputs = [day_0, str(plain), day_2]
+    meta = assert_same_output(inputs, tmp_path, unit_bytes=128 << 10, shuffle_bucket_rows=700)
+    rejected = meta["rows_rejected"]
+    assert rejected["gzip_error"] == 1 and rejected["empty_line"] == 1
+    assert sum(rejected.values()) == 6 and meta["rows_read"] == meta["rows_written"] + 6
+    with pytest.raises(BadRowError) as local_error:
+        preprocess(inputs, tmp_path / "local_fail", on_bad_row="fail", unit_bytes=128 << 10)
+    with pytest.raises(BadRowError) as spark_error:
+        preprocess_spark(inputs, tmp_path / "spark_fail", on_bad_row="fail", unit_bytes=128 << 10)
+    assert str(spark_error.value) == str(local_error.value)
+    assert str(local_error.value).startswith(f"{plain}:41: empty_line")
+
+
+def test_unlabeled_unshuffled(tmp_path):
+    meta = assert_same_output(
+        [sample("kaggle_test_head_unlabeled.tsv")],
+        tmp_path,
+        labeled=False,
+        shuffle=False,
+        shuffle_bucket_rows=100,  # several ordered output partitions
+        unit_bytes=32 << 10,
+    )
+    assert meta["rows_written"] == 300 and not meta["labeled"]
+
+
+def test_command_line_engine_flag(tmp_path, capsys):
+    lines = sample_lines("kaggle_train_head.tsv")[:600]
+    source = tmp_path / "rows.tsv"
+    source.write_bytes(b"\n".join(lines) + b"\n")
+    common = ["--input_files", str(source), "--frequency_threshold", "2", "--seed", "4"]
+    assert main([*common, "--output_dir", str(tmp_path / "local")]) == 0
+    capsys.readouterr()
+    assert main([*common, "--output_dir", str(tmp_path / "spark"), "--engine", "spark"]) == 0
+    out = capsys.readouterr().out
+    assert "rows read 600 = written 600 + rejected 0 (none)" in out
+    assert tree_bytes(tmp_path / "local") == tree_bytes(tmp_path / "spark")
+    # A finished dataset is not recomputed.
+    assert main([*common, "--output_dir", str(tmp_path / "spark"), "--engine", "spark"]) == 0
+    assert "already a complete dataset" in capsys.readouterr().out
+
+
+def test_only_empty_inputs_fail_as_locally(tmp_path):
+    empty = tmp_path / "empty.tsv"
+    empty.write_bytes(b"")
+    with pytest.raises(ValueError, match="no valid rows in 1 input file") as error:
+        preprocess_spark([str(empty)], tmp_path / "out")
+    with pytest.raises(ValueError) as local_error:
+        preprocess([str(empty)], tmp_path / "local")
+    assert str(error.value) == str(local_error.value)
