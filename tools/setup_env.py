@@ -9,6 +9,7 @@ Environment variables (see DEVELOPERS.md):
   DLRM_CACHE_DIR        cache of built Horovod wheels
   DLRM_TF_PACKAGE       TensorFlow to install when none is importable
   DLRM_HOROVOD_VERSION  Horovod version built when `horovod.tensorflow` does not import
+  DLRM_WITH_SPARK       1: also install requirements-spark.txt (the Spark engine of preproc)
 """
 
 from __future__ import annotations
@@ -325,6 +326,31 @@ def setup_requirements(env: Environment, base_tf: str | None) -> None:
         os.unlink(constraints.name)
 
 
+def spark_requested(environ: dict[str, str]) -> bool:
+    """The Spark engine's packages are installed only on request (``DLRM_WITH_SPARK=1``)."""
+    value = environ.get("DLRM_WITH_SPARK", "").strip().lower()
+    if value not in ("", "0", "1", "true", "false", "yes", "no"):
+        raise SetupError(f"DLRM_WITH_SPARK must be 1 or 0, got {value!r}")
+    return value in ("1", "true", "yes")
+
+
+def setup_spark(env: Environment) -> None:
+    if not spark_requested(dict(os.environ)):
+        return
+    run(
+        "spark",
+        env.pip("install", "-q", "-r", str(REPO_ROOT / "requirements-spark.txt")),
+        "pip could not install requirements-spark.txt (see the pip error above)",
+    )
+    if shutil.which("java") is None:
+        log(
+            "spark: PySpark installed, but no java on PATH: the Spark engine and its tests "
+            "need Java 17+ (Debian: apt-get install openjdk-17-jre-headless)"
+        )
+    else:
+        log("spark: PySpark installed (requirements-spark.txt)")
+
+
 def build_horovod_wheel(env: Environment, version: str, gpu_ops: str, out_dir: Path) -> Path:
     missing = missing_build_tools()
     if missing:
@@ -468,6 +494,7 @@ def main() -> int:
         env.create(sys.executable, system_site_packages=base_tf is not None)
         tf_version = setup_tensorflow(env, base_tf)
         setup_requirements(env, base_tf)
+        setup_spark(env)
         setup_horovod(env, tf_version)
         setup_shellcheck()
     except SetupError as error:

@@ -161,3 +161,21 @@ def test_written_horovodrun_launches_the_importable_horovod(tmp_path):
     done = subprocess.run([str(launcher), "--version"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert horovod.__version__ in done.stdout
+
+
+def test_spark_packages_only_on_request():
+    assert not setup_env.spark_requested({})
+    assert not setup_env.spark_requested({"DLRM_WITH_SPARK": "0"})
+    assert setup_env.spark_requested({"DLRM_WITH_SPARK": "1"})
+    assert setup_env.spark_requested({"DLRM_WITH_SPARK": "yes"})
+    with pytest.raises(setup_env.SetupError, match="DLRM_WITH_SPARK must be 1 or 0, got 'spark'"):
+        setup_env.spark_requested({"DLRM_WITH_SPARK": "spark"})
+
+
+def test_spark_requirements_are_pinned_and_ci_asks_for_them():
+    root = Path(setup_env.REPO_ROOT)
+    lines = (root / "requirements-spark.txt").read_text().splitlines()
+    pins = [ln for ln in lines if setup_env.requirement_name(ln)]
+    assert [p.split("==")[0] for p in pins] == ["pyspark"] and all("==" in p for p in pins)
+    assert "pyspark" not in (root / "requirements.txt").read_text()
+    assert "export DLRM_WITH_SPARK=1" in (root / ".ci" / "run").read_text()
