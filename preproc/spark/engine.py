@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import sys
 import time
 import uuid
@@ -61,6 +62,22 @@ class _Timer:
         now = time.perf_counter()
         self.seconds[name] = round(now - since, 3)
         return now
+
+
+_PYTHON_ERROR = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Interrupt)): (.+)$")
+
+
+def spark_failure(exc: BaseException) -> str | None:
+    """The Python error an executor task died of, from a Spark job failure, as one line;
+    None when ``exc`` is not a Spark failure."""
+    if not type(exc).__module__.startswith(("py4j", "pyspark")):
+        return None
+    for line in str(exc).splitlines():
+        match = _PYTHON_ERROR.match(line.strip())
+        if match and not match.group(1).startswith(("org.", "java.", "py4j.", "scala.")):
+            return line.strip()
+    first = str(exc).strip().splitlines()
+    return first[0] if first else type(exc).__name__
 
 
 def _say(message: str) -> None:
@@ -252,8 +269,14 @@ def run(config: PreprocConfig, master: str | None = None) -> dict:
     check_layout(config)
     os.makedirs(config.output_dir, exist_ok=True)
     timer = _Timer()
-    with spark_context(master) as sc:
-        log, stats, cardinalities, split_rows = _passes(sc, config, workdir, timer)
+    try:
+        with spark_context(master) as sc:
+            log, stats, cardinalities, split_rows = _passes(sc, config, workdir, timer)
+    except Exception as exc:
+        failure = spark_failure(exc)
+        if failure is None:
+            raise
+        raise ValueError(f"the Spark job failed: {failure}") from exc
     metadata = write_dataset_metadata(
         config,
         workdir,

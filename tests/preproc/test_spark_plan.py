@@ -56,3 +56,24 @@ def test_row_stream_reads_contiguous_ranges_across_blocks():
     assert read(9, 11).tolist() == [9, 10]
     with pytest.raises(RuntimeError, match="out of order"):
         read(0, 1)
+
+
+def test_spark_failure_names_the_executor_error():
+    from preproc.spark.engine import spark_failure
+
+    class Py4JJavaError(Exception):
+        pass
+
+    Py4JJavaError.__module__ = "py4j.protocol"
+    message = (
+        "An error occurred while calling z:org.apache.spark.api.python.PythonRDD.collectAndServe.\n"
+        ": org.apache.spark.SparkException: Job aborted due to stage failure: Task 0 failed\n"
+        "org.apache.spark.api.python.PythonException: Traceback (most recent call last):\n"
+        '  File "/work/preproc/units.py", line 104, in _plain\n'
+        "OSError: /data/day_0 shrank while being read (at byte 1024)\n"
+        "\tat org.apache.spark.api.python.BasePythonRunner.handlePythonException\n"
+    )
+    assert spark_failure(Py4JJavaError(message)) == (
+        "OSError: /data/day_0 shrank while being read (at byte 1024)"
+    )
+    assert spark_failure(ValueError("not Spark's")) is None
