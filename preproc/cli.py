@@ -23,6 +23,16 @@ def build_parser() -> argparse.ArgumentParser:
             "command resumes it."
         ),
     )
+    parser.add_argument(
+        "--engine",
+        choices=("local", "spark"),
+        default="local",
+        help="local: worker processes of this machine; spark: a Spark job (same output bytes)",
+    )
+    parser.add_argument(
+        "--spark_master",
+        help="Spark master URL (default: local[num_workers], or spark-submit's --master)",
+    )
     parser.add_argument("--input_files", nargs="+", required=True, help="TSV inputs in row order")
     parser.add_argument("--output_dir", required=True, help="dataset root to create")
     parser.add_argument(
@@ -41,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--num_workers",
         type=int,
         default=os.cpu_count() or 1,
-        help="worker processes (default: all cores); the output does not depend on it",
+        help="worker processes (default: all cores; spark: the N of local[N]); "
+        "the output does not depend on it",
     )
     parser.add_argument(
         "--test_fraction",
@@ -105,10 +116,28 @@ def os_error_message(exc: OSError, output_dir: str) -> str:
     return message
 
 
+def _run_spark(config: PreprocConfig, spark_master: str | None) -> None:
+    from preproc.spark.session import default_master, pyspark_missing
+
+    missing = pyspark_missing()
+    if missing:
+        raise ValueError(missing)
+    from preproc.spark.engine import run as run_spark
+
+    run_spark(config, default_master(spark_master, config.num_workers))
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.spark_master and args.engine != "spark":
+        parser.error("--spark_master needs --engine spark")
     try:
-        run(config_from_args(args))
+        config = config_from_args(args)
+        if args.engine == "spark":
+            _run_spark(config, args.spark_master)
+        else:
+            run(config)
     except (ValueError, BadRowError, OutputLockedError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -37,6 +37,13 @@ from preproc.vocab_pass import VocabTask, build_table, load_column_stats
 from preproc.workdir import WorkDir, load_json, save_json
 from preproc.workers import Workers
 
+# What an engine's passes give the shared epilogue: the reject log, per-table column
+# statistics, cardinalities, rows per split and the rows accepted from each input file.
+PassesResult = tuple[RejectLog, list[dict], list[int], dict[str, int], list[int]]
+# Another engine (``preproc.spark``): everything up to complete split files and
+# vocabularies, filling ``timings`` with the local engine's step names.
+Engine = Callable[[PreprocConfig, WorkDir, dict], PassesResult]
+
 # Called after each finished task with (step name, task index), and at the end with
 # ("finish", 0..2) around the final writes; tests use it to interrupt a run at any point.
 TaskHook = Callable[[str, int], None]
@@ -224,19 +231,24 @@ def _assemble(
         finalize(workdir, split, cat_dtypes)
 
 
-def _passes(
-    config: PreprocConfig, workdir: WorkDir, workers: Workers, hook: TaskHook, timings: dict
-) -> tuple[RejectLog, list[dict], list[int], dict[str, int], list[int]]:
-    """Everything up to complete split files; returns what the metadata needs and the
-    rows accepted from each input file."""
-    units = plan_units(list(config.input_files), config.unit_bytes)
-    with _Step(timings, "pass1_count_s"):
-        log, unit_rows = _count_pass(config, workdir, workers, units, hook)
+def check_rows_accepted(config: PreprocConfig, log: RejectLog) -> None:
+    """After pass 1 (both engines): a run that accepted no row at all is an error."""
     if log.rows_accepted == 0:
         raise ValueError(
             f"no valid rows in {len(config.input_files)} input file(s) "
             f"({log.lines_read} lines read, rejects by reason: {log.counts})"
         )
+
+
+def _passes(
+    config: PreprocConfig, workdir: WorkDir, workers: Workers, hook: TaskHook, timings: dict
+) -> PassesResult:
+    """Everything up to complete split files; returns what the metadata needs and the
+    rows accepted from each input file."""
+    units = plan_units(list(config.input_files), config.unit_bytes)
+    with _Step(timings, "pass1_count_s"):
+        log, unit_rows = _count_pass(config, workdir, workers, units, hook)
+    check_rows_accepted(config, log)
     with _Step(timings, "vocabulary_s"):
         _vocab_pass(config, workdir, workers, len(units), hook)
     stats = [load_column_stats(workdir, t) for t in range(NUM_CATEGORICAL)]
@@ -265,17 +277,19 @@ def _passes(
     return log, stats, cardinalities, split_rows, file_rows
 
 
-def run(config: PreprocConfig, hook: TaskHook | None = None) -> dict:
+def run(config: PreprocConfig, hook: TaskHook | None = None, engine: Engine | None = None) -> dict:
     """Preprocesses ``config.input_files`` into ``config.output_dir``.
 
-    Holds the output directory's lock throughout (``preproc.lock``). Returns the
-    run summary, or the metadata when the dataset was already complete.
+    Holds the output directory's lock throughout (``preproc.lock``). ``engine``
+    replaces the local passes (worker processes) by another engine's; checks,
+    metadata and summary are the same. Returns the run summary, or the metadata
+    when the dataset was already complete.
     """
     with OutputDirLock(config.output_dir):
-        return _run_locked(config, hook or (lambda step, index: None))
+        return _run_locked(config, hook or (lambda step, index: None), engine)
 
 
-def _run_locked(config: PreprocConfig, hook: TaskHook) -> dict:
+def _run_locked(config: PreprocConfig, hook: TaskHook, engine: Engine | None) -> dict:
     workdir = WorkDir(config.output_dir)
     if os.path.exists(workdir.output(METADATA_FILE)):
         metadata = load_json(workdir.output(METADATA_FILE))
@@ -288,15 +302,18 @@ def _run_locked(config: PreprocConfig, hook: TaskHook) -> dict:
     _prepare_workdir(config, workdir)
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    workers = Workers(config.num_workers)
-    completed = False
-    try:
-        log, stats, cardinalities, split_rows, file_rows = _passes(
-            config, workdir, workers, hook, timings
-        )
-        completed = True
-    finally:
-        workers.close(completed)
+    if engine is not None:
+        log, stats, cardinalities, split_rows, file_rows = engine(config, workdir, timings)
+    else:
+        workers = Workers(config.num_workers)
+        completed = False
+        try:
+            log, stats, cardinalities, split_rows, file_rows = _passes(
+                config, workdir, workers, hook, timings
+            )
+            completed = True
+        finally:
+            workers.close(completed)
     changed = changed_inputs(inputs, config.input_files)
     if changed:
         raise ValueError(

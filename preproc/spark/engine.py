@@ -1,22 +1,22 @@
-"""The Spark engine's driver: the same dataset as ``preproc.pipeline.run``, computed by Spark.
+"""The Spark engine's driver: the passes of ``preproc.pipeline.run``, computed by Spark.
 
-Steps (``preproc.pipeline`` has the same ones):
+``pipeline.run`` keeps what both engines share (output lock, input checks, the
+metadata and summary); this module replaces the worker-process passes:
 
 1. Units are planned from the files (``units.plan_units``); one RDD partition per unit.
 2. Pass 1 (parallel): each executor parses its unit with ``count_pass.UnitParser``;
    the accepted rows stay cached in Spark (memory, spilling to disk). The driver
    collects per unit its line, row and reject counts, then the rejected lines of the
    units that have some, one unit at a time and in unit order, into ``rejects.tsv``.
-3. Vocabularies (parallel): per-unit counts are shuffled to one partition per
-   table, merged and turned into a vocabulary; the driver collects the
+3. Vocabularies (parallel): per-unit counts are shuffled by table (whole tables
+   per partition), merged and turned into a vocabulary; the driver collects the
    vocabularies (the only whole-table data it holds) and broadcasts the lookups.
 4. Pass 2 (parallel): ids, splits and shuffle buckets with
    ``transform_pass.unit_outputs``; records are shuffled to output partitions
    (one per training bucket, then ordered row ranges of bounded size) and a bucket
    is permuted with ``assemble.permute_bucket``.
 5. The driver fetches the output partitions in file order (``toLocalIterator``:
-   one partition in memory at a time) and appends them to the split files; then
-   the metadata and summary are written by ``preproc.metadata``.
+   one partition in memory at a time) and appends them to the split files.
 
 Line numbers in ``rejects.tsv`` are exact: a unit is a byte range of one file
 whose lines the executor counts, and the driver adds the line counts of the
@@ -37,32 +37,18 @@ import numpy as np
 from tqdm import tqdm
 
 from models.data.layout import categorical_dtype
+from preproc import pipeline
 from preproc.assemble import column_files, num_shuffle_buckets, record_columns
 from preproc.config import PreprocConfig
 from preproc.count_pass import UnitSummary
-from preproc.metadata import peak_memory_mb, write_dataset_metadata, write_summary
-from preproc.pipeline import check_complete_dataset, check_layout, check_rows_accepted
+from preproc.pipeline import Engine, PassesResult, check_rows_accepted
 from preproc.rejects import REJECTS_FILE, RejectLog
 from preproc.schema import NUM_CATEGORICAL, SPLITS
 from preproc.spark import tasks
 from preproc.spark.session import spark_context
-from preproc.splits import plan_splits, split_rule
+from preproc.splits import plan_splits
 from preproc.units import Unit, plan_units
-from preproc.workdir import WorkDir, load_json, save_npy
-
-
-class _Timer:
-    """Times the steps of a run for the summary (same names as the local engine)."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-        self.started = time.perf_counter()
-
-    def step(self, name: str, since: float) -> float:
-        now = time.perf_counter()
-        self.seconds[name] = round(now - since, 3)
-        return now
-
+from preproc.workdir import WorkDir, save_npy
 
 _PYTHON_ERROR = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Interrupt)): (.+)$")
 
@@ -196,7 +182,13 @@ def _write_splits(
     return first_arrival or time.perf_counter()
 
 
-def _passes(sc, config: PreprocConfig, workdir: WorkDir, timer: _Timer) -> tuple:
+def _step(timings: dict[str, float], name: str, since: float) -> float:
+    now = time.perf_counter()
+    timings[name] = round(now - since, 3)
+    return now
+
+
+def _spark_passes(sc, config: PreprocConfig, workdir: WorkDir, timings: dict) -> PassesResult:
     units = plan_units(list(config.input_files), config.unit_bytes)
     started = time.perf_counter()
     if not units:  # only empty files: nothing for Spark to do
@@ -217,14 +209,14 @@ def _passes(sc, config: PreprocConfig, workdir: WorkDir, timer: _Timer) -> tuple
         totals = parsed.filter(tasks.is_result).map(tasks.unit_totals).collect()
         log = _reject_log(sc, config, workdir, units, parsed, totals)
         check_rows_accepted(config, log)
-        started = timer.step("pass1_count_s", started)
+        started = _step(timings, "pass1_count_s", started)
 
         _say("vocabularies")
         vocabularies = _vocabularies(sc, parsed, config, workdir)
         stats = [v[4] for v in vocabularies]
         cardinalities = [s["vocab_size"] + 1 for s in stats]
         cat_dtypes = tuple(categorical_dtype(c).name for c in cardinalities)
-        started = timer.step("vocabulary_s", started)
+        started = _step(timings, "vocabulary_s", started)
 
         unit_rows = [rows for _, _, rows, _ in totals]
         ranges = plan_splits(list(config.input_files), units, unit_rows, config.test_fraction)
@@ -242,50 +234,41 @@ def _passes(sc, config: PreprocConfig, workdir: WorkDir, timer: _Timer) -> tuple
         del vocabularies
         _say(f"pass 2/2: transform into {plan.total_partitions} output partitions")
         transformed = _write_splits(sc, parsed, plan, lookups, workdir, split_rows)
-        timer.step("pass2_transform_s", started)
-        timer.step("assembly_s", transformed)
+        _step(timings, "pass2_transform_s", started)
+        _step(timings, "assembly_s", transformed)
     finally:
         parsed.unpersist()
-    return log, stats, cardinalities, split_rows
+    file_rows = [0] * len(config.input_files)
+    for unit, rows in zip(units, unit_rows, strict=True):
+        file_rows[unit.file_index] += rows
+    return log, stats, cardinalities, split_rows, file_rows
+
+
+def spark_engine(master: str | None) -> Engine:
+    """The passes of ``pipeline.run`` on Spark (``master`` None: spark-submit's)."""
+
+    def passes(config: PreprocConfig, workdir: WorkDir, timings: dict) -> PassesResult:
+        try:
+            with spark_context(master) as sc:
+                return _spark_passes(sc, config, workdir, timings)
+        except Exception as exc:
+            failure = spark_failure(exc)
+            if failure is None:
+                raise
+            raise ValueError(f"the Spark job failed: {failure}") from exc
+
+    return passes
 
 
 def run(config: PreprocConfig, master: str | None = None) -> dict:
-    """Preprocesses ``config.input_files`` into ``config.output_dir`` with Spark.
+    """``pipeline.run`` with the Spark engine: same checks, lock, metadata and summary.
 
     Args:
         config: the same options as the local engine; ``num_workers`` only sets the
-            default master ``local[num_workers]``.
-        master: Spark master URL; None keeps the one ``spark-submit`` was given.
+            default master ``local[num_workers]`` (``session.default_master``).
+        master: Spark master URL; None keeps spark-submit's (or reuses an active context).
 
     Returns:
         The run summary, or the metadata when the dataset was already complete.
     """
-    workdir = WorkDir(config.output_dir)
-    if os.path.exists(workdir.output("metadata.json")):
-        metadata = load_json(workdir.output("metadata.json"))
-        check_complete_dataset(config, metadata)
-        print(f"{config.output_dir} is already a complete dataset (metadata.json exists)")
-        return metadata
-    check_layout(config)
-    os.makedirs(config.output_dir, exist_ok=True)
-    timer = _Timer()
-    try:
-        with spark_context(master) as sc:
-            log, stats, cardinalities, split_rows = _passes(sc, config, workdir, timer)
-    except Exception as exc:
-        failure = spark_failure(exc)
-        if failure is None:
-            raise
-        raise ValueError(f"the Spark job failed: {failure}") from exc
-    metadata = write_dataset_metadata(
-        config,
-        workdir,
-        cardinalities=cardinalities,
-        cat_dtypes=[categorical_dtype(c).name for c in cardinalities],
-        split_rows=split_rows,
-        log=log,
-        column_stats=stats,
-        rule=split_rule(list(config.input_files)),
-    )
-    timer.seconds["total_s"] = round(time.perf_counter() - timer.started, 3)
-    return write_summary(config, workdir, metadata, timer.seconds, peak_memory_mb())
+    return pipeline.run(config, engine=spark_engine(master))
