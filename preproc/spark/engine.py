@@ -36,14 +36,14 @@ import uuid
 import numpy as np
 from tqdm import tqdm
 
-from models.data.layout import categorical_dtype
+from models.data.feature_spec import SPLITS, categorical_dtype
 from preproc import pipeline
 from preproc.assemble import column_files, num_shuffle_buckets, record_columns
 from preproc.config import PreprocConfig
 from preproc.count_pass import UnitSummary
 from preproc.pipeline import Engine, PassesResult, check_rows_accepted
 from preproc.rejects import REJECTS_FILE, RejectLog
-from preproc.schema import NUM_CATEGORICAL, SPLITS
+from preproc.schema import NUM_CATEGORICAL
 from preproc.spark import tasks
 from preproc.spark.session import spark_context
 from preproc.splits import plan_splits
@@ -125,7 +125,7 @@ class _SplitFiles:
             os.makedirs(os.path.join(workdir.root, split), exist_ok=True)
             self.files[split] = [
                 open(workdir.split_file(split, name) + ".tmp", "wb")  # noqa: SIM115
-                for name, _, _ in column_files(cat_dtypes)
+                for name, *_ in column_files(cat_dtypes)
             ]
 
     def write(self, split: str, records: np.ndarray) -> None:
@@ -142,7 +142,7 @@ class _SplitFiles:
         if expected is not None and self.rows != expected:
             raise RuntimeError(f"rows written per split {self.rows}, expected {expected}")
         for split in SPLITS:
-            for name, _, _ in column_files(self.cat_dtypes):
+            for name, *_ in column_files(self.cat_dtypes):
                 path = self.workdir.split_file(split, name)
                 if expected is None:
                     os.remove(path + ".tmp")

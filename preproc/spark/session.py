@@ -12,8 +12,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-# What the executors import: the preproc package and the dataset layout it names files by.
-_SHIPPED = ("preproc", "models/__init__.py", "models/data/__init__.py", "models/data/layout.py")
+# What the executors import: the preproc package and the dataset contract it writes by.
+_SHIPPED = (
+    "preproc",
+    "models/__init__.py",
+    "models/data/__init__.py",
+    "models/data/feature_spec.py",
+)
 
 
 def pyspark_missing() -> str | None:

@@ -20,9 +20,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from models.data.feature_spec import SPLITS
 from preproc.assemble import permute_bucket
 from preproc.count_pass import UnitParser, UnitResult, UnitSummary
-from preproc.schema import SPLITS, record_dtype
+from preproc.schema import record_dtype
 from preproc.transform_pass import unit_outputs
 from preproc.units import Unit
 from preproc.vocab import VocabLookup, build_vocab, merge_counts
