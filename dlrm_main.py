@@ -35,6 +35,7 @@ from models.run.modes import Job, export, run_mode
 from models.run.results import log_parameters, open_results_log
 from models.training.checkpoint import CheckpointError
 from models.training.lr_schedule import DLRMSchedule
+from models.training.nonfinite import NonFiniteError
 from models.training.optimizers import make_optimizers
 
 # `--help` lists the flags of models/flags.py as this program's own.
@@ -106,6 +107,10 @@ if __name__ == "__main__":
     except (ConfigError, DatasetError, CheckpointError, absl_flags.Error) as error:
         print(f"dlrm_main.py: {error}", file=sys.stderr)
         sys.exit(2)
+    # The loss diverged: the message names the step; the last checkpoint is intact.
+    except NonFiniteError as error:
+        print(f"dlrm_main.py: {error}", file=sys.stderr)
+        sys.exit(1)
     except tf.errors.InvalidArgumentError as error:
         message = dataset_error_in(error)
         if message is None:

@@ -38,6 +38,7 @@ class RunConfig:
     benchmark_warmup_steps: int = 0
     seed: int = 12345
     step_timeout_s: float = 600.0  # 0: no step watchdog
+    on_nonfinite: str = "stop"  # or "skip" (models/training/nonfinite.py)
 
 
 @dataclass(frozen=True)
@@ -169,6 +170,7 @@ def config_from_flags(flag_values: flags.FlagValues) -> Config:
             benchmark_warmup_steps=f.benchmark_warmup_steps,
             seed=f.seed,
             step_timeout_s=f.step_timeout_s,
+            on_nonfinite=f.on_nonfinite,
         ),
         data=DataConfig(
             dataset_type=f.dataset_type,

@@ -77,6 +77,15 @@ def _define_run_flags() -> None:
         "this many seconds (a rank that never reaches its next collective would stall every "
         "rank); the first step counts, checkpoints do not. 0: off.",
     )
+    flags.DEFINE_enum(
+        "on_nonfinite",
+        "stop",
+        ["stop", "skip"],
+        "(new) A step whose loss or gradients hold NaN/Inf is never applied. stop: end the "
+        "run at the first one (under float16 loss scaling: after 20 in a row, each lowering "
+        "the scale); skip: skip them, end the run after 20 in a row. No checkpoint is written "
+        "after the step that ends the run.",
+    )
 
 
 def _define_data_flags() -> None:

@@ -29,9 +29,11 @@ def run_main(*flags: str, cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
-def assert_one_line_error(done: subprocess.CompletedProcess, *expected: str) -> str:
-    """Exit status 2, no traceback, the last line `dlrm_main.py: ...` holding ``expected``."""
-    assert done.returncode == 2, done.stderr[-3000:]
+def assert_one_line_error(
+    done: subprocess.CompletedProcess, *expected: str, status: int = 2
+) -> str:
+    """Exit ``status``, no traceback, the last line `dlrm_main.py: ...` holding ``expected``."""
+    assert done.returncode == status, done.stderr[-3000:]
     assert "Traceback" not in done.stderr, done.stderr[-3000:]
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("dlrm_main.py: "), done.stderr[-3000:]
@@ -58,3 +60,29 @@ def test_a_nan_in_numerical_bin_stops_the_run_naming_file_and_row(tmp_path) -> N
     assert last.endswith("not a finite number"), last
     # The step before the bad batch was checkpointed; nothing after it.
     assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["ckpt-000000001"]
+
+
+def _all_finite(checkpoint: Path) -> bool:
+    return all(np.isfinite(np.load(p)).all() for p in checkpoint.rglob("*.npy"))
+
+
+def test_a_diverging_run_stops_at_its_first_non_finite_step_keeping_its_checkpoints(
+    tmp_path,
+) -> None:
+    """The probe's `--learning_rate 1e6`: it used to save non-finite weights and exit 0."""
+    ckpt = tmp_path / "ckpt"
+    flags = [a for a in TINY if not a.startswith(("--optimizer", "--learning_rate"))]
+    done = run_main(
+        *flags,
+        "--optimizer=sgd",
+        "--learning_rate=1e6",
+        "--skip_eval",
+        f"--save_checkpoint_path={ckpt}",
+        "--checkpoint_every_n_steps=1",
+        cwd=tmp_path,
+    )
+    last = assert_one_line_error(done, "non-finite ", " at step ", status=1)
+    step = int(last.split(" at step ")[1].split()[0])
+    saved = sorted(ckpt.iterdir())
+    assert saved[-1].name == f"ckpt-{step - 1:09d}", (last, saved)
+    assert all(_all_finite(p) for p in saved)

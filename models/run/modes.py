@@ -22,6 +22,7 @@ from models.training.evaluator import Evaluator
 from models.training.inference import benchmark
 from models.training.loop import LoopSettings
 from models.training.lr_schedule import DLRMSchedule
+from models.training.nonfinite import StepGuard
 from models.training.profiler import ProfilerWindow
 from models.training.results_log import ResultsLogger
 from models.training.timing import StepTimer
@@ -62,8 +63,8 @@ def train(job: Job) -> dict[str, Any]:
         job.parallel.owned_embedding_variables,
         state.dense_optimizer,
         state.embedding_optimizer,
-        loss_scale=job.device.loss_scale,
         jit_compile=xla_mode(config.device.enable_xla, comm.size, job.device) == "step",
+        guard=StepGuard(run.on_nonfinite, job.device.loss_scale),
     )
     settings = LoopSettings(
         epochs=run.epochs,
@@ -113,6 +114,7 @@ def train(job: Job) -> dict[str, Any]:
         "measured_steps": result.measured_steps,
         "train_seconds": result.train_seconds,
         "loss": result.final_loss,
+        "skipped_steps": result.skipped_steps,
     }
     if result.evals:
         results["auc"] = result.last_auc

@@ -63,6 +63,7 @@ class TrainResult:
     samples_per_second: float = 0.0
     mean_step_time_ms: float = 0.0
     final_loss: float | None = None
+    skipped_steps: int = 0  # non-finite steps not applied (models.training.nonfinite)
     evals: list[tuple[int, EvalResult]] = dataclasses.field(default_factory=list)
     step_times_s: list[float] = dataclasses.field(default_factory=list)
 

@@ -91,8 +91,10 @@ class StepGuard(tf.Module):
         super().__init__(name="step_guard")
         if on_nonfinite not in ON_NONFINITE:
             raise ValueError(f"on_nonfinite must be one of {ON_NONFINITE}, got {on_nonfinite!r}")
-        if loss_scale is not None and not (loss_scale >= 1 and math.isfinite(loss_scale)):
-            raise ValueError(f"loss_scale must be a finite number >= 1, got {loss_scale}")
+        if loss_scale is not None and not (loss_scale > 0 and math.isfinite(loss_scale)):
+            raise ValueError(f"loss_scale must be a finite positive number, got {loss_scale}")
+        # Halving stops at 1 (or at a smaller initial scale): below, nothing is gained.
+        self._min_scale = min(1.0, float(loss_scale or 1.0))
         self.on_nonfinite = on_nonfinite
         self.scaled = loss_scale is not None
         self.limit = max_in_a_row if on_nonfinite == "skip" or self.scaled else 1
@@ -142,7 +144,7 @@ class StepGuard(tf.Module):
         if self.scaled:
             good = tf.where(bad, tf.constant(0, tf.int64), self._good + 1)
             grow = good >= self.growth_interval
-            scale = tf.where(bad, tf.maximum(self._scale / 2.0, 1.0), self._scale)
+            scale = tf.where(bad, tf.maximum(self._scale / 2.0, self._min_scale), self._scale)
             self._scale.assign(tf.where(grow, scale * 2.0, scale))
             self._good.assign(tf.where(grow, tf.constant(0, tf.int64), good))
 

@@ -1,9 +1,10 @@
 """The training step: one compiled `tf.function` (optionally XLA).
 
-Hybrid-parallel forward pass, float32 binary cross-entropy on logits, static
+Hybrid-parallel forward pass, float32 binary cross-entropy on logits, dynamic
 loss scaling when the precision policy asks for it, dense-gradient allreduce,
 and the two optimizer updates (Keras optimizer for the MLPs, sparse optimizer
-for the tables this rank owns).
+for the tables this rank owns), applied only when the loss and every gradient
+are finite on every rank (`models.training.nonfinite.StepGuard`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 import tensorflow as tf
+
+from models.training.nonfinite import StepGuard, all_finite
 
 Features = dict[str, tf.Tensor]
 
@@ -33,19 +36,6 @@ def bce_with_logits(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
     return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits))
 
 
-def _unscale(gradient: Any, inverse_scale: tf.Tensor) -> Any:
-    """Divides a dense or sparse (IndexedSlices) gradient by the loss scale."""
-    if gradient is None:
-        return None
-    if isinstance(gradient, tf.IndexedSlices):
-        return tf.IndexedSlices(
-            gradient.values * tf.cast(inverse_scale, gradient.values.dtype),
-            gradient.indices,
-            gradient.dense_shape,
-        )
-    return gradient * tf.cast(inverse_scale, gradient.dtype)
-
-
 class TrainStep:
     """One optimisation step over a global batch, compiled once.
 
@@ -57,8 +47,11 @@ class TrainStep:
             `embedding_optimizer` with their (sparse) gradients, never reduced.
         dense_optimizer: a Keras optimizer.
         embedding_optimizer: the sparse optimizer (`apply_gradients(pairs)`).
-        loss_scale: static loss scale (float16 policies) or None.
+        loss_scale: initial dynamic loss scale (float16 policies) or None;
+            used when ``guard`` is not given.
         jit_compile: compile the step with XLA.
+        guard: records non-finite steps and holds the loss scale; default: a
+            ``StepGuard("stop", loss_scale)``.
     """
 
     def __init__(
@@ -70,13 +63,20 @@ class TrainStep:
         embedding_optimizer: Any,
         loss_scale: float | None = None,
         jit_compile: bool = False,
+        guard: StepGuard | None = None,
     ) -> None:
         self._parallel = parallel
         self._dense_variables = list(dense_variables)
         self._embedding_variables = list(embedding_variables)
         self._dense_optimizer = dense_optimizer
         self._embedding_optimizer = embedding_optimizer
-        self._loss_scale = loss_scale
+        self.guard = guard or StepGuard("stop", loss_scale)
+        # The updates run inside a tf.cond branch, where no variable may be created:
+        # optimizer slots are made now.
+        if not getattr(dense_optimizer, "built", True):
+            dense_optimizer.build(self._dense_variables)
+        if hasattr(embedding_optimizer, "build"):
+            embedding_optimizer.build(self._embedding_variables)
         self._function = tf.function(self._step, jit_compile=jit_compile, reduce_retracing=True)
 
     def __call__(self, features: Features, labels: tf.Tensor) -> tf.Tensor:
@@ -89,19 +89,30 @@ class TrainStep:
             logits = self._parallel.forward(features["numerical"], features["categorical"])
             loss = bce_with_logits(labels, logits)
             # Scaling keeps small float16 gradients of the dense part from flushing to 0.
-            scaled = loss * self._loss_scale if self._loss_scale else loss
-        gradients = tape.gradient(scaled, variables)
-        if self._loss_scale:
-            inverse = tf.constant(1.0 / self._loss_scale, tf.float32)
-            gradients = [_unscale(g, inverse) for g in gradients]
+            scaled = self.guard.scale_loss(loss)
+        gradients = self.guard.unscale(tape.gradient(scaled, variables))
+        # 1 where this rank's loss or gradients hold a NaN/Inf. It rides the dense
+        # allreduce (no extra collective), so every rank takes the same decision.
+        local_bad = tf.cast(
+            tf.logical_not(tf.logical_and(tf.math.is_finite(loss), all_finite(gradients))),
+            tf.float32,
+        )
         num_dense = len(self._dense_variables)
-        embedding_gradients, dense_gradients = self._parallel.reduce_gradients(
-            gradients[num_dense:], gradients[:num_dense]
+        embedding_gradients, reduced = self._parallel.reduce_gradients(
+            gradients[num_dense:], [*gradients[:num_dense], local_bad]
         )
-        self._dense_optimizer.apply_gradients(
-            zip(dense_gradients, self._dense_variables, strict=True)
-        )
-        self._embedding_optimizer.apply_gradients(
-            zip(embedding_gradients, self._embedding_variables, strict=True)
-        )
+        dense_gradients, any_bad = reduced[:-1], reduced[-1]
+        finite = tf.equal(any_bad, 0.0)
+
+        def apply() -> tf.Tensor:
+            self._dense_optimizer.apply_gradients(
+                zip(dense_gradients, self._dense_variables, strict=True)
+            )
+            self._embedding_optimizer.apply_gradients(
+                zip(embedding_gradients, self._embedding_variables, strict=True)
+            )
+            return tf.constant(True)
+
+        tf.cond(finite, apply, lambda: tf.constant(False))
+        self.guard.record(finite, loss)
         return loss

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import tensorflow as tf
 
 from models.training.loop import Hooks, LoopSettings, NoWatchdog, TrainResult, Watchdog
+from models.training.nonfinite import StepGuard
 from models.training.profiler import ProfilerWindow
 from models.training.timing import StepTimer, TrainingClock
 from models.training.train_step import Features
@@ -56,6 +57,9 @@ class Trainer:
             equally often. Default: the rank's own loss (one process).
         watchdog: told of every completed step and evaluation batch;
             checkpoints run suspended from it (none when omitted).
+        guard: the step's record of non-finite steps, checked wherever the
+            loop waits for the device (progress, evaluation, checkpoint, end),
+            always before a checkpoint; default: ``step_fn.guard`` if any.
     """
 
     def __init__(
@@ -67,6 +71,7 @@ class Trainer:
         profiler: ProfilerWindow | None = None,
         reduce_loss: Callable[[tf.Tensor, int], tf.Tensor] | None = None,
         watchdog: Watchdog | None = None,
+        guard: StepGuard | None = None,
     ) -> None:
         self._step_fn = step_fn
         self._reduce_loss = reduce_loss or (lambda loss, rows: loss)
@@ -75,6 +80,7 @@ class Trainer:
         self._learning_rate = learning_rate
         self._profiler = profiler or ProfilerWindow(False, 0, 0, "")
         self._watchdog = watchdog or NoWatchdog()
+        self._guard = guard or getattr(step_fn, "guard", None)
 
     def _watching(self, watch: str) -> contextlib.AbstractContextManager[None]:
         if watch == "step":
@@ -102,6 +108,8 @@ class Trainer:
             start_batch: next batch of that epoch.
         """
         self._watchdog.start(start_step)
+        if self._guard is not None:
+            self._guard.start(start_step)
         try:
             return self._fit(train_batches, start_step, start_epoch, start_batch)
         finally:
@@ -131,6 +139,11 @@ class Trainer:
             if loss is not None:
                 loss.numpy()
 
+        def check() -> None:
+            """Raises NonFiniteError when the steps so far must stop the run."""
+            if self._guard is not None:
+                result.skipped_steps = self._guard.check(last_ckpt_step).skipped
+
         def paused(action: Callable[[], Any], watch: str = "step") -> Any:
             """Runs `action` with the device idle and the training clock stopped.
 
@@ -138,8 +151,10 @@ class Trainer:
             `watch` says how `action` is watched: "step" (a short action, as
             part of the step), "evaluation" (by its batches, see `Hooks`) or
             "none" (checkpoints: their length depends on the file system).
+            Non-finite steps stop the run here, before `action`.
             """
             sync()
+            check()
             clock.pause()
             with self._watching(watch):
                 value = action()
@@ -159,6 +174,10 @@ class Trainer:
             }
             if steps_done and seconds > 0:  # none when only warm-up steps ran since
                 metrics["samples_per_second"] = samples_done / seconds
+            if self._guard is not None and self._guard.scaled:
+                metrics["loss_scale"] = self._guard.state().loss_scale
+            if result.skipped_steps:
+                metrics["skipped_steps"] = result.skipped_steps
             self._hooks.progress(step, metrics)
             printed_at = (clock.steps, clock.samples, clock.seconds)
 
@@ -205,6 +224,7 @@ class Trainer:
             sync()
             clock.pause()
         self._profiler.close(sync)
+        check()
         if loss is not None:
             result.final_loss = float(self._reduce_loss(loss, rows))
         if eval_points and step > last_eval_step:

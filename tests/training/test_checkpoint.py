@@ -244,6 +244,8 @@ def test_weights_only_restore_without_optimizers(tmp_path: Path) -> None:
         ("delete", r"table_3\.accumulator\.npy: missing \(table 3 slot accumulator\)"),
         ("garbage_json", r"checkpoint\.json: unreadable checkpoint metadata"),
         ("reshape", r"table_0\.npy: holds <f4\[2, 4\] but checkpoint\.json says <f4\[5, 4\]"),
+        # The probe's bit rot: 64 bytes overwritten inside the array, the size unchanged.
+        ("bitrot", r"table_1\.npy: checksum mismatch \(table 1\): CRC-32 [0-9a-f]{8}, "),
     ],
 )
 def test_damaged_files_are_named_and_model_untouched(tmp_path: Path, damage, expected) -> None:
@@ -255,6 +257,10 @@ def test_damaged_files_are_named_and_model_untouched(tmp_path: Path, damage, exp
         file.write_bytes(file.read_bytes()[:-10])
     elif damage == "delete":
         (path / "tables/table_3.accumulator.npy").unlink()
+    elif damage == "bitrot":
+        data = bytearray((path / "tables/table_1.npy").read_bytes())
+        data[-64:] = bytes(64)  # inside the float data, after the header
+        (path / "tables/table_1.npy").write_bytes(bytes(data))
     elif damage == "garbage_json":
         (path / "checkpoint.json").write_text('{"format_version": 1,')
     else:
@@ -264,6 +270,20 @@ def test_damaged_files_are_named_and_model_untouched(tmp_path: Path, damage, exp
     with pytest.raises(CheckpointError, match=expected):
         restore_checkpoint(tmp_path, state, LocalComm())
     assert_same(snapshot(state), before)
+
+
+def test_checkpoints_without_checksums_still_restore(tmp_path: Path) -> None:
+    saved = make_state(seed=1)
+    randomize(saved, seed=6)
+    path = save_checkpoint(tmp_path, saved, LocalComm())
+    metadata = json.loads((path / "checkpoint.json").read_text())
+    assert all(isinstance(entry["crc32"], int) for entry in metadata["arrays"].values())
+    for entry in metadata["arrays"].values():  # as written before checksums existed
+        del entry["crc32"]
+    (path / "checkpoint.json").write_text(json.dumps(metadata))
+    state = make_state(seed=2)
+    restore_checkpoint(tmp_path, state, LocalComm())
+    assert_same(snapshot(state), snapshot(saved))
 
 
 def test_crash_during_save_keeps_previous_checkpoint(tmp_path: Path, monkeypatch) -> None:

@@ -91,7 +91,7 @@ def test_scaling_multiplies_the_loss_and_divides_dense_and_sparse_gradients() ->
     ("kwargs", "message"),
     [
         ({"on_nonfinite": "ignore"}, "on_nonfinite must be one of"),
-        ({"loss_scale": 0.5}, "loss_scale must be a finite number >= 1, got 0.5"),
+        ({"loss_scale": 0.0}, "loss_scale must be a finite positive number, got 0.0"),
     ],
 )
 def test_invalid_settings_are_named(kwargs, message) -> None:

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import time
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,7 @@ def save_checkpoint(
             step=int(state.step),
             data_position=_data_position(state),
             model=dims,
+            **({} if state.model_config is None else {"model_config": dict(state.model_config)}),
             optimizers={
                 "embedding": optimizer_name(state.embedding_optimizer),
                 "embedding_iterations": (
@@ -178,13 +180,27 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+class _ChecksummedFile:
+    """A binary file that keeps the CRC-32 of everything written to it."""
+
+    def __init__(self, file: Any) -> None:
+        self._file = file
+        self.crc32 = 0
+
+    def write(self, data: Any) -> int:
+        self.crc32 = zlib.crc32(data, self.crc32)
+        return self._file.write(data)
+
+
 def _write_array(directory: Path, relative: str, value: Any) -> dict[str, Any]:
     array = np.asarray(value.numpy() if hasattr(value, "numpy") else value)
     with open(directory / relative, "wb") as f:
-        np.save(f, array, allow_pickle=False)
+        # The CRC is taken of the bytes as written, so a restore can tell bit rot.
+        checksummed = _ChecksummedFile(f)
+        np.save(checksummed, array, allow_pickle=False)
         f.flush()
         os.fsync(f.fileno())
-    return {"shape": list(array.shape), "dtype": array.dtype.str}
+    return {"shape": list(array.shape), "dtype": array.dtype.str, "crc32": checksummed.crc32}
 
 
 def _write_json(path: Path, content: Mapping[str, Any]) -> None:

@@ -48,6 +48,9 @@ class TrainingState:
             run). Saved with the data position: a batch index means other
             rows under another batch size, so resuming mid-epoch with a
             different one is refused.
+        model_config: the run's model configuration (JSON-compatible), saved
+            as ``model_config`` so that eval, inference and export can rebuild
+            the model from the checkpoint alone (``models/run/checkpoint_model.py``).
     """
 
     model: Any
@@ -58,6 +61,7 @@ class TrainingState:
     epoch: int = 0
     batch: int = 0
     global_batch_size: int | None = None
+    model_config: Mapping[str, Any] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
