@@ -17,6 +17,13 @@ cardinality and row count from here. It imports numpy and yaml only, so
   features: [...], files: [path relative to the dataset root]}``;
 - ``metadata``: free-form; ours records ``format_version`` and ``rows`` per
   split (a spec without ``rows`` gets them from the size of the label file).
+
+Multi-hot features (``hotness`` > 1) are stored as NVIDIA stores them: a fixed
+number of ids per row, ``cat_<i>.bin`` holding ``rows x hotness`` ids row-major
+in the feature's dtype. A row with fewer values is padded at its end with
+``PAD_ID`` (-1, outside every table; id 0 remains the id of missing and rare
+values and has an embedding row). Readers pool the ids of a row that are not
+``PAD_ID``; a row holding only ``PAD_ID`` (an empty list) pools to zeros.
 """
 
 from __future__ import annotations
@@ -47,6 +54,8 @@ NUMERICAL_DTYPE = np.dtype("<f2")
 # Candidate categorical dtypes, smallest first (NVIDIA's rule, kept so both
 # preprocessing pipelines agree on the bytes).
 CATEGORICAL_DTYPES = (np.dtype("<i1"), np.dtype("<i2"), np.dtype("<i4"))
+# Padding of a multi-hot row shorter than its feature's hotness (module docstring).
+PAD_ID = -1
 # NVIDIA's model_size.json names the Criteo TSV columns: categoricals are _c14.._c39.
 _MODEL_SIZE_FIRST_COLUMN = 14
 
@@ -87,6 +96,22 @@ def categorical_dtype(table_rows: int) -> np.dtype:
     )
 
 
+class FeatureNames(NamedTuple):
+    """Feature names of each channel (``default_names`` gives ours: label, num_i, cat_i)."""
+
+    label: str
+    numerical: tuple[str, ...]
+    categorical: tuple[str, ...]
+
+
+def default_names(num_numerical: int, num_categorical: int) -> FeatureNames:
+    return FeatureNames(
+        "label",
+        tuple(f"num_{i}" for i in range(num_numerical)),
+        tuple(f"cat_{t}" for t in range(num_categorical)),
+    )
+
+
 class Column(NamedTuple):
     """One file of a split: its name, dtype and values per row."""
 
@@ -97,17 +122,26 @@ class Column(NamedTuple):
 
 
 def split_columns(
-    num_numerical: int, categorical_dtypes: Sequence[Any], hotness: Sequence[int] | None = None
+    num_numerical: int,
+    categorical_dtypes: Sequence[Any],
+    hotness: Sequence[int] | None = None,
+    names: FeatureNames | None = None,
 ) -> list[Column]:
-    """The files of a split in our layout: label, numerical (if any), one per table."""
+    """The files of a split in our layout: label, numerical (if any), one per table.
+
+    ``hotness``: ids per row of each table (1 each by default); ``names``: the
+    features' names (``default_names`` by default).
+    """
     hotness = list(hotness) if hotness is not None else [1] * len(categorical_dtypes)
-    columns = [Column(LABEL_FILE, LABEL_DTYPE, 1, ("label",))]
+    names = names or default_names(num_numerical, len(categorical_dtypes))
+    columns = [Column(LABEL_FILE, LABEL_DTYPE, 1, (names.label,))]
     if num_numerical:
-        names = tuple(f"num_{i}" for i in range(num_numerical))
-        columns.append(Column(NUMERICAL_FILE, NUMERICAL_DTYPE, num_numerical, names))
+        columns.append(Column(NUMERICAL_FILE, NUMERICAL_DTYPE, num_numerical, names.numerical))
     columns += [
-        Column(categorical_file(t), np.dtype(d).newbyteorder("<"), h, (f"cat_{t}",))
-        for t, (d, h) in enumerate(zip(categorical_dtypes, hotness, strict=True))
+        Column(categorical_file(t), np.dtype(d).newbyteorder("<"), h, (name,))
+        for t, (d, h, name) in enumerate(
+            zip(categorical_dtypes, hotness, names.categorical, strict=True)
+        )
     ]
     return columns
 
@@ -162,6 +196,8 @@ class FeatureSpec:
         rows: Mapping[str, int] | None = None,
         categorical_dtypes: Sequence[Any] | None = None,
         splits: Sequence[str] = SPLITS,
+        hotness: Sequence[int] | None = None,
+        names: FeatureNames | None = None,
     ) -> FeatureSpec:
         """Our layout: ``<split>/label.bin``, ``numerical.bin``, ``cat_<i>.bin``.
 
@@ -171,19 +207,23 @@ class FeatureSpec:
             rows: Rows per split, recorded in ``metadata``; its keys are the splits.
             categorical_dtypes: On-disk dtypes; by default the smallest that fits.
             splits: The splits when ``rows`` is not given.
+            hotness: Ids per row of each table (multi-hot > 1); 1 each by default.
+            names: Feature names per channel; ``default_names`` by default.
         """
         if categorical_dtypes is None:
             categorical_dtypes = [categorical_dtype(int(n)) for n in cardinalities]
-        columns = split_columns(num_numerical, categorical_dtypes)
-        features = {"label": Feature("label", LABEL_DTYPE)}
-        features |= {f"num_{i}": Feature(f"num_{i}", NUMERICAL_DTYPE) for i in range(num_numerical)}
+        names = names or default_names(num_numerical, len(cardinalities))
+        columns = split_columns(num_numerical, categorical_dtypes, hotness, names)
+        features = {names.label: Feature(names.label, LABEL_DTYPE)}
+        features |= {n: Feature(n, NUMERICAL_DTYPE) for n in names.numerical}
         cat_columns = columns[2 if num_numerical else 1 :]
-        for t, (n, column) in enumerate(zip(cardinalities, cat_columns, strict=True)):
-            features[f"cat_{t}"] = Feature(f"cat_{t}", column.dtype, int(n), column.width)
+        for n, column in zip(cardinalities, cat_columns, strict=True):
+            name = column.features[0]
+            features[name] = Feature(name, column.dtype, int(n), column.width)
         channels = {
-            LABEL_CHANNEL: ("label",),
-            NUMERICAL_CHANNEL: tuple(f"num_{i}" for i in range(num_numerical)),
-            CATEGORICAL_CHANNEL: tuple(f"cat_{t}" for t in range(len(cardinalities))),
+            LABEL_CHANNEL: (names.label,),
+            NUMERICAL_CHANNEL: tuple(names.numerical),
+            CATEGORICAL_CHANNEL: tuple(names.categorical),
         }
         split_names = list(rows) if rows is not None else list(splits)
         sources = {

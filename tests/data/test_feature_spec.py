@@ -57,6 +57,24 @@ def test_spec_keeps_hotness_and_sizes_files_by_it(tmp_path):
     assert FeatureSpec.from_dict(yaml.safe_load(spec.dump()), "again") == spec
 
 
+def test_named_multi_hot_spec_stores_hotness_ids_per_row_padded_outside_every_table(tmp_path):
+    names = fs.FeatureNames("clicked", ("price",), ("user", "tags"))
+    spec = FeatureSpec.default(1, [5, 300], {"train": 4}, hotness=[1, 3], names=names)
+    assert list(spec.features) == ["clicked", "price", "user", "tags"]
+    assert spec.channels == {
+        "label": ("clicked",),
+        "numerical": ("price",),
+        "categorical": ("user", "tags"),
+    }
+    assert spec.hotness == (1, 3) and spec.categorical_dtypes[1] == np.dtype("<i2")
+    assert spec.chunk_of("train")["tags"].file == "train/cat_1.bin"
+    assert spec.expected_sizes(tmp_path, "train", 4)[tmp_path / "train" / "cat_1.bin"] == 24
+    # The padding id is below every table's first id and fits every categorical dtype.
+    assert fs.PAD_ID < 0
+    assert all(np.iinfo(d).min <= fs.PAD_ID for d in fs.CATEGORICAL_DTYPES)
+    assert FeatureSpec.from_dict(yaml.safe_load(spec.dump()), "again") == spec
+
+
 @pytest.mark.parametrize("source", ["ours", "ours_v1", "nvidia"])
 def test_every_layout_of_the_writer_loads_to_the_same_metadata(dataset_factory, source):
     root, _ = dataset_factory(source=source)
