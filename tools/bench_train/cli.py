@@ -21,6 +21,7 @@ def _ints(text: str) -> tuple[int, ...]:
 def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
     from tools import bench_train  # the package, loaded by now; its docstring describes it
 
+    # The usage line of the single-file tool this package was, unchanged.
     parser = argparse.ArgumentParser(
         prog="bench_train.py", description=bench_train.__doc__.split("\n\n")[0]
     )
