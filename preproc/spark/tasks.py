@@ -182,17 +182,29 @@ def _lookups(key: str, lookups: list[tuple[np.ndarray, np.ndarray]]) -> list[Voc
     return _LOOKUP_CACHE[key]
 
 
+Key = tuple[int, int, int, int]
+# Largest piece of records one shuffle element carries: PySpark's shuffle writer holds up
+# to ~1000 elements before it spills, so this bounds an executor's memory (~6 MiB each).
+PIECE_ROWS = 1 << 16
+
+
+def _pieces(records: np.ndarray, key: tuple[int, int, int]) -> Iterator[tuple[Key, np.ndarray]]:
+    """``records`` cut into pieces of at most ``PIECE_ROWS``, keyed in order."""
+    for start in range(0, records.size, PIECE_ROWS):
+        yield (*key, start), records[start : start + PIECE_ROWS]
+
+
 def transform_unit(
     partition: int,
     elements: Iterator[tuple],
     plan: OutputPlan,
     lookups_key: str,
     lookups: object,
-) -> Iterator[tuple[tuple[int, int, int], np.ndarray]]:
-    """Pass 2 of one unit: its records keyed by ``(output partition, sort key, sort key)``.
+) -> Iterator[tuple[Key, np.ndarray]]:
+    """Pass 2 of one unit: its records keyed by ``(output partition, sort keys...)``.
 
     Shuffled training rows: the piece of each bucket in each segment, keyed
-    ``(bucket, unit, segment)``; a bucket then gathers its pieces in unit and
+    ``(bucket, unit, segment, row)``; a bucket then gathers its pieces in unit and
     segment order, as the local assembly does. Ordered rows: keyed by their
     split row, cut at the output partition boundaries.
 
@@ -217,7 +229,8 @@ def transform_unit(
             ends = np.cumsum(counts)
             for bucket in np.flatnonzero(counts).tolist():
                 piece = records[ends[bucket] - counts[bucket] : ends[bucket]]
-                yield (plan.first_partition[split] + bucket, partition, segment), piece
+                key = (plan.first_partition[split] + bucket, partition, segment)
+                yield from _pieces(piece, key)
             segment += 1
             continue
         lo = offsets[split]
@@ -225,11 +238,11 @@ def transform_unit(
         while records.size:
             part = lo // plan.ordered_rows
             take = min(records.size, (part + 1) * plan.ordered_rows - lo)
-            yield (plan.first_partition[split] + part, lo, 0), records[:take]
+            yield from _pieces(records[:take], (plan.first_partition[split] + part, lo, 0))
             records, lo = records[take:], lo + take
 
 
-def output_partition(key: tuple[int, int, int]) -> int:
+def output_partition(key: Key) -> int:
     return key[0]
 
 

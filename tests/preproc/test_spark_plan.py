@@ -77,3 +77,10 @@ def test_spark_failure_names_the_executor_error():
         "OSError: /data/day_0 shrank while being read (at byte 1024)"
     )
     assert spark_failure(ValueError("not Spark's")) is None
+
+
+def test_shuffle_pieces_are_bounded_and_keep_their_order(monkeypatch):
+    monkeypatch.setattr(tasks, "PIECE_ROWS", 4)
+    pieces = list(tasks._pieces(np.arange(10), (2, 7, 1)))
+    assert [key for key, _ in pieces] == [(2, 7, 1, 0), (2, 7, 1, 4), (2, 7, 1, 8)]
+    assert np.concatenate([p for _, p in pieces]).tolist() == list(range(10))
