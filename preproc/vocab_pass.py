@@ -31,17 +31,31 @@ def column_stats(values: np.ndarray, counts: np.ndarray, vocab: np.ndarray, thre
 
 
 def build_table(task: VocabTask) -> int:
-    """Writes the lookup arrays, the column statistics and, last, ``vocab/cat_{i}.npy``."""
+    """Merges the table's counts into its vocabulary and saves it (``save_table``)."""
     workdir = WorkDir(task.output_dir)
     values, counts = merge_counts(
         load_unit_counts(workdir, u, task.table) for u in range(task.num_units)
     )
     vocab, sorted_values, sorted_ids = build_vocab(values, counts, task.threshold)
-    save_npy(workdir.lookup(task.table, "values"), sorted_values)
-    save_npy(workdir.lookup(task.table, "ids"), sorted_ids)
-    save_json(workdir.column_stats(task.table), column_stats(values, counts, vocab, task.threshold))
-    save_npy(workdir.vocab(task.table), vocab)
+    stats = column_stats(values, counts, vocab, task.threshold)
+    save_table(workdir, task.table, vocab, sorted_values, sorted_ids, stats)
     return task.table
+
+
+def save_table(
+    workdir: WorkDir,
+    table: int,
+    vocab: np.ndarray,
+    sorted_values: np.ndarray,
+    sorted_ids: np.ndarray,
+    stats: dict,
+) -> None:
+    """Both engines: the lookup arrays, the column statistics and, last, the vocabulary,
+    whose presence marks the table done (so a rerun with either engine can use it)."""
+    save_npy(workdir.lookup(table, "values"), sorted_values)
+    save_npy(workdir.lookup(table, "ids"), sorted_ids)
+    save_json(workdir.column_stats(table), stats)
+    save_npy(workdir.vocab(table), vocab)
 
 
 def load_lookup(workdir: WorkDir, table: int) -> tuple[np.ndarray, np.ndarray]:

@@ -48,7 +48,8 @@ from preproc.spark import tasks
 from preproc.spark.session import spark_context
 from preproc.splits import plan_splits
 from preproc.units import Unit, plan_units
-from preproc.workdir import WorkDir, save_npy
+from preproc.vocab_pass import save_table
+from preproc.workdir import WorkDir
 
 _PYTHON_ERROR = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Interrupt)): (.+)$")
 
@@ -108,9 +109,8 @@ def _vocabularies(sc, parsed, config: PreprocConfig, workdir: WorkDir) -> list[t
     results.sort(key=lambda r: r[0])
     if [r[0] for r in results] != list(range(NUM_CATEGORICAL)):
         raise RuntimeError(f"vocabularies of tables {[r[0] for r in results]} came back")
-    os.makedirs(os.path.dirname(workdir.vocab(0)), exist_ok=True)
-    for table, vocab, *_ in results:
-        save_npy(workdir.vocab(table), vocab)
+    for table, vocab, sorted_values, sorted_ids, stats in results:
+        save_table(workdir, table, vocab, sorted_values, sorted_ids, stats)
     return results
 
 

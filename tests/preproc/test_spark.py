@@ -163,3 +163,21 @@ def test_only_empty_inputs_fail_as_locally(tmp_path):
     with pytest.raises(ValueError) as local_error:
         preprocess([str(empty)], tmp_path / "local")
     assert str(error.value) == str(local_error.value)
+
+
+def test_interrupted_spark_run_resumes_with_the_local_engine(tmp_path, monkeypatch):
+    """A Spark run stopped after its vocabularies leaves files the local engine can use."""
+    from preproc.spark import engine
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    inputs = [sample("deepctr_criteo_sample.tsv"), sample("paddlerec_samples.tsv")]
+    monkeypatch.setattr(engine, "_write_splits", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        preprocess_spark(inputs, tmp_path / "out", shuffle_bucket_rows=100)
+    assert (tmp_path / "out" / "vocab" / "cat_25.npy").exists()
+    assert not (tmp_path / "out" / "metadata.json").exists()
+    preprocess(inputs, tmp_path / "out", shuffle_bucket_rows=100)
+    preprocess(inputs, tmp_path / "fresh", shuffle_bucket_rows=100)
+    assert tree_bytes(tmp_path / "out") == tree_bytes(tmp_path / "fresh")
