@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.data.feature_spec import SPLITS, Column, split_columns
-from preproc.schema import NUM_CATEGORICAL, NUM_NUMERICAL, record_dtype
+from models.data.feature_spec import SPLITS, Column
+from preproc.row_format import CRITEO, RowFormat
 from preproc.workdir import WorkDir, atomic_open
 
 BUCKET_SEED_STREAM = 1
@@ -45,11 +45,12 @@ class AssembleTask:
     pieces: tuple[tuple[int, int, int], ...]
     bucket: int
     seed: int
+    row_format: RowFormat = CRITEO
 
 
-def column_files(cat_dtypes: tuple[str, ...]) -> list[Column]:
-    """(file name, dtype, values per row, features) of a split's files."""
-    return split_columns(NUM_NUMERICAL, cat_dtypes)
+def column_files(cat_dtypes: tuple[str, ...], row_format: RowFormat | None = None) -> list[Column]:
+    """(file name, dtype, values per row, features) of a split's files (Criteo's by default)."""
+    return (row_format or RowFormat()).columns(cat_dtypes)
 
 
 def num_shuffle_buckets(train_rows: int, bucket_rows: int, shuffle: bool) -> int:
@@ -63,21 +64,29 @@ def permute_bucket(rows: np.ndarray, seed: int, bucket: int) -> np.ndarray:
     return rows[rng.permutation(rows.size)]
 
 
-def record_columns(rows: np.ndarray, cat_dtypes: tuple[str, ...]) -> list[memoryview]:
+def record_columns(
+    rows: np.ndarray, cat_dtypes: tuple[str, ...], row_format: RowFormat | None = None
+) -> list[memoryview]:
     """The bytes each split file gets for ``rows`` (records), in ``column_files`` order."""
-    # In the order of column_files: label, numerical, then one column per table.
-    values = [rows["label"].astype(np.bool_), rows["numerical"]]
-    values += [rows[f"cat_{t}"] for t in range(NUM_CATEGORICAL)]
+    row_format = row_format or RowFormat()
     return [
         memoryview(np.ascontiguousarray(value, dtype=column.dtype).reshape(-1).view(np.uint8))
-        for column, value in zip(column_files(cat_dtypes), values, strict=True)
+        for column, value in zip(
+            row_format.columns(cat_dtypes), row_format.record_values(rows), strict=True
+        )
     ]
 
 
-def preallocate(workdir: WorkDir, split: str, rows: int, cat_dtypes: tuple[str, ...]) -> None:
+def preallocate(
+    workdir: WorkDir,
+    split: str,
+    rows: int,
+    cat_dtypes: tuple[str, ...],
+    row_format: RowFormat | None = None,
+) -> None:
     """Creates the ``.tmp`` files of a split at their final size (kept when resuming)."""
     os.makedirs(os.path.join(workdir.root, split), exist_ok=True)
-    for column in column_files(cat_dtypes):
+    for column in column_files(cat_dtypes, row_format):
         final = workdir.split_file(split, column.file)
         if os.path.exists(final):
             continue
@@ -85,8 +94,10 @@ def preallocate(workdir: WorkDir, split: str, rows: int, cat_dtypes: tuple[str, 
             f.truncate(rows * column.width * column.dtype.itemsize)
 
 
-def finalize(workdir: WorkDir, split: str, cat_dtypes: tuple[str, ...]) -> None:
-    for name, *_ in column_files(cat_dtypes):
+def finalize(
+    workdir: WorkDir, split: str, cat_dtypes: tuple[str, ...], row_format: RowFormat | None = None
+) -> None:
+    for name, *_ in column_files(cat_dtypes, row_format):
         final = workdir.split_file(split, name)
         if os.path.exists(final + ".tmp"):
             os.replace(final + ".tmp", final)
@@ -104,7 +115,7 @@ def _write_at(path: str, data: memoryview, offset: int) -> None:
 
 def assemble(task: AssembleTask) -> int:
     workdir = WorkDir(task.output_dir)
-    dtype = record_dtype([np.dtype(d) for d in task.cat_dtypes])
+    dtype = task.row_format.record_dtype([np.dtype(d) for d in task.cat_dtypes])
     parts = []
     pieces = _bucket_pieces(workdir, task.bucket) if task.bucket >= 0 else task.pieces
     for unit, lo, hi in pieces:
@@ -119,7 +130,9 @@ def assemble(task: AssembleTask) -> int:
     if task.bucket >= 0:
         rows = permute_bucket(rows, task.seed, task.bucket)
     for column, data in zip(
-        column_files(task.cat_dtypes), record_columns(rows, task.cat_dtypes), strict=True
+        column_files(task.cat_dtypes, task.row_format),
+        record_columns(rows, task.cat_dtypes, task.row_format),
+        strict=True,
     ):
         _write_at(
             workdir.split_file(task.split, column.file) + ".tmp",
@@ -195,6 +208,7 @@ def plan_assembly(
     ranges: list[list[tuple[str, int, int]]],
     cat_dtypes: tuple[str, ...],
     num_buckets: int,
+    row_format: RowFormat | None = None,
 ) -> dict[str, list[AssembleTask]]:
     """Tasks per split, in output order: one per unit (unshuffled splits) or per bucket.
 
@@ -210,7 +224,16 @@ def plan_assembly(
         index = len(tasks[split])
         tasks[split].append(
             AssembleTask(
-                split, index, output_dir, cat_dtypes, offsets[split], rows, pieces, bucket, seed
+                split,
+                index,
+                output_dir,
+                cat_dtypes,
+                offsets[split],
+                rows,
+                pieces,
+                bucket,
+                seed,
+                row_format or RowFormat(),
             )
         )
         offsets[split] += rows

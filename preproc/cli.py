@@ -12,15 +12,16 @@ from preproc.lock import OutputLockedError
 from preproc.numerical import TRANSFORMS
 from preproc.pipeline import run
 from preproc.rejects import BadRowError
+from preproc.user_schema import read_schema
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m preproc",
         description=(
-            "Turn Criteo TSV files (plain or .gz) into the split binary dataset "
-            "(DEVELOPERS.md, 'Binary dataset format'). Rerunning an interrupted "
-            "command resumes it."
+            "Turn Criteo TSV files, or CSV/TSV files described by --schema (plain or .gz), "
+            "into the split binary dataset (DEVELOPERS.md, 'Binary dataset format'). "
+            "Rerunning an interrupted command resumes it."
         ),
     )
     parser.add_argument(
@@ -33,7 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--spark_master",
         help="Spark master URL (default: local[num_workers], or spark-submit's --master)",
     )
-    parser.add_argument("--input_files", nargs="+", required=True, help="TSV inputs in row order")
+    parser.add_argument(
+        "--schema",
+        help="YAML file naming the input's columns and their roles (README, 'Your own "
+        "data'); without it the input is Criteo TSV",
+    )
+    parser.add_argument("--input_files", nargs="+", required=True, help="inputs in row order")
     parser.add_argument("--output_dir", required=True, help="dataset root to create")
     parser.add_argument(
         "--frequency_threshold",
@@ -87,10 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> PreprocConfig:
+    schema = read_schema(args.schema) if args.schema else None
     return PreprocConfig(
         input_files=tuple(args.input_files),
         output_dir=args.output_dir,
-        frequency_thresholds=parse_thresholds(args.frequency_threshold, args.per_column_thresholds),
+        frequency_thresholds=parse_thresholds(
+            args.frequency_threshold, args.per_column_thresholds, schema
+        ),
         num_workers=args.num_workers,
         test_fraction=args.test_fraction,
         numerical_transform=args.numerical_transform,
@@ -100,6 +109,7 @@ def config_from_args(args: argparse.Namespace) -> PreprocConfig:
         labeled=not args.unlabeled,
         unit_bytes=int(args.unit_mb * (1 << 20)),
         shuffle_bucket_rows=args.shuffle_bucket_rows,
+        schema=schema,
     )
 
 
@@ -134,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--spark_master needs --engine spark")
     try:
         config = config_from_args(args)
+        if args.engine == "spark" and config.schema is not None:
+            raise ValueError("--schema runs on the local engine only (drop --engine spark)")
         if args.engine == "spark":
             _run_spark(config, args.spark_master)
         else:

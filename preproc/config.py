@@ -7,7 +7,9 @@ from dataclasses import asdict, dataclass
 
 from preproc.inputs import identity
 from preproc.numerical import TRANSFORMS
+from preproc.row_format import RowFormat
 from preproc.schema import NUM_CATEGORICAL
+from preproc.user_schema import Schema
 
 ON_BAD_ROW = ("skip", "fail")
 
@@ -29,6 +31,7 @@ class PreprocConfig:
         labeled: rows start with a 0/1 label (False: Kaggle ``test.txt`` layout).
         unit_bytes: nominal size of the byte ranges plain files are cut into.
         shuffle_bucket_rows: target rows per shuffle bucket (bounds shuffle memory).
+        schema: the input's columns (``preproc.user_schema``); None: Criteo TSV.
     """
 
     input_files: tuple[str, ...]
@@ -43,6 +46,11 @@ class PreprocConfig:
     labeled: bool = True
     unit_bytes: int = 64 << 20
     shuffle_bucket_rows: int = 2_000_000
+    schema: Schema | None = None
+
+    @property
+    def row_format(self) -> RowFormat:
+        return RowFormat(self.schema, self.labeled)
 
     def __post_init__(self) -> None:
         errors = []
@@ -65,11 +73,13 @@ class PreprocConfig:
             errors.append(f"output_dir {self.output_dir} exists and is not a directory")
         if len(set(map(os.path.abspath, self.input_files))) != len(self.input_files):
             errors.append("an input file is listed twice")
-        if len(self.frequency_thresholds) != NUM_CATEGORICAL:
+        tables = self.row_format.num_tables
+        if len(self.frequency_thresholds) != tables:
             errors.append(
-                f"{NUM_CATEGORICAL} frequency thresholds expected, "
-                f"got {len(self.frequency_thresholds)}"
+                f"{tables} frequency thresholds expected, got {len(self.frequency_thresholds)}"
             )
+        if self.schema is not None and not self.labeled:
+            errors.append("--unlabeled does not apply with --schema (the schema names the label)")
         bad = [t for t in self.frequency_thresholds if t < 0]
         if bad:
             errors.append(f"frequency thresholds must be >= 0, got {bad}")
@@ -99,15 +109,28 @@ class PreprocConfig:
             {"path": os.path.abspath(p), **identity(p)} for p in self.input_files
         ]
         options["frequency_thresholds"] = list(self.frequency_thresholds)
+        if self.schema is None:
+            del options["schema"]  # Criteo runs keep the fingerprint they always had
+        else:
+            options["schema"] = self.schema.to_dict()
         return options
 
 
-def parse_thresholds(default: int, per_column: list[str] | None) -> tuple[int, ...]:
-    """Expands ``default`` and ``["INDEX=T", ...]`` overrides into 26 thresholds.
+def parse_thresholds(
+    default: int, per_column: list[str] | None, schema: Schema | None = None
+) -> tuple[int, ...]:
+    """Expands ``default`` and ``["INDEX=T", ...]`` overrides into one threshold per table.
 
-    ``INDEX`` is the table index 0..25 (column C{INDEX+1} of the TSV).
+    ``INDEX`` is the table index: 0..25 for Criteo (column C{INDEX+1} of the TSV),
+    the categorical and multi-hot columns in order with a schema (whose
+    ``frequency_threshold`` keys come before the overrides).
     """
-    thresholds = [default] * NUM_CATEGORICAL
+    tables = NUM_CATEGORICAL if schema is None else len(schema.tables)
+    thresholds = [default] * tables
+    if schema is not None:
+        for t, column in enumerate(schema.tables):
+            if column.frequency_threshold is not None:
+                thresholds[t] = column.frequency_threshold
     for item in per_column or []:
         for pair in filter(None, item.split(",")):
             index, sep, value = pair.partition("=")
@@ -119,7 +142,7 @@ def parse_thresholds(default: int, per_column: list[str] | None) -> tuple[int, .
                 raise ValueError(
                     f"per-column threshold {pair!r} is not INDEX=THRESHOLD (e.g. 0=20)"
                 ) from None
-            if not 0 <= i < NUM_CATEGORICAL:
-                raise ValueError(f"per-column threshold {pair!r}: index must be 0..25")
+            if not 0 <= i < tables:
+                raise ValueError(f"per-column threshold {pair!r}: index must be 0..{tables - 1}")
             thresholds[i] = t
     return tuple(thresholds)

@@ -15,10 +15,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from preproc.csv_parse import CsvParser
 from preproc.fast_parse import parse_lines
 from preproc.numerical import transform
 from preproc.parse import ParsedBlock
-from preproc.schema import NUM_CATEGORICAL, PARSED_DTYPE, REASON_CODE, pack_missing
+from preproc.row_format import CRITEO, RowFormat
+from preproc.schema import NUM_CATEGORICAL, PARSED_DTYPE, pack_missing
 from preproc.units import Unit, UnitReader
 from preproc.vocab import reduce_counts
 from preproc.workdir import WorkDir, atomic_open
@@ -33,6 +35,7 @@ class CountTask:
     output_dir: str
     labeled: bool
     numerical_transform: str
+    row_format: RowFormat = CRITEO
 
 
 @dataclass
@@ -45,6 +48,8 @@ class UnitSummary:
     reject_lines: np.ndarray  # 0-based line index inside the unit
     reject_codes: np.ndarray
     rejects: list[tuple[str, bytes]]  # (detail, raw line)
+    # Per table, rows whose multi-hot list was longer than its hotness (schema input).
+    truncated: np.ndarray | None = None
 
 
 class _ColumnCounter:
@@ -54,18 +59,25 @@ class _ColumnCounter:
     whole ``.gz`` day needs memory for its distinct values, not its rows.
     """
 
-    def __init__(self, flush_rows: int = FLUSH_ROWS) -> None:
+    def __init__(self, flush_rows: int = FLUSH_ROWS, num_tables: int = NUM_CATEGORICAL) -> None:
         self.flush_rows = flush_rows
-        self.pending: list[list[np.ndarray]] = [[] for _ in range(NUM_CATEGORICAL)]
+        self.num_tables = num_tables
+        self.pending: list[list[np.ndarray]] = [[] for _ in range(num_tables)]
         self.pending_rows = 0
-        self.totals = [
-            (np.zeros(0, np.uint32), np.zeros(0, np.int64)) for _ in range(NUM_CATEGORICAL)
-        ]
+        self.totals = [(np.zeros(0, np.uint32), np.zeros(0, np.int64)) for _ in range(num_tables)]
 
     def add(self, categorical: np.ndarray, missing: np.ndarray) -> None:
-        for table in range(NUM_CATEGORICAL):
+        for table in range(self.num_tables):
             self.pending[table].append(categorical[~missing[:, table], table])
         self.pending_rows += categorical.shape[0]
+        if self.pending_rows >= self.flush_rows:
+            self.flush()
+
+    def add_values(self, values: list[np.ndarray], rows: int) -> None:
+        """Adds the values present in ``rows`` rows, per table."""
+        for table, present in enumerate(values):
+            self.pending[table].append(present)
+        self.pending_rows += rows
         if self.pending_rows >= self.flush_rows:
             self.flush()
 
@@ -78,7 +90,7 @@ class _ColumnCounter:
                     np.concatenate([total_v, values.astype(np.uint32)]),
                     np.concatenate([total_c, counts.astype(np.int64)]),
                 )
-        self.pending = [[] for _ in range(NUM_CATEGORICAL)]
+        self.pending = [[] for _ in range(self.num_tables)]
         self.pending_rows = 0
 
 
@@ -107,32 +119,58 @@ class UnitParser:
     holds the counts and rejects once iteration has finished.
     """
 
-    def __init__(self, unit: Unit, labeled: bool, numerical_transform: str) -> None:
+    def __init__(
+        self,
+        unit: Unit,
+        labeled: bool,
+        numerical_transform: str,
+        row_format: RowFormat | None = None,
+    ) -> None:
         self.unit = unit
         self.labeled = labeled
         self.numerical_transform = numerical_transform
+        self.row_format = row_format or RowFormat(labeled=labeled)
         self.result: UnitResult | None = None
 
+    def _blocks(self, reader: UnitReader) -> Iterator[tuple[np.ndarray, ParsedBlock]]:
+        """(accepted rows, the block's line and reject fields) per block; counts values."""
+        schema = self.row_format.schema
+        if schema is None:
+            for block in reader:
+                parsed = parse_lines(block, self.labeled)
+                self.counter.add(parsed.categorical, parsed.categorical_missing)
+                yield _parsed_rows(parsed, self.numerical_transform), parsed
+            return
+        parser = CsvParser(schema, self.numerical_transform)
+        # The header is the first line of the file's first unit; it is not a row.
+        skip = schema.header and self.unit.start == 0
+        for block in reader:
+            parsed = parser.parse(block, skip_first_line=skip)
+            skip = False
+            self.counter.add_values(parsed.values, parsed.rows.size)
+            self.truncated += parsed.truncated
+            yield parsed.rows, parsed
+
     def __iter__(self) -> Iterator[np.ndarray]:
-        counter = _ColumnCounter()
+        self.counter = _ColumnCounter(num_tables=self.row_format.num_tables)
+        self.truncated = np.zeros(self.row_format.num_tables, np.int64)
         num_lines = num_rows = 0
         reject_lines, reject_codes, rejects = [], [], []
         reader = UnitReader(self.unit)
-        for block in reader:
-            parsed = parse_lines(block, self.labeled)
-            counter.add(parsed.categorical, parsed.categorical_missing)
-            yield _parsed_rows(parsed, self.numerical_transform)
+        for rows, parsed in self._blocks(reader):
+            yield rows
             reject_lines.append(parsed.reject_lines + num_lines)
             reject_codes.append(parsed.reject_codes)
             rejects += zip(parsed.reject_details, parsed.reject_raw, strict=True)
             num_lines += parsed.num_lines
-            num_rows += parsed.num_rows
+            num_rows += rows.size
         if reader.error is not None:
             message, tail = reader.error
             reject_lines.append(np.array([num_lines], np.int64))
-            reject_codes.append(np.array([REASON_CODE["gzip_error"]], np.uint8))
+            reject_codes.append(np.array([self.row_format.gzip_error_code], np.uint8))
             rejects.append((message, tail))
             num_lines += 1
+        counter = self.counter
         counter.flush()
         summary = UnitSummary(
             unit_index=self.unit.index,
@@ -141,6 +179,7 @@ class UnitParser:
             reject_lines=np.concatenate(reject_lines or [np.zeros(0, np.int64)]),
             reject_codes=np.concatenate(reject_codes or [np.zeros(0, np.uint8)]),
             rejects=rejects,
+            truncated=self.truncated,
         )
         self.result = UnitResult(summary, counter.totals)
 
@@ -152,7 +191,7 @@ def count_unit(task: CountTask) -> int:
     rejects file, whose presence marks the unit done.
     """
     workdir = WorkDir(task.output_dir)
-    parser = UnitParser(task.unit, task.labeled, task.numerical_transform)
+    parser = UnitParser(task.unit, task.labeled, task.numerical_transform, task.row_format)
     with atomic_open(workdir.parsed(task.unit.index)) as rows_file:
         for rows in parser:
             rows_file.write(rows)
@@ -168,6 +207,7 @@ def count_unit(task: CountTask) -> int:
             reject_lines=summary.reject_lines,
             reject_codes=summary.reject_codes,
             reject_json=np.frombuffer(reject_json.encode(), np.uint8),
+            truncated=summary.truncated,
             **arrays,
         )
     return task.unit.index
@@ -183,6 +223,7 @@ def load_summary(workdir: WorkDir, unit_index: int) -> UnitSummary:
             reject_lines=data["reject_lines"],
             reject_codes=data["reject_codes"],
             rejects=[(d, raw.encode("latin-1")) for d, raw in rejects],
+            truncated=data.get("truncated"),
         )
 
 

@@ -8,7 +8,6 @@ from collections.abc import Callable
 from models.data import feature_spec as fs
 from preproc.config import PreprocConfig
 from preproc.rejects import RejectLog
-from preproc.schema import NUM_CATEGORICAL, NUM_NUMERICAL
 from preproc.workdir import WorkDir, save_json
 
 SUMMARY_FILE = "preproc_summary.json"
@@ -34,15 +33,39 @@ def write_dataset_metadata(
     ``input_files`` are the inputs' path and identity (``preproc.inputs.identity``)
     taken when the run started; ``before_commit(metadata)`` runs just before
     ``metadata.json`` is written, so what it writes exists in every complete dataset."""
-    if len(cardinalities) != NUM_CATEGORICAL:
-        raise ValueError(f"{NUM_CATEGORICAL} cardinalities expected, got {len(cardinalities)}")
+    row_format = config.row_format
+    if len(cardinalities) != row_format.num_tables:
+        raise ValueError(
+            f"{row_format.num_tables} cardinalities expected, got {len(cardinalities)}"
+        )
     rows_written = sum(split_rows.values())
     if log.lines_read != rows_written + log.rejected:
         raise RuntimeError(
             f"row accounting broken: read {log.lines_read} != written {rows_written} "
             f"+ rejected {log.rejected}"
         )
-    spec = fs.FeatureSpec.default(NUM_NUMERICAL, cardinalities, split_rows, cat_dtypes)
+    spec = fs.FeatureSpec.default(
+        row_format.num_numerical,
+        cardinalities,
+        split_rows,
+        cat_dtypes,
+        hotness=row_format.hotness,
+        names=row_format.names,
+    )
+    extra = {}
+    if config.schema is not None:
+        # Rows whose multi-hot list held more values than its hotness (the rest dropped).
+        truncated = log.truncated or [0] * row_format.num_tables
+        extra = {
+            "schema": config.schema.to_dict(),
+            "multi_hot_truncated_rows": {
+                name: n
+                for name, n, multi in zip(
+                    row_format.names.categorical, truncated, row_format.multi_hot, strict=True
+                )
+                if multi
+            },
+        }
     metadata = fs.metadata_json(
         spec,
         split_rows,
@@ -58,6 +81,7 @@ def write_dataset_metadata(
         rows_written=rows_written,
         rows_rejected=dict(log.counts),
         distinct_values=[s["distinct_values"] for s in column_stats],
+        **extra,
     )
     save_json(workdir.output(fs.MODEL_SIZE_FILE), fs.model_size(cardinalities))
     fs.write_feature_spec(workdir.root, spec)
@@ -92,6 +116,7 @@ def write_summary(
         "rows_written": metadata["rows_written"],
         "rows_per_split": metadata["rows"],
         "rows_rejected": metadata["rows_rejected"],
+        **{k: metadata[k] for k in ("multi_hot_truncated_rows",) if k in metadata},
         "inputs_without_rows": inputs_without_rows,
         "num_workers": config.num_workers,
         "seconds": timings,
@@ -112,6 +137,12 @@ def write_summary(
         f"{config.num_workers} worker(s); peak memory: coordinator "
         f"{peak_mb['coordinator']:.0f} MiB, largest worker {peak_mb['largest_worker']:.0f} MiB"
     )
+    truncated = {k: v for k, v in metadata.get("multi_hot_truncated_rows", {}).items() if v}
+    if truncated:
+        print(
+            "multi-hot rows truncated to their hotness: "
+            + ", ".join(f"{k} {v:,}" for k, v in truncated.items())
+        )
     if inputs_without_rows:
         print(f"warning: input files that gave no rows: {', '.join(inputs_without_rows)}")
     return summary

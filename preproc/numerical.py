@@ -1,4 +1,4 @@
-"""Transforms of the 13 integer features into float16."""
+"""Transforms of numerical features (Criteo's 13 integers, a schema's numbers) into float16."""
 
 from __future__ import annotations
 
@@ -20,9 +20,15 @@ def log1p_clamp(values: np.ndarray, missing: np.ndarray) -> np.ndarray:
     return np.log1p(clamped)
 
 
+def none(values: np.ndarray, missing: np.ndarray) -> np.ndarray:
+    """The value as is (float16 holds up to 65504); missing -> 0."""
+    return np.where(missing, 0, values).astype(np.float64)
+
+
 TRANSFORMS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
     "log3": log3,
     "log1p_clamp": log1p_clamp,
+    "none": none,
 }
 
 

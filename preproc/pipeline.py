@@ -25,14 +25,17 @@ from preproc.assemble import (
 )
 from preproc.config import PreprocConfig
 from preproc.count_pass import CountTask, count_unit, load_summary
+from preproc.csv_parse import split_line
 from preproc.inputs import changed_inputs, identity
 from preproc.lock import OutputDirLock
 from preproc.metadata import peak_memory_mb, write_dataset_metadata, write_summary
 from preproc.rejects import REJECTS_FILE, RejectLog
-from preproc.schema import NUM_CATEGORICAL, num_fields
+from preproc.row_format import RowFormat
+from preproc.schema import num_fields
 from preproc.splits import plan_splits, split_rule
 from preproc.transform_pass import TransformTask, is_done, transform_unit
 from preproc.units import Unit, first_line, plan_units
+from preproc.user_schema import SchemaError
 from preproc.vocab_pass import VocabTask, build_table, load_column_stats
 from preproc.workdir import WorkDir, load_json, save_json
 from preproc.workers import Workers
@@ -49,8 +52,33 @@ Engine = Callable[[PreprocConfig, WorkDir, dict], PassesResult]
 TaskHook = Callable[[str, int], None]
 
 
+def _check_header(config: PreprocConfig) -> None:
+    """With a schema whose ``header`` is true, every file's first line must name its columns."""
+    schema = config.schema
+    if schema is None or not schema.header:
+        return
+    names = [c.name for c in schema.columns]
+    for path in config.input_files:
+        line = first_line(path)
+        if not line:
+            continue
+        text = line.decode("utf-8", errors="replace")
+        try:
+            header = [h.strip() for h in split_line(text, schema.delimiter)]
+        except ValueError:
+            header = [text]
+        if header != names:
+            raise SchemaError(
+                f"{path}:1: the header {header} does not match the columns of {schema.path} {names}"
+            )
+
+
 def _check_layout(config: PreprocConfig) -> None:
-    """Fails early when a file clearly has (or lacks) the label column."""
+    """Fails early when a file clearly has (or lacks) the label column, or its header
+    disagrees with the schema."""
+    if config.schema is not None:
+        _check_header(config)
+        return
     expected = num_fields(config.labeled)
     for path in config.input_files:
         line = first_line(path)
@@ -76,6 +104,8 @@ def _check_complete_dataset(config: PreprocConfig, metadata: dict) -> None:
         "shuffled": config.shuffle,
         "labeled": config.labeled,
     }
+    if config.schema is not None:
+        wanted["schema"] = config.schema.to_dict()
     changed = sorted(k for k, v in wanted.items() if metadata.get(k) != v)
     inputs = changed_inputs(metadata.get("input_files", []), config.input_files)
     if inputs:
@@ -137,9 +167,17 @@ def _count_pass(
 ) -> tuple[RejectLog, list[int]]:
     todo = [u for u in units if not os.path.exists(workdir.pass1(u.index))]
     tasks = [
-        CountTask(u, config.output_dir, config.labeled, config.numerical_transform) for u in todo
+        CountTask(
+            u, config.output_dir, config.labeled, config.numerical_transform, config.row_format
+        )
+        for u in todo
     ]
-    log = RejectLog(workdir.output(REJECTS_FILE), fail=config.on_bad_row == "fail")
+    log = RejectLog(
+        workdir.output(REJECTS_FILE),
+        fail=config.on_bad_row == "fail",
+        reasons=config.row_format.reasons,
+        header=config.schema is not None and config.schema.header,
+    )
     unit_rows = []
     results = workers.map(count_unit, tasks)
     completed = False
@@ -166,7 +204,7 @@ def _vocab_pass(
 ) -> None:
     tasks = [
         VocabTask(t, config.output_dir, num_units, config.frequency_thresholds[t])
-        for t in range(NUM_CATEGORICAL)
+        for t in range(config.row_format.num_tables)
         if not os.path.exists(workdir.vocab(t))
     ]
     for table in workers.map(build_table, tasks):
@@ -193,6 +231,7 @@ def _transform_pass(
             expected_rows=unit_rows[u.index],
             num_buckets=num_buckets,
             seed=config.seed,
+            row_format=config.row_format,
         )
         for u in units
         if not is_done(workdir, u.index)
@@ -212,9 +251,10 @@ def _assemble(
     split_rows: dict[str, int],
     cat_dtypes: tuple[str, ...],
     hook: TaskHook,
+    row_format: RowFormat,
 ) -> None:
     for split in SPLITS:
-        preallocate(workdir, split, split_rows[split], cat_dtypes)
+        preallocate(workdir, split, split_rows[split], cat_dtypes, row_format)
     flat = [
         t
         for split in SPLITS
@@ -228,7 +268,7 @@ def _assemble(
             bar.update(rows)
             hook("assemble", task.task_index)
     for split in SPLITS:
-        finalize(workdir, split, cat_dtypes)
+        finalize(workdir, split, cat_dtypes, row_format)
 
 
 def check_rows_accepted(config: PreprocConfig, log: RejectLog) -> None:
@@ -251,7 +291,7 @@ def _passes(
     check_rows_accepted(config, log)
     with _Step(timings, "vocabulary_s"):
         _vocab_pass(config, workdir, workers, len(units), hook)
-    stats = [load_column_stats(workdir, t) for t in range(NUM_CATEGORICAL)]
+    stats = [load_column_stats(workdir, t) for t in range(config.row_format.num_tables)]
     cardinalities = [s["vocab_size"] + 1 for s in stats]
     cat_dtypes = tuple(categorical_dtype(c).name for c in cardinalities)
 
@@ -269,8 +309,10 @@ def _passes(
             config, workdir, workers, units, unit_rows, ranges, cat_dtypes, num_buckets, hook
         )
     with _Step(timings, "assembly_s"):
-        tasks = plan_assembly(config.output_dir, config.seed, ranges, cat_dtypes, num_buckets)
-        _assemble(workdir, workers, tasks, split_rows, cat_dtypes, hook)
+        tasks = plan_assembly(
+            config.output_dir, config.seed, ranges, cat_dtypes, num_buckets, config.row_format
+        )
+        _assemble(workdir, workers, tasks, split_rows, cat_dtypes, hook, config.row_format)
     file_rows = [0] * len(config.input_files)
     for unit, rows in zip(units, unit_rows, strict=True):
         file_rows[unit.file_index] += rows

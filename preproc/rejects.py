@@ -25,10 +25,18 @@ class RejectLog:
     is written as ``<path>.tmp`` and renamed by ``close``.
     """
 
-    def __init__(self, path: str, fail: bool) -> None:
+    def __init__(
+        self, path: str, fail: bool, reasons: tuple[str, ...] = REASONS, header: bool = False
+    ) -> None:
+        """``reasons``: the row format's reject reasons (Criteo's by default);
+        ``header``: every input file starts with a header line (not a row: line 2 is
+        the first row)."""
         self.path = path
         self.fail = fail
-        self.counts = dict.fromkeys(REASONS, 0)
+        self.reasons = reasons
+        self.first_line = 2 if header else 1
+        self.counts = dict.fromkeys(reasons, 0)
+        self.truncated: list[int] | None = None
         self.lines_read = 0
         self.rows_accepted = 0
         self._next_line: dict[int, int] = {}
@@ -36,17 +44,24 @@ class RejectLog:
         self._file.write(_HEADER)
 
     def add(self, unit: Unit, summary: UnitSummary) -> None:
-        first = self._next_line.get(unit.file_index, 1)
+        first = self._next_line.get(unit.file_index, self.first_line)
         self._next_line[unit.file_index] = first + summary.num_lines
         self.lines_read += summary.num_lines
         self.rows_accepted += summary.num_rows
+        if summary.truncated is not None:
+            self.truncated = [
+                a + int(b)
+                for a, b in zip(
+                    self.truncated or [0] * summary.truncated.size, summary.truncated, strict=True
+                )
+            ]
         for line, code, (detail, raw) in zip(
             summary.reject_lines.tolist(),
             summary.reject_codes.tolist(),
             summary.rejects,
             strict=True,
         ):
-            reason = REASONS[code]
+            reason = self.reasons[code]
             if self.fail:
                 raise BadRowError(f"{unit.path}:{first + line}: {reason}: {detail}")
             self.counts[reason] += 1

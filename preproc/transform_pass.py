@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from preproc.schema import NUM_CATEGORICAL, PARSED_DTYPE, record_dtype, unpack_missing
+from preproc.row_format import CRITEO, RowFormat
+from preproc.schema import unpack_missing
 from preproc.vocab import VocabLookup
 from preproc.vocab_pass import load_lookup
 from preproc.workdir import WorkDir, atomic_open, save_json, save_npy
@@ -44,18 +45,17 @@ class TransformTask:
     expected_rows: int
     num_buckets: int
     seed: int
+    row_format: RowFormat = CRITEO
 
 
 _LOOKUPS: dict[str, list[VocabLookup]] = {}
 
 
-def _lookups(workdir: WorkDir) -> list[VocabLookup]:
+def _lookups(workdir: WorkDir, num_tables: int) -> list[VocabLookup]:
     """Per-process cache: a worker loads each table once, not once per unit."""
     if workdir.root not in _LOOKUPS:
         _LOOKUPS.clear()
-        _LOOKUPS[workdir.root] = [
-            VocabLookup(*load_lookup(workdir, t)) for t in range(NUM_CATEGORICAL)
-        ]
+        _LOOKUPS[workdir.root] = [VocabLookup(*load_lookup(workdir, t)) for t in range(num_tables)]
     return _LOOKUPS[workdir.root]
 
 
@@ -111,14 +111,17 @@ def unit_outputs(
     num_buckets: int,
     seed: int,
     unit_index: int,
+    row_format: RowFormat | None = None,
 ) -> Iterator[tuple[str, np.ndarray, np.ndarray | None]]:
     """Pass 2 of one unit, shared by both engines: ``(split, records, bucket_counts)``.
 
     ``read_rows(start, end)`` returns the unit's accepted rows [start, end); it is
     called with increasing, contiguous ranges. Records of an unshuffled split come
     in input order with ``bucket_counts`` None; the shuffled training rows come as
-    bucket-sorted segments with their per-bucket row counts.
+    bucket-sorted segments with their per-bucket row counts. ``row_format``: Criteo's
+    by default.
     """
+    convert = to_records if row_format is None or row_format.is_criteo else row_format.to_records
     for split, lo, hi in ranges:
         shuffler = (
             SegmentShuffler(num_buckets, seed, unit_index)
@@ -126,7 +129,7 @@ def unit_outputs(
             else None
         )
         for start in range(lo, hi, CHUNK_ROWS):
-            records = to_records(read_rows(start, min(hi, start + CHUNK_ROWS)), tables, dtype)
+            records = convert(read_rows(start, min(hi, start + CHUNK_ROWS)), tables, dtype)
             if shuffler is None:
                 yield split, records, None
             else:
@@ -138,7 +141,7 @@ def unit_outputs(
 
 
 def _write_unit(task: TransformTask, workdir: WorkDir, parsed: np.ndarray | None) -> None:
-    dtype = record_dtype([np.dtype(d) for d in task.cat_dtypes])
+    dtype = task.row_format.record_dtype([np.dtype(d) for d in task.cat_dtypes])
     splits = [split for split, _, _ in task.ranges]
     with ExitStack() as stack:
         files = {
@@ -149,11 +152,12 @@ def _write_unit(task: TransformTask, workdir: WorkDir, parsed: np.ndarray | None
         for split, records, counts in unit_outputs(
             lambda start, end: parsed[start:end],
             task.ranges,
-            _lookups(workdir),
+            _lookups(workdir, task.row_format.num_tables),
             dtype,
             task.num_buckets,
             task.seed,
             task.unit_index,
+            task.row_format,
         ):
             files[split].write(records)
             if counts is not None:
@@ -171,12 +175,13 @@ def transform_unit(task: TransformTask) -> int:
     workdir = WorkDir(task.output_dir)
     parsed_path = workdir.parsed(task.unit_index)
     size = os.path.getsize(parsed_path)
-    if size != task.expected_rows * PARSED_DTYPE.itemsize:
+    parsed_dtype = task.row_format.parsed_dtype
+    if size != task.expected_rows * parsed_dtype.itemsize:
         raise RuntimeError(
             f"{parsed_path}: {size} bytes, expected {task.expected_rows} rows "
-            f"of {PARSED_DTYPE.itemsize} bytes"
+            f"of {parsed_dtype.itemsize} bytes"
         )
-    parsed = np.memmap(parsed_path, PARSED_DTYPE, mode="r") if size else None
+    parsed = np.memmap(parsed_path, parsed_dtype, mode="r") if size else None
     _write_unit(task, workdir, parsed)
     del parsed
     written = {split: hi - lo for split, lo, hi in task.ranges}

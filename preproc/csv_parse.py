@@ -1,0 +1,226 @@
+"""Parsing and validation of a block of CSV/TSV lines described by a schema.
+
+Every line is one record: a line is split with Python's ``csv`` module when it
+holds a double quote (quoted fields may contain the delimiter and ``""``), by
+the delimiter otherwise (the same result, faster). A quote left open at the end
+of the line is a reject: records never span lines, so input units can be cut at
+any newline. Bytes are decoded as latin-1 (one character per byte), so any
+encoding's bytes reach the hash unchanged.
+
+Categorical and multi-hot values are hashed to uint32 (CRC-32 of their bytes),
+the key the vocabularies are built on, as Criteo's values are 32-bit hashes.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from models.data.feature_spec import NUMERICAL_DTYPE
+from preproc.numerical import transform
+from preproc.user_schema import Schema
+
+REASONS = (
+    "empty_line",
+    "field_count",
+    "bad_label",
+    "bad_numerical",
+    "unclosed_quote",
+    "bad_quote",
+    "gzip_error",
+)
+REASON_CODE = {name: code for code, name in enumerate(REASONS)}
+_LABELS = {"0": 0, "1": 1}
+
+
+def parsed_dtype(schema: Schema) -> np.dtype:
+    """Rows kept by pass 1 for pass 2: label, transformed numericals, hashed values of
+    every slot (a multi-hot table has ``hotness`` slots) and a missing flag per slot."""
+    slots = sum(c.hotness for c in schema.tables)
+    return np.dtype(
+        [
+            ("label", np.uint8),
+            ("numerical", NUMERICAL_DTYPE, (len(schema.numerical),)),
+            ("categorical", "<u4", (slots,)),
+            ("categorical_missing", np.uint8, (slots,)),
+        ]
+    )
+
+
+def hash_value(text: str) -> int:
+    """uint32 key of a categorical value (``text`` is the field decoded as latin-1)."""
+    return zlib.crc32(text.encode("latin-1"))
+
+
+@dataclass
+class CsvBlock:
+    """Accepted rows of a block (``parsed_dtype``), per-table values to count, rejects.
+
+    Attributes:
+        rows: accepted rows in input order.
+        values: per table, the hashed values present in the accepted rows.
+        truncated: per table, accepted rows whose list held more than ``hotness`` values.
+        num_lines: lines of the block (accepted + rejected).
+        reject_lines: 0-based line index inside the block of each reject.
+    """
+
+    rows: np.ndarray
+    values: list[np.ndarray]
+    truncated: np.ndarray
+    num_lines: int
+    reject_lines: np.ndarray
+    reject_codes: np.ndarray
+    reject_details: list[str] = field(default_factory=list)
+    reject_raw: list[bytes] = field(default_factory=list)
+
+
+class RowRejectedError(ValueError):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason, self.detail = reason, detail
+
+
+def split_line(line: str, delimiter: str) -> list[str]:
+    """Fields of one line; ``RowRejectedError`` for a quote left open or misplaced."""
+    if '"' not in line:
+        return line.split(delimiter)
+    try:
+        records = list(csv.reader([line], delimiter=delimiter, strict=True))
+    except csv.Error as error:
+        if "unexpected end of data" in str(error):
+            raise RowRejectedError("unclosed_quote", "a quoted field never closes") from None
+        raise RowRejectedError("bad_quote", f"misplaced quote ({error})") from None
+    return records[0] if records else [""]
+
+
+class CsvParser:
+    """Parses blocks of one schema's lines (one instance per unit)."""
+
+    def __init__(self, schema: Schema, numerical_transform: str) -> None:
+        self.schema = schema
+        self.delimiter = schema.delimiter
+        names = [c.name for c in schema.columns]
+        self.label_at = names.index(schema.label.name)
+        self.numerical_at = [names.index(c.name) for c in schema.numerical]
+        self.transforms = [c.transform or numerical_transform for c in schema.numerical]
+        self.tables = [(names.index(c.name), c) for c in schema.tables]
+        self.slots = sum(c.hotness for c in schema.tables)
+        self.dtype = parsed_dtype(schema)
+
+    def _row(self, fields: list[str]) -> tuple[int, list, list, list, list[int]]:
+        """Decodes one row: (label, numbers, hashed slots, slot missing, truncated tables)."""
+        columns = self.schema.columns
+        if len(fields) != len(columns):
+            raise RowRejectedError("field_count", f"{len(fields)} fields, expected {len(columns)}")
+        label = _LABELS.get(fields[self.label_at].strip())
+        if label is None:
+            at = self.label_at
+            value = f"{fields[at]!r:.40}"
+            raise RowRejectedError("bad_label", f"field {at + 1} ({columns[at].name}) = {value}")
+        numbers = []
+        for at in self.numerical_at:
+            text = fields[at].strip()
+            if not text:
+                numbers.append(None)
+                continue
+            try:
+                value = float(text)
+            except ValueError:
+                value = math.nan
+            if not math.isfinite(value):
+                raise RowRejectedError(
+                    "bad_numerical", f"field {at + 1} ({columns[at].name}) = {text!r:.40}"
+                )
+            numbers.append(value)
+        slots, missing, truncated = [], [], []
+        for t, (at, column) in enumerate(self.tables):
+            text = fields[at]
+            if column.role == "categorical":
+                slots.append(hash_value(text) if text else 0)
+                missing.append(not text)
+                continue
+            values = [v for v in text.split(column.separator) if v] if text else []
+            if len(values) > column.hotness:
+                truncated.append(t)
+                values = values[: column.hotness]
+            pad = column.hotness - len(values)
+            slots += [hash_value(v) for v in values] + [0] * pad
+            missing += [False] * len(values) + [True] * pad
+        return label, numbers, slots, missing, truncated
+
+    def parse(self, data: bytes, skip_first_line: bool = False) -> CsvBlock:
+        """Parses complete lines (a missing final newline is tolerated).
+
+        ``skip_first_line``: the block starts with the file's header, which is not a row.
+        """
+        lines = data.split(b"\n")
+        if lines and lines[-1] == b"":
+            lines.pop()
+        if skip_first_line:
+            lines = lines[1:]
+        labels, numbers, slots, missing = [], [], [], []
+        truncated = np.zeros(len(self.tables), np.int64)
+        reject_lines, reject_codes, details, raws = [], [], [], []
+        for index, raw in enumerate(lines):
+            text = raw[:-1] if raw.endswith(b"\r") else raw
+            try:
+                if not text:
+                    raise RowRejectedError("empty_line", "empty line")
+                row = self._row(split_line(text.decode("latin-1"), self.delimiter))
+            except RowRejectedError as reject:
+                reject_lines.append(index)
+                reject_codes.append(REASON_CODE[reject.reason])
+                details.append(reject.detail)
+                raws.append(raw)
+                continue
+            labels.append(row[0])
+            numbers.append(row[1])
+            slots.append(row[2])
+            missing.append(row[3])
+            truncated[row[4]] += 1
+        return self._block(
+            labels,
+            numbers,
+            slots,
+            missing,
+            truncated,
+            len(lines),
+            (reject_lines, reject_codes, details, raws),
+        )
+
+    def _block(self, labels, numbers, slots, missing, truncated, num_lines, rejects) -> CsvBlock:
+        n = len(labels)
+        rows = np.empty(n, self.dtype)
+        rows["label"] = labels
+        number_missing = np.array([[v is None for v in r] for r in numbers], bool).reshape(
+            n, len(self.numerical_at)
+        )
+        values = np.array(
+            [[0.0 if v is None else v for v in r] for r in numbers], np.float64
+        ).reshape(n, len(self.numerical_at))
+        for j, name in enumerate(self.transforms):
+            rows["numerical"][:, j] = transform(name, values[:, j], number_missing[:, j])
+        hashed = np.array(slots, np.uint32).reshape(n, self.slots)
+        absent = np.array(missing, bool).reshape(n, self.slots)
+        rows["categorical"] = hashed
+        rows["categorical_missing"] = absent
+        per_table, start = [], 0
+        for _, column in self.tables:
+            end = start + column.hotness
+            per_table.append(hashed[:, start:end][~absent[:, start:end]])
+            start = end
+        reject_lines, reject_codes, details, raws = rejects
+        return CsvBlock(
+            rows=rows,
+            values=per_table,
+            truncated=truncated,
+            num_lines=num_lines,
+            reject_lines=np.array(reject_lines, np.int64),
+            reject_codes=np.array(reject_codes, np.uint8),
+            reject_details=details,
+            reject_raw=raws,
+        )

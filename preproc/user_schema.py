@@ -1,0 +1,179 @@
+"""The input schema of ``python -m preproc --schema SCHEMA.yaml``: what each column is.
+
+```yaml
+format: csv            # csv | tsv
+header: true           # the first line of every input file names the columns
+columns:               # in input order
+  - {name: clicked, role: label}                       # 0 or 1
+  - {name: price, role: numerical, transform: log3}    # int or float; empty = missing
+  - {name: user, role: categorical, frequency_threshold: 3}   # any string
+  - {name: tags, role: multi_hot, separator: "|", hotness: 5} # 0..hotness values
+```
+
+Optional keys: ``transform`` (numerical: ``log3``, ``log1p_clamp`` or ``none``;
+default ``--numerical_transform``), ``frequency_threshold`` (categorical and
+multi-hot; default ``--frequency_threshold``). A multi-hot column needs
+``separator`` and ``hotness`` (ids kept per row: the on-disk row width, known
+before the first row is read; longer lists are truncated and counted).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from preproc.numerical import TRANSFORMS
+
+ROLES = ("label", "numerical", "categorical", "multi_hot")
+FORMATS = {"csv": ",", "tsv": "\t"}
+_COLUMN_KEYS = {
+    "label": {"name", "role"},
+    "numerical": {"name", "role", "transform"},
+    "categorical": {"name", "role", "frequency_threshold"},
+    "multi_hot": {"name", "role", "frequency_threshold", "separator", "hotness"},
+}
+
+
+class SchemaError(ValueError):
+    """A schema file is missing, malformed or inconsistent (the message names the file)."""
+
+
+@dataclass(frozen=True)
+class SchemaColumn:
+    """One input column; ``transform``/``frequency_threshold`` None take the run's default."""
+
+    name: str
+    role: str
+    separator: str | None = None
+    hotness: int = 1
+    frequency_threshold: int | None = None
+    transform: str | None = None
+
+
+@dataclass(frozen=True)
+class Schema:
+    """A validated schema. ``path`` is where it was read (for messages only)."""
+
+    path: str
+    format: str
+    header: bool
+    columns: tuple[SchemaColumn, ...]
+
+    @property
+    def delimiter(self) -> str:
+        return FORMATS[self.format]
+
+    def of_role(self, *roles: str) -> tuple[SchemaColumn, ...]:
+        return tuple(c for c in self.columns if c.role in roles)
+
+    @property
+    def label(self) -> SchemaColumn:
+        return self.of_role("label")[0]
+
+    @property
+    def numerical(self) -> tuple[SchemaColumn, ...]:
+        return self.of_role("numerical")
+
+    @property
+    def tables(self) -> tuple[SchemaColumn, ...]:
+        """Categorical and multi-hot columns in input order: one embedding table each."""
+        return self.of_role("categorical", "multi_hot")
+
+    def to_dict(self) -> dict[str, Any]:
+        """What determines the output bytes (not the path): recorded in metadata.json."""
+        columns = []
+        for c in self.columns:
+            entry: dict[str, Any] = {"name": c.name, "role": c.role}
+            if c.role == "multi_hot":
+                entry |= {"separator": c.separator, "hotness": c.hotness}
+            if c.frequency_threshold is not None:
+                entry["frequency_threshold"] = c.frequency_threshold
+            if c.transform is not None:
+                entry["transform"] = c.transform
+            columns.append(entry)
+        return {"format": self.format, "header": self.header, "columns": columns}
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _column(raw: Any, index: int, where: str) -> SchemaColumn:
+    at = f"{where}: columns[{index}]"
+    if not isinstance(raw, dict) or not isinstance(raw.get("name"), str) or not raw["name"]:
+        raise SchemaError(f"{at}: needs a name (a non-empty string), got {raw!r}")
+    at += f" ({raw['name']})"
+    role = raw.get("role")
+    if role not in ROLES:
+        raise SchemaError(f"{at}: unknown role {role!r}, expected one of {list(ROLES)}")
+    unknown = sorted(set(raw) - _COLUMN_KEYS[role])
+    if unknown:
+        raise SchemaError(
+            f"{at}: keys {unknown} do not apply to role {role} "
+            f"(allowed: {sorted(_COLUMN_KEYS[role])})"
+        )
+    threshold = raw.get("frequency_threshold")
+    if threshold is not None and (not _is_int(threshold) or threshold < 0):
+        raise SchemaError(f"{at}: frequency_threshold must be an int >= 0, got {threshold!r}")
+    transform = raw.get("transform")
+    if transform is not None and transform not in TRANSFORMS:
+        raise SchemaError(f"{at}: transform must be one of {sorted(TRANSFORMS)}, got {transform!r}")
+    separator, hotness = raw.get("separator"), raw.get("hotness", 1)
+    if role == "multi_hot":
+        if not isinstance(separator, str) or len(separator) != 1:
+            raise SchemaError(f"{at}: a multi_hot column needs a one-character separator")
+        if not _is_int(hotness) or hotness < 2:
+            raise SchemaError(
+                f"{at}: a multi_hot column needs hotness: N >= 2 (ids kept per row; longer "
+                f"lists are truncated and counted), got {raw.get('hotness')!r}"
+            )
+    return SchemaColumn(raw["name"], role, separator, hotness, threshold, transform)
+
+
+def parse_schema(raw: Any, where: str) -> Schema:
+    """Validates a schema as loaded from YAML; every error is one line starting with ``where``."""
+    if not isinstance(raw, dict):
+        raise SchemaError(f"{where}: expected a mapping with format, header and columns")
+    unknown = sorted(set(raw) - {"format", "header", "columns"})
+    if unknown:
+        raise SchemaError(f"{where}: unknown keys {unknown} (expected format, header, columns)")
+    fmt = raw.get("format", "csv")
+    if fmt not in FORMATS:
+        raise SchemaError(f"{where}: format must be one of {sorted(FORMATS)}, got {fmt!r}")
+    header = raw.get("header", False)
+    if not isinstance(header, bool):
+        raise SchemaError(f"{where}: header must be true or false, got {header!r}")
+    if not isinstance(raw.get("columns"), list) or not raw["columns"]:
+        raise SchemaError(f"{where}: columns must be a non-empty list of {{name, role}}")
+    columns = tuple(_column(c, i, where) for i, c in enumerate(raw["columns"]))
+    names = [c.name for c in columns]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise SchemaError(f"{where}: duplicate column names {duplicates}")
+    labels = [c.name for c in columns if c.role == "label"]
+    if len(labels) != 1:
+        raise SchemaError(f"{where}: exactly one column needs role label, got {labels}")
+    if not any(c.role in ("categorical", "multi_hot") for c in columns):
+        raise SchemaError(f"{where}: at least one categorical or multi_hot column is needed")
+    separators = [c.separator for c in columns if c.role == "multi_hot"]
+    if FORMATS[fmt] in separators:
+        raise SchemaError(f"{where}: a multi_hot separator cannot be the {fmt} delimiter")
+    return Schema(where, fmt, header, columns)
+
+
+def read_schema(path: str | Path) -> Schema:
+    """Reads and validates a schema file."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise SchemaError(f"{path}: cannot read the schema ({error.strerror or error})") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or "invalid"
+        raise SchemaError(f"{path}{line}: not valid YAML ({problem})") from None
+    return parse_schema(raw, str(path))
