@@ -60,33 +60,44 @@ def first_rows(meta: DatasetMetadata, split: str, rows: int) -> tuple[list[str],
     if files.numerical is not None:
         numerical = np.fromfile(files.numerical, fs.NUMERICAL_DTYPE, count=n * width)
         numerical = numerical.reshape(n, width)
-    cats = np.zeros((n, meta.num_tables), np.int64)
-    for t, (path, dtype) in enumerate(zip(files.categorical, meta.categorical_dtypes, strict=True)):
-        cats[:, t] = np.fromfile(path, dtype, count=n)
+    hotness = meta.spec.hotness
+    # Per table [n, hotness] ids; a multi-hot row may end in PAD_ID padding.
+    cats = [
+        np.fromfile(path, dtype, count=n * h).astype(np.int64).reshape(n, h)
+        for path, dtype, h in zip(files.categorical, meta.categorical_dtypes, hotness, strict=True)
+    ]
     vocabs = []
     for t in range(meta.num_tables):
         path = meta.root / fs.vocab_file(t)
         vocabs.append(np.load(path, mmap_mode="r") if path.exists() else None)
     table_rows = np.asarray(meta.cardinalities)
-    outside = (cats < 0) | (cats >= table_rows)
-    problems = [
-        f"{files.categorical[t]}: row {i} holds id {cats[i, t]}, outside "
-        f"table {t}'s [0, {table_rows[t]})"
-        for i, t in zip(*np.nonzero(outside), strict=True)
-    ]
+    problems = []
+    outside = []
+    for t, ids in enumerate(cats):
+        bad = (ids >= table_rows[t]) | ((ids < 0) & ((ids != fs.PAD_ID) | (hotness[t] == 1)))
+        outside.append(bad)
+        problems += [
+            f"{files.categorical[t]}: row {i} holds id {ids[i, j]}, outside "
+            f"table {t}'s [0, {table_rows[t]})"
+            for i, j in zip(*np.nonzero(bad), strict=True)
+        ]
     lines = []
     for i in range(n):
         numbers = " ".join(f"{v:.3g}" for v in numerical[i])
         ids = []
-        for t, value in enumerate(cats[i]):
-            vocab = vocabs[t]
-            if outside[i, t]:
-                raw = "=OUT_OF_RANGE"
-            elif vocab is not None and value > 0:
-                raw = f"={vocab[value - 1]:08x}"
-            else:
-                raw = ""
-            ids.append(f"{value}{raw}")
+        for t, row in enumerate(cats):
+            decoded = []
+            for j, value in enumerate(row[i]):
+                if hotness[t] > 1 and value == fs.PAD_ID:
+                    continue
+                if outside[t][i, j]:
+                    raw = "=OUT_OF_RANGE"
+                elif vocabs[t] is not None and value > 0:
+                    raw = f"={vocabs[t][value - 1]:08x}"
+                else:
+                    raw = ""
+                decoded.append(f"{value}{raw}")
+            ids.append(" ".join(decoded) if hotness[t] == 1 else "[" + ",".join(decoded) + "]")
         lines.append(f"  [{i}] label={int(labels[i])} numerical=[{numbers}]")
         lines.append(f"      categorical (id=raw hash)=[{' '.join(ids)}]")
     return lines, problems

@@ -58,3 +58,31 @@ def test_reads_nvidia_layout_from_model_size_only(tmp_path, capsys):
 def test_missing_metadata_is_an_error(tmp_path, capsys):
     assert main([str(tmp_path)]) == 1
     assert "none of feature_spec.yaml, metadata.json, model_size.json" in capsys.readouterr().err
+
+
+def test_multi_hot_rows_decode_as_lists_and_padding_is_not_an_error(tmp_path, capsys):
+    from preproc.cli import main as preproc_main
+
+    (tmp_path / "s.yaml").write_text(
+        "format: csv\nheader: true\ncolumns:\n  - {name: y, role: label}\n"
+        "  - {name: u, role: categorical}\n"
+        "  - {name: tags, role: multi_hot, separator: '|', hotness: 3}\n"
+    )
+    (tmp_path / "d.csv").write_text("y,u,tags\n1,a,x|y\n0,b,\n1,a,y\n")
+    args = ["--schema", str(tmp_path / "s.yaml"), "--input_files", str(tmp_path / "d.csv")]
+    args += ["--output_dir", str(tmp_path / "ds"), "--no_shuffle", "--test_fraction", "0"]
+    assert preproc_main([*args, "--num_workers", "1"]) == 0
+    capsys.readouterr()
+    assert main([str(tmp_path / "ds"), "--rows", "3"]) == 0
+    out = capsys.readouterr().out
+    # y occurs twice (id 1), x once (id 2); the empty list is only padding.
+    assert "[1=" in out and "," in out and "[]" in out
+    lines = [line for line in out.splitlines() if "categorical (id" in line]
+    assert lines[1].endswith(" []]")  # row 1: an empty list
+    assert lines[2].split("=[", 1)[1].count("=") == 2  # row 2: one user id, one tag id
+    path = tmp_path / "ds" / "train" / "cat_0.bin"
+    ids = np.fromfile(path, np.int8)
+    ids[1] = -1  # padding is not an id of a single-valued table
+    ids.tofile(path)
+    assert main([str(tmp_path / "ds"), "--rows", "3"]) == 1
+    assert "cat_0.bin: row 1 holds id -1" in capsys.readouterr().out
