@@ -35,6 +35,7 @@ REASONS = (
 )
 REASON_CODE = {name: code for code, name in enumerate(REASONS)}
 _LABELS = {"0": 0, "1": 1}
+_KEY_CACHE_ENTRIES = 1 << 20  # bounds a parser's memory on columns of mostly unique values
 
 
 def parsed_dtype(schema: Schema) -> np.dtype:
@@ -110,6 +111,15 @@ class CsvParser:
         self.tables = [(names.index(c.name), c) for c in schema.tables]
         self.slots = sum(c.hotness for c in schema.tables)
         self.dtype = parsed_dtype(schema)
+        self.keys: dict[str, int] = {}  # value -> hash_value(value), for frequent values
+
+    def _key(self, text: str) -> int:
+        key = self.keys.get(text)
+        if key is None:
+            if len(self.keys) >= _KEY_CACHE_ENTRIES:
+                self.keys.clear()
+            key = self.keys[text] = hash_value(text)
+        return key
 
     def _row(self, fields: list[str]) -> tuple[int, list, list, list, list[int]]:
         """Decodes one row: (label, numbers, hashed slots, slot missing, truncated tables)."""
@@ -140,7 +150,7 @@ class CsvParser:
         for t, (at, column) in enumerate(self.tables):
             text = fields[at]
             if column.role == "categorical":
-                slots.append(hash_value(text) if text else 0)
+                slots.append(self._key(text) if text else 0)
                 missing.append(not text)
                 continue
             values = [v for v in text.split(column.separator) if v] if text else []
@@ -148,7 +158,7 @@ class CsvParser:
                 truncated.append(t)
                 values = values[: column.hotness]
             pad = column.hotness - len(values)
-            slots += [hash_value(v) for v in values] + [0] * pad
+            slots += [self._key(v) for v in values] + [0] * pad
             missing += [False] * len(values) + [True] * pad
         return label, numbers, slots, missing, truncated
 
