@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--per_column_thresholds",
         nargs="+",
         metavar="INDEX=T",
-        help="override the threshold of tables 0..25, e.g. 0=20 3=5 (or 0=20,3=5)",
+        help="override the threshold of tables 0..25 (with --schema: its categorical and multi_hot "
+        "columns in order), e.g. 0=20 3=5 (or 0=20,3=5)",
     )
     parser.add_argument(
         "--num_workers",
