@@ -28,7 +28,8 @@ from models.device import setup_device, xla_available
 from models.distributed.comm import make_communicator
 from models.distributed.peers import lost_peer_message
 from models.run.budget import plan_tables
-from models.run.checks import check_launcher, check_world
+from models.run.checkpoint_model import model_from_checkpoint
+from models.run.checks import check_launcher, check_outputs, check_world
 from models.run.data import RunData
 from models.run.model import build_model, restore_or_sync
 from models.run.modes import Job, export, run_mode
@@ -50,6 +51,10 @@ def main(argv: list[str]) -> dict[str, Any]:
 
 def run(config: Config) -> dict[str, Any]:
     """Runs one configured job; returns the result block (rank 0's figures)."""
+    if config.output.restore_checkpoint_path:
+        # Model settings the command line does not give come from the checkpoint.
+        config = model_from_checkpoint(config)
+    check_outputs(config)
     check_launcher(config.device.use_horovod, os.environ)
     comm = make_communicator(config.device.use_horovod)
     check_world(config, comm.size)

@@ -128,6 +128,9 @@ class Config:
     device: DeviceConfig = DeviceConfig()
     output: OutputConfig = OutputConfig()
     profiler: ProfilerConfig = ProfilerConfig()
+    # Flags given on the command line: the model settings of a restored checkpoint
+    # fill the others (models/run/checkpoint_model.py).
+    explicit_flags: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -224,6 +227,7 @@ def config_from_flags(flag_values: flags.FlagValues) -> Config:
             rank=f.profiled_rank,
             log_dir=f.profiler_log_dir or os.path.join(log_dir, "profile"),
         ),
+        explicit_flags=tuple(sorted(name for name in f if f[name].present)),
     )
     problems.extend(validate(config) if not problems else [])
     if problems:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Mapping
+from pathlib import Path
 
 from models.config import Config, ConfigError
 
@@ -30,3 +33,42 @@ def check_world(config: Config, world: int) -> None:
             f"--profiled_rank={profiler.rank} does not exist in a job of {world} rank(s); "
             f"use 0..{world - 1}"
         )
+
+
+def check_outputs(config: Config) -> None:
+    """Fails at start when an output of the run cannot be written, not after training.
+
+    Checks that the checkpoint directory can be created and written (a file is
+    created and removed there) and that the export path is not a file and lies
+    in a writable directory.
+    """
+    out = config.output
+    if out.save_checkpoint_path and config.run.mode == "train":
+        _check_writable_dir(out.save_checkpoint_path, "--save_checkpoint_path")
+    if out.export_saved_model_path:
+        path = Path(out.export_saved_model_path)
+        if path.exists() and not path.is_dir():
+            raise ConfigError(
+                f"--export_saved_model_path={path} is a file; the SavedModel is a directory "
+                "(an existing one is replaced)"
+            )
+        parent = path.resolve().parent
+        while not parent.exists():
+            parent = parent.parent
+        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+            raise ConfigError(
+                f"--export_saved_model_path={path}: cannot create it, {parent} is not a "
+                "writable directory"
+            )
+
+
+def _check_writable_dir(directory: str, flag: str) -> None:
+    try:
+        os.makedirs(directory, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as error:
+        raise ConfigError(
+            f"{flag}={directory}: cannot write there ({error.strerror or error}); "
+            "nothing was trained"
+        ) from error

@@ -9,6 +9,7 @@ from models.distributed.comm import Communicator
 from models.distributed.hybrid import HybridParallel
 from models.distributed.placement import Placement
 from models.dlrm import DLRM
+from models.run.checkpoint_model import model_record
 from models.training import checkpoint as ckpt
 from models.training.results_log import ResultsLogger
 
@@ -56,6 +57,10 @@ def restore_or_sync(
         embedding_optimizer if training else None,
         dense_optimizer if training else None,
         global_batch_size=config.data.batch_size if training else None,
+        # What eval, inference and export need to rebuild the model from the checkpoint.
+        model_config=model_record(
+            config.model, model.cardinalities, keras.mixed_precision.global_policy().name
+        ),
     )
     if config.output.restore_checkpoint_path:
         info = ckpt.restore_checkpoint(config.output.restore_checkpoint_path, state, comm)

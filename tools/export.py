@@ -1,0 +1,76 @@
+"""Export a checkpoint as a serving SavedModel, without the data or the training flags.
+
+    python -m tools.export CHECKPOINT OUTPUT_DIR
+
+CHECKPOINT is a checkpoint directory or the directory holding them (its
+latest complete one is used). The model is rebuilt from the configuration the
+checkpoint records (dims, tables, model type), restored in one process with
+all its tables and written as in ``dlrm_main.py --export_saved_model_path``
+(see ``models/export.py`` for the signature). The SavedModel computes in
+float32 whatever precision the model was trained in (the weights are float32
+either way). Errors are one line ``tools.export: ...`` with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from models.config import Config, ConfigError, DataConfig, OutputConfig
+from models.distributed.comm import LocalCommunicator
+from models.distributed.placement import embedding_table_bytes, plan_placement
+from models.export import export_saved_model
+from models.run.checkpoint_model import adopt_checkpoint_model, saved_model_config
+from models.run.checks import check_outputs
+from models.run.model import build_model
+from models.training import checkpoint as ckpt
+
+
+def export_checkpoint(checkpoint: str | Path, output: str | Path) -> Path:
+    """Rebuilds the model ``checkpoint`` describes, restores it and exports it to ``output``.
+
+    Returns:
+        The checkpoint directory that was exported.
+
+    Raises:
+        ConfigError: ``output`` cannot be written, or the checkpoint records no
+            usable model configuration.
+        CheckpointError: the checkpoint is missing, damaged (checksums) or
+            does not match its record.
+    """
+    directory = ckpt.resolve_checkpoint(checkpoint)
+    check_outputs(Config(output=OutputConfig(export_saved_model_path=str(output))))
+    record = saved_model_config(ckpt.read_metadata(directory))
+    if "cardinalities" not in record:
+        raise ConfigError(f"checkpoint {directory} records no table cardinalities")
+    cardinalities = tuple(int(c) for c in record["cardinalities"])
+    # No data is read: the tables' sizes come from the checkpoint, as for synthetic data.
+    base = Config(data=DataConfig(dataset_type="synthetic", synthetic_cardinalities=cardinalities))
+    config = adopt_checkpoint_model(base, record, frozenset(), str(directory))
+    comm = LocalCommunicator()
+    placement = plan_placement(embedding_table_bytes(cardinalities, config.model.embedding_dim), 1)
+    model, _ = build_model(config, cardinalities, comm, placement)
+    ckpt.restore_checkpoint(directory, ckpt.TrainingState(model, range(len(cardinalities))), comm)
+    export_saved_model(model, str(output))
+    return directory
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.export", description=__doc__)
+    parser.add_argument("checkpoint", help="checkpoint directory (or the directory holding them)")
+    parser.add_argument("output", help="SavedModel directory to write (replaced if it exists)")
+    args = parser.parse_args(argv)
+    try:
+        directory = export_checkpoint(args.checkpoint, args.output)
+    except (ConfigError, ckpt.CheckpointError) as error:
+        print(f"tools.export: {error}", file=sys.stderr)
+        return 2
+    print(f"exported {directory} to {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    sys.exit(main())
