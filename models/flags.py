@@ -79,7 +79,7 @@ def _define_run_flags() -> None:
     )
     flags.DEFINE_enum(
         "on_nonfinite",
-        "stop",
+        _RUN.on_nonfinite,
         ["stop", "skip"],
         "(new) A step whose loss or gradients hold NaN/Inf is never applied. stop: end the "
         "run at the first one (under float16 loss scaling: after 20 in a row, each lowering "

@@ -49,6 +49,7 @@ def test_unset_flags_give_the_dataclass_defaults() -> None:
     assert config == Config(
         data=DataConfig(dataset_path="/data"),
         profiler=ProfilerConfig(log_dir=os.path.join(os.path.abspath("."), "profile")),
+        explicit_flags=("dataset_path",),
     )
 
 
@@ -127,5 +128,6 @@ def test_written_config_round_trips_as_json(tmp_path) -> None:
     assert (
         set(written)
         == set(Config().to_dict())
-        == {"run", "data", "model", "optimizer", "device", "output", "profiler"}
+        == {"run", "data", "model", "optimizer", "device", "output", "profiler", "explicit_flags"}
     )
+    assert written["explicit_flags"] == ["batch_size", "dataset_type", "valid_batch_size"]
