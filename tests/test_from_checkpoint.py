@@ -216,3 +216,35 @@ def test_adoption_takes_precision_and_tables_unless_given() -> None:
     # A recorded model that this command line makes invalid is named as such.
     with pytest.raises(ConfigError, match="--bottom_mlp_dims must end with --embedding_dim"):
         adopt_checkpoint_model(base, record, frozenset(), "C")
+
+
+def test_a_failed_save_keeps_training_and_the_last_one_is_reported(tmp_path, monkeypatch) -> None:
+    import errno
+
+    from models.training.checkpoint import CheckpointError
+    from models.training.checkpoint import save as checkpoint_save
+
+    real_write, failing = checkpoint_save._write_array, {4}
+
+    def write(directory, relative, value):
+        if int(directory.name.split("-")[1].split(".")[0]) in failing:
+            raise OSError(errno.ENOSPC, "No space left on device", str(directory / relative))
+        return real_write(directory, relative, value)
+
+    monkeypatch.setattr(checkpoint_save, "_write_array", write)
+    ckpt = tmp_path / "ckpt"
+    args = ["dlrm_main.py", *TINY, "--skip_eval", "--max_steps=6", "--checkpoint_every_n_steps=2"]
+    results = dlrm_main.main(
+        [*args, f"--save_checkpoint_path={ckpt}", f"--log_path={tmp_path / 'l'}"]
+    )
+    assert results["steps"] == 6
+    assert sorted(p.name for p in ckpt.iterdir()) == ["ckpt-000000002", "ckpt-000000006"]
+    failed = [json.loads(line)["data"] for line in (tmp_path / "l").read_text().splitlines()]
+    failed = [d["checkpoint_failed"] for d in failed if "checkpoint_failed" in d]
+    assert len(failed) == 1 and failed[0].startswith("could not write the checkpoint of step 4 ")
+    assert "No space left on device" in failed[0]
+    failing.add(6)  # the last save has no next one: the run fails naming where
+    with pytest.raises(CheckpointError, match=r"checkpoint of step 6 under --save_checkpoint_path"):
+        dlrm_main.main(
+            [*args, f"--save_checkpoint_path={tmp_path / 'c2'}", f"--log_path={tmp_path / 'l2'}"]
+        )

@@ -79,10 +79,27 @@ def train(job: Job) -> dict[str, Any]:
     )
 
     def save(step: int, epoch: int, batch: int) -> None:
-        if out.save_checkpoint_path:
-            state.step, state.epoch, state.batch = step, epoch, batch
+        if not out.save_checkpoint_path:
+            return
+        state.step, state.epoch, state.batch = step, epoch, batch
+        try:
             path = ckpt.save_checkpoint(out.save_checkpoint_path, state, comm)
-            logger.log(step, {"checkpoint": str(path)})
+        except OSError as error:
+            where = f" ({error.filename})" if error.filename else ""
+            message = (
+                f"could not write the checkpoint of step {step} under "
+                f"--save_checkpoint_path={out.save_checkpoint_path}: "
+                f"{error.strerror or error}{where}"
+            )
+            # One process keeps its trained state and tries again at the next checkpoint;
+            # ranks of a job would wait for each other in the save, and the last save has
+            # no next one.
+            if comm.size > 1 or step >= settings.total_steps:
+                raise ckpt.CheckpointError(message) from error
+            logging.error("%s; training continues, the next checkpoint tries again", message)
+            logger.log(step, {"checkpoint_failed": message})
+            return
+        logger.log(step, {"checkpoint": str(path)})
 
     trainer = Trainer(
         step_fn,
