@@ -241,3 +241,18 @@ def test_header_that_disagrees_with_the_schema_names_file_and_schema(tmp_path, c
     assert _preprocess(tmp_path, data, "out") == 1
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and f"{data}:1: the header" in err and "schema.yaml" in err, err
+
+
+def test_rerun_is_a_no_op_and_another_schema_is_refused(tmp_path, capsys):
+    data = tmp_path / "clicks.csv"
+    _write_input(data, 20, seed=4)
+    assert _preprocess(tmp_path, data, "out") == 0
+    before = tree_bytes(tmp_path / "out")
+    assert _preprocess(tmp_path, data, "out") == 0
+    assert "already a complete dataset" in capsys.readouterr().out
+    changed = json.loads(json.dumps(SCHEMA))
+    changed["columns"][5]["hotness"] = 4
+    (tmp_path / "schema.yaml").write_text(yaml.safe_dump(changed))
+    assert _preprocess(tmp_path, data, "out") == 1
+    assert "(differs in: schema)" in capsys.readouterr().err
+    assert tree_bytes(tmp_path / "out") == before
