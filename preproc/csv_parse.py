@@ -8,7 +8,8 @@ any newline. Bytes are decoded as latin-1 (one character per byte), so any
 encoding's bytes reach the hash unchanged.
 
 Categorical and multi-hot values are hashed to uint32 (CRC-32 of their bytes),
-the key the vocabularies are built on, as Criteo's values are 32-bit hashes.
+the key the vocabularies are built on, as Criteo's values are 32-bit hashes;
+a column with ``hash_buckets: N`` uses the CRC modulo N (at most N keys).
 """
 
 from __future__ import annotations
@@ -149,8 +150,10 @@ class CsvParser:
         slots, missing, truncated = [], [], []
         for t, (at, column) in enumerate(self.tables):
             text = fields[at]
+            buckets = column.hash_buckets
             if column.role == "categorical":
-                slots.append(self._key(text) if text else 0)
+                key = self._key(text) if text else 0
+                slots.append(key % buckets if buckets else key)
                 missing.append(not text)
                 continue
             values = [v for v in text.split(column.separator) if v] if text else []
@@ -158,7 +161,9 @@ class CsvParser:
                 truncated.append(t)
                 values = values[: column.hotness]
             pad = column.hotness - len(values)
-            slots += [self._key(v) for v in values] + [0] * pad
+            keys = [self._key(v) for v in values]
+            slots += [k % buckets for k in keys] if buckets else keys
+            slots += [0] * pad
             missing += [False] * len(values) + [True] * pad
         return label, numbers, slots, missing, truncated
 

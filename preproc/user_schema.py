@@ -12,9 +12,12 @@ columns:               # in input order
 
 Optional keys: ``transform`` (numerical: ``log3``, ``log1p_clamp`` or ``none``;
 default ``--numerical_transform``), ``frequency_threshold`` (categorical and
-multi-hot; default ``--frequency_threshold``). A multi-hot column needs
-``separator`` and ``hotness`` (ids kept per row: the on-disk row width, known
-before the first row is read; longer lists are truncated and counted).
+multi-hot; default ``--frequency_threshold``), ``hash_buckets: N`` (categorical
+and multi-hot: values are hashed into N buckets before the vocabulary is built,
+so the table has at most N + 1 rows however many distinct values there are).
+A multi-hot column needs ``separator`` and ``hotness`` (ids kept per row: the
+on-disk row width, known before the first row is read; longer lists are
+truncated and counted).
 """
 
 from __future__ import annotations
@@ -32,8 +35,8 @@ FORMATS = {"csv": ",", "tsv": "\t"}
 _COLUMN_KEYS = {
     "label": {"name", "role"},
     "numerical": {"name", "role", "transform"},
-    "categorical": {"name", "role", "frequency_threshold"},
-    "multi_hot": {"name", "role", "frequency_threshold", "separator", "hotness"},
+    "categorical": {"name", "role", "frequency_threshold", "hash_buckets"},
+    "multi_hot": {"name", "role", "frequency_threshold", "hash_buckets", "separator", "hotness"},
 }
 
 
@@ -51,6 +54,7 @@ class SchemaColumn:
     hotness: int = 1
     frequency_threshold: int | None = None
     transform: str | None = None
+    hash_buckets: int | None = None
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,8 @@ class Schema:
                 entry["frequency_threshold"] = c.frequency_threshold
             if c.transform is not None:
                 entry["transform"] = c.transform
+            if c.hash_buckets is not None:
+                entry["hash_buckets"] = c.hash_buckets
             columns.append(entry)
         return {"format": self.format, "header": self.header, "columns": columns}
 
@@ -121,6 +127,9 @@ def _column(raw: Any, index: int, where: str) -> SchemaColumn:
     transform = raw.get("transform")
     if transform is not None and transform not in TRANSFORMS:
         raise SchemaError(f"{at}: transform must be one of {sorted(TRANSFORMS)}, got {transform!r}")
+    buckets = raw.get("hash_buckets")
+    if buckets is not None and (not _is_int(buckets) or not 1 <= buckets < 2**31 - 1):
+        raise SchemaError(f"{at}: hash_buckets must be an int in [1, 2**31 - 1), got {buckets!r}")
     separator, hotness = raw.get("separator"), raw.get("hotness", 1)
     if role == "multi_hot":
         if not isinstance(separator, str) or len(separator) != 1:
@@ -130,7 +139,7 @@ def _column(raw: Any, index: int, where: str) -> SchemaColumn:
                 f"{at}: a multi_hot column needs hotness: N >= 2 (ids kept per row; longer "
                 f"lists are truncated and counted), got {raw.get('hotness')!r}"
             )
-    return SchemaColumn(raw["name"], role, separator, hotness, threshold, transform)
+    return SchemaColumn(raw["name"], role, separator, hotness, threshold, transform, buckets)
 
 
 def parse_schema(raw: Any, where: str) -> Schema:

@@ -256,3 +256,45 @@ def test_rerun_is_a_no_op_and_another_schema_is_refused(tmp_path, capsys):
     assert _preprocess(tmp_path, data, "out") == 1
     assert "(differs in: schema)" in capsys.readouterr().err
     assert tree_bytes(tmp_path / "out") == before
+
+
+def test_hash_buckets_bound_the_table_and_follow_the_crc(tmp_path):
+    schema = {
+        "format": "tsv",
+        "header": False,
+        "columns": [
+            {"name": "y", "role": "label"},
+            {"name": "u", "role": "categorical", "hash_buckets": 7},
+            {"name": "t", "role": "multi_hot", "separator": ",", "hotness": 2, "hash_buckets": 3},
+        ],
+    }
+    (tmp_path / "schema.yaml").write_text(yaml.safe_dump(schema))
+    rng = random.Random(5)
+    rows = [
+        (
+            rng.randint(0, 1),
+            f"user{rng.randint(0, 99)}",
+            [f"t{rng.randint(0, 9)}" for _ in range(rng.randint(0, 2))],
+        )
+        for _ in range(300)
+    ]
+    data = tmp_path / "d.tsv"
+    data.write_text("".join(f"{y}\t{u}\t{','.join(t)}\n" for y, u, t in rows))
+    assert _preprocess(tmp_path, data, "out", "--num_workers", "1") == 0
+    spec = read_feature_spec(tmp_path / "out")
+    files = spec.split_files(tmp_path / "out", "train")
+    # Reference: bucket = CRC-32 mod N; buckets get ids by descending count, ties by bucket.
+    user_count = Counter(_key(u) % 7 for _, u, _ in rows)
+    tag_count = Counter(_key(t) % 3 for *_, ts in rows for t in ts)
+    user_order = sorted(user_count, key=lambda b: (-user_count[b], b))
+    tag_order = sorted(tag_count, key=lambda b: (-tag_count[b], b))
+    assert spec.cardinalities == (len(user_count) + 1, len(tag_count) + 1)
+    assert len(user_count) <= 7 < len({u for _, u, _ in rows})
+    got_users = np.fromfile(files.categorical[0], spec.categorical_dtypes[0])
+    got_tags = np.fromfile(files.categorical[1], spec.categorical_dtypes[1]).reshape(-1, 2)
+    want_users = [user_order.index(_key(u) % 7) + 1 for _, u, _ in rows]
+    want_tags = [
+        [tag_order.index(_key(t) % 3) + 1 for t in ts] + [PAD_ID] * (2 - len(ts)) for *_, ts in rows
+    ]
+    np.testing.assert_array_equal(got_users, want_users)
+    np.testing.assert_array_equal(got_tags, want_tags)
