@@ -86,3 +86,19 @@ def test_a_diverging_run_stops_at_its_first_non_finite_step_keeping_its_checkpoi
     saved = sorted(ckpt.iterdir())
     assert saved[-1].name == f"ckpt-{step - 1:09d}", (last, saved)
     assert all(_all_finite(p) for p in saved)
+
+
+def test_skip_mode_ends_a_diverged_run_after_twenty_non_finite_steps_in_a_row(tmp_path) -> None:
+    flags = [a for a in TINY if not a.startswith(("--optimizer", "--learning_rate"))]
+    done = run_main(
+        *flags,
+        "--optimizer=sgd",
+        "--learning_rate=1e6",
+        "--skip_eval",
+        "--on_nonfinite=skip",
+        f"--save_checkpoint_path={tmp_path / 'ckpt'}",
+        cwd=tmp_path,
+    )
+    last = assert_one_line_error(done, "non-finite loss or gradients at steps ", status=1)
+    assert "(20 in a row, each skipped; last loss " in last, last
+    assert not (tmp_path / "ckpt").exists() or not any((tmp_path / "ckpt").iterdir())
