@@ -1,0 +1,127 @@
+"""tools.machine: cpuinfo parsing, allocator detection, the header line."""
+
+from __future__ import annotations
+
+import json
+
+from tools import machine
+
+# Two processors of a Sapphire Rapids Xeon (flags shortened): AMX and AVX-512 FP16.
+INTEL_AMX = """processor\t: 0
+vendor_id\t: GenuineIntel
+cpu family\t: 6
+model\t\t: 143
+model name\t: Intel(R) Xeon(R) Platinum 8480+
+flags\t\t: fpu sse sse2 avx avx2 fma avx512f avx512dq avx512bw avx512_vnni avx512_bf16 \
+amx_bf16 avx512_fp16 amx_tile amx_int8
+bogomips\t: 4000.00
+
+processor\t: 1
+vendor_id\t: GenuineIntel
+model name\t: Some Other Name
+flags\t\t: fpu sse
+"""
+
+# An AMD Zen 4 EPYC: AVX-512 with BF16, no AMX, no AVX-512 FP16.
+AMD_ZEN4 = """processor\t: 0
+vendor_id\t: AuthenticAMD
+cpu family\t: 25
+model\t\t: 17
+model name\t: AMD EPYC 9654 96-Core Processor
+flags\t\t: fpu sse sse2 avx avx2 fma avx512f avx512dq avx512_bf16 avx512_vnni avx512vl
+"""
+
+# An ARM server: no model name, "Features" instead of flags.
+ARM = """processor\t: 0
+BogoMIPS\t: 50.00
+Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics
+CPU implementer\t: 0x41
+"""
+
+
+def test_intel_with_amx_reads_the_first_processor() -> None:
+    model, flags = machine.parse_cpuinfo(INTEL_AMX)
+    assert model == "Intel(R) Xeon(R) Platinum 8480+"
+    assert flags == ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16")
+
+
+def test_amd_zen4_has_avx512_bf16_and_no_amx() -> None:
+    model, flags = machine.parse_cpuinfo(AMD_ZEN4)
+    assert model == "AMD EPYC 9654 96-Core Processor"
+    assert flags == ("avx2", "avx512f", "avx512_bf16")
+
+
+def test_cpuinfo_without_the_fields_gives_none() -> None:
+    assert machine.parse_cpuinfo(ARM) == (None, None)
+    assert machine.parse_cpuinfo("") == (None, None)
+
+
+MAPS_GLIBC = """\
+55d0c0a00000-55d0c0a01000 r--p 00000000 08:01 1234 /usr/bin/python3.11
+7f1a2c000000-7f1a2c022000 r--p 00000000 08:01 2345 /usr/lib/x86_64-linux-gnu/libc.so.6
+7f1a2d000000-7f1a2d100000 r-xp 00000000 08:01 3456 /venv/lib/tensorflow/libtensorflow_framework.so.2
+7ffd1c000000-7ffd1c021000 rw-p 00000000 00:00 0 [stack]
+"""
+TCMALLOC = "/usr/lib/x86_64-linux-gnu/libtcmalloc.so.4.5.9"
+MAPS_TCMALLOC = MAPS_GLIBC + (
+    f"7f1a2e000000-7f1a2e010000 r--p 00000000 08:01 4567 {TCMALLOC}\n"
+    f"7f1a2e010000-7f1a2e050000 r-xp 00010000 08:01 4567 {TCMALLOC}\n"
+)
+MAPS_JEMALLOC = MAPS_GLIBC + (
+    "7f1a2f000000-7f1a2f010000 r-xp 00000000 08:01 5678 /usr/lib/libjemalloc.so.2\n"
+)
+
+
+def test_allocator_from_maps() -> None:
+    assert machine.detect_allocator(MAPS_GLIBC) == "glibc malloc"
+    assert machine.detect_allocator(MAPS_TCMALLOC, TCMALLOC) == (
+        f"tcmalloc {TCMALLOC} (LD_PRELOAD={TCMALLOC})"
+    )
+    assert machine.detect_allocator(MAPS_JEMALLOC) == "jemalloc /usr/lib/libjemalloc.so.2"
+    # A preload that did not load (wrong path) leaves glibc's malloc, and says so.
+    assert machine.detect_allocator(MAPS_GLIBC, "/no/libtcmalloc.so") == (
+        "glibc malloc (LD_PRELOAD=/no/libtcmalloc.so)"
+    )
+    assert machine.detect_allocator(None) == "unknown"
+
+
+def test_this_machine_is_described_without_tensorflow() -> None:
+    info = machine.describe_machine(with_tensorflow=False)
+    json.dumps(info)  # JSON-ready
+    assert info["onednn"]["built_in"] is None and info["onednn"]["enabled"] is None
+    assert info["logical_cpus"] >= 1
+    assert info["usable_cpus"] is None or 1 <= info["usable_cpus"] <= info["logical_cpus"]
+    assert info["cpu_flags"] is None or set(info["cpu_flags"]) <= set(machine.KEY_CPU_FLAGS)
+
+
+def _info(**changes: object) -> dict:
+    info = {
+        "cpu_model": "AMD EPYC 9654 96-Core Processor",
+        "cpu_flags": ["avx2", "avx512f", "avx512_bf16"],
+        "logical_cpus": 4,
+        "usable_cpus": 2,
+        "memory_gib": 23.54,
+        "python": "3.11.7",
+        "tensorflow": "2.21.0",
+        "onednn": {"built_in": True, "TF_ENABLE_ONEDNN_OPTS": None, "enabled": True},
+        "allocator": "glibc malloc",
+        "load_average_1min": 0.5,
+        "platform": "linux",
+    }
+    return {**info, **changes}
+
+
+def test_header_names_cpu_flags_cores_software() -> None:
+    assert machine.format_machine(_info()).splitlines() == [
+        "machine: AMD EPYC 9654 96-Core Processor; avx2 avx512f avx512_bf16 "
+        "(no avx512_fp16 amx_tile amx_bf16); 4 logical CPUs, 2 usable; 23.5 GiB",
+        "software: Python 3.11.7, TensorFlow 2.21.0, oneDNN on (TF_ENABLE_ONEDNN_OPTS=unset; "
+        "version not exposed by TensorFlow); allocator glibc malloc; load average 0.50 at start",
+    ]
+    off = {"built_in": True, "TF_ENABLE_ONEDNN_OPTS": "0", "enabled": False}
+    header = machine.format_machine(
+        _info(cpu_flags=None, memory_gib=None, usable_cpus=None, onednn=off)
+    )
+    assert "; flags unknown; 4 logical CPUs, unknown usable; unknown GiB" in header
+    assert "oneDNN off (TF_ENABLE_ONEDNN_OPTS=0;" in header
+    assert "; none of avx2 " in machine.format_machine(_info(cpu_flags=[]))
