@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tools.bench_train import PlainDotInteraction, flops_per_sample, main
+from tools.bench_train.processes import child_argv, format_processes, summarize_processes
 
 
 def test_reference_flops_per_sample_by_hand() -> None:
@@ -110,13 +113,98 @@ def test_tiny_run_reports_every_figure(tmp_path: Path, capsys: pytest.CaptureFix
     for name, target in targets.items():
         assert target["met"] == (target["value"] >= target["target"])
         assert f"target {name}: " in printed
+    assert results["machine"]["logical_cpus"] >= 1 and results["machine"]["tensorflow"]
+    assert "\nmachine: " in printed and "\nsoftware: Python " in printed
 
 
 @pytest.mark.parametrize(
     "bad",
-    [["--precisions=fp64"], ["--steps=5", "--window_steps=2"], ["--num_tables=27"]],
+    [
+        ["--precisions=fp64"],
+        ["--steps=5", "--window_steps=2"],
+        ["--num_tables=27"],
+        ["--processes=-1"],
+        ["--proc=2"],  # no abbreviations: --processes hands the flags on verbatim
+    ],
 )
 def test_invalid_arguments_are_refused(bad: list[str], capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit):
         main(bad)
-    assert "error" in capsys.readouterr().err
+    assert "error" == capsys.readouterr().err
+
+
+def test_child_argv_drops_the_parent_flags_only() -> None:
+    argv = ["--steps=2", "--processes", "3", "--json", "out.json", "--xla", "--processes=2"]
+    assert child_argv([*argv, "--json=x.json", "--seed", "1"]) == [
+        "--steps=2",
+        "--xla",
+        "--seed",
+        "1",
+    ]
+
+
+def _child(ours: list[float], plain: list[float]) -> dict:
+    return {
+        "precisions": {
+            "fp32": {
+                "ours_rounds": ours,
+                "plain_keras_rounds": plain,
+                "ours_samples_per_s": float(np.median(ours)),
+                "plain_keras_samples_per_s": float(np.median(plain)),
+                "ratio_ours_over_plain": float(np.median(np.divide(ours, plain))),
+            }
+        }
+    }
+
+
+def test_spread_over_processes_by_hand() -> None:
+    runs = [_child([10, 12, 11], [8, 8, 9]), _child([6, 7, 7], [7, 7, 7]), _child([11], [8])]
+    fp32 = summarize_processes(runs)["fp32"]
+    assert fp32["ours"] == {"min": 7, "median": 11, "max": 11, "per_process": [11, 7, 11]}
+    assert fp32["plain_keras"] == {"min": 7, "median": 8, "max": 8, "per_process": [8, 7, 8]}
+    assert fp32["ratio_of_medians"] == 11 / 8
+    # Per-round ratios of the first child: 1.25, 1.5, 11/9 -> median 1.25.
+    assert fp32["in_process_ratio"]["per_process"] == [1.25, 1.0, 11 / 8]
+    assert fp32["in_process_ratio"]["median"] == 1.25
+    assert fp32["rounds_max_over_min"] == {"ours": [1.2, 7 / 6, 1.0], "plain_keras": [9 / 8, 1, 1]}
+    table = format_processes(summarize_processes(runs), 3)
+    assert "fp32      ours                 7        11       11     1.57            1.20" in table
+    assert "ratio of medians 1.38; in-process ratios min 1.00, median 1.25, max 1.38" in table
+
+
+def test_processes_run_fresh_children_and_spread_their_figures(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "over.json"
+    tiny = [*TINY, "--profile_steps=0", "--precisions=fp32"]
+    assert main([*tiny, "--processes", "2", f"--json={out}"]) == 0
+    results = json.loads(out.read_text())
+    printed = capsys.readouterr().out
+    runs = results["runs"]
+    assert results["processes"] == 2 and len(runs) == 2
+    for run in runs:  # each child ran the tiny configuration, rounds and all
+        assert run["config"]["cardinalities"] == [500, 500, 500]
+        assert len(run["precisions"]["fp32"]["ours_rounds"]) == 2
+        assert run["machine"]["cpu_model"] == results["machine"]["cpu_model"]
+    fp32 = results["over_processes"]["fp32"]
+    for name in ("ours", "plain_keras"):
+        medians = [run["precisions"]["fp32"][f"{name}_samples_per_s"] for run in runs]
+        spread = fp32[name]
+        assert spread["per_process"] == medians
+        assert (spread["min"], spread["max"]) == (min(medians), max(medians))
+        assert spread["median"] == pytest.approx(np.median(medians))
+        assert spread["min"] <= spread["median"] <= spread["max"]
+    assert fp32["ratio_of_medians"] == pytest.approx(
+        fp32["ours"]["median"] / fp32["plain_keras"]["median"]
+    )
+    assert printed.count("--- process ") == 2
+    assert "over 2 fresh processes" in printed and "\nmachine: " in printed
+    assert "fp32      ours / plain Keras: ratio of medians" in printed
+
+
+def test_failing_child_is_reported_without_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    monkeypatch.setattr(sys, "executable", shutil.which("false"))  # every child exits 1
+    assert main([*TINY, "--processes=2"]) == 1
+    assert "error: --processes: process 1 of 2 exited with 1\n" == capsys.readouterr().err

@@ -28,6 +28,13 @@ optimizer) and traces it with ``tf.profiler`` to list where the time goes.
     python -m tools.bench_train                              # the issue-4 benchmark
     python -m tools.bench_train --precisions fp32 --steps 30 --json out.json
     python -m tools.bench_train --inter_op 1 --intra_op 2   # TF thread pools (both models)
+    python -m tools.bench_train --processes 6 --profile_steps 0  # 6 fresh processes
+
+Every report starts with the machine it ran on (`tools.machine`: CPU model and
+flags, cores, memory, TensorFlow, oneDNN, allocator, load), also stored in the
+JSON. With ``--processes N`` the same command runs in N fresh processes one
+after another, and the report gives per precision the min / median / max over
+processes of each one's median, next to the spread of the rounds inside them.
 
 The cardinalities are NVIDIA's ``criteo_t15_synthetic`` variant
 (DeepLearningExamples, TensorFlow2/Recommendation/DLRM_and_DCNv2), i.e. the
@@ -36,7 +43,7 @@ table sizes of Criteo 1TB preprocessed with frequency threshold 15.
 Modules: `setup` (configuration, batches, our model and loop), `bound` (FLOP
 per sample, matmul rate), `plain_keras` (the baseline), `step_profile` (parts
 of our step, op-type trace), `run` (the rounds), `report` (ratios, targets,
-table) and `cli`.
+table), `processes` (``--processes``) and `cli`.
 """
 
 from tools.bench_train.bound import FlopCount, flops_per_sample, matmul_gflops

@@ -5,13 +5,22 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 
 from models.data.criteo import CRITEO_FT15_CARDINALITIES
 from models.device import apply_threading
+from tools.bench_train.processes import (
+    ChildFailedError,
+    format_processes,
+    run_processes,
+    summarize_processes,
+)
 from tools.bench_train.report import format_report
 from tools.bench_train.run import run_benchmark
 from tools.bench_train.setup import PRECISIONS, BenchConfig
+from tools.machine import describe_machine, format_machine
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -23,7 +32,9 @@ def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
     # The usage line of the single-file tool this package was, unchanged.
     parser = argparse.ArgumentParser(
-        prog="bench_train.py", description=bench_train.__doc__.split("\n\n")[0]
+        prog="bench_train.py",
+        description=bench_train.__doc__.split("\n\n")[0],
+        allow_abbrev=False,  # --processes passes the other flags on to its children verbatim
     )
     parser.add_argument("--steps", type=int, default=60, help="timed steps per model")
     parser.add_argument("--warmup_steps", type=int, default=10, help="untimed first steps")
@@ -47,6 +58,13 @@ def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--intra_op", type=int, default=None, help="TF intra-op threads")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None, help="write the results to this file")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=0,
+        help="run the benchmark in N fresh processes one after another and report the "
+        "spread over processes (0: in this process)",
+    )
     args = parser.parse_args(argv)
     args.precisions = tuple(p for p in args.precisions.split(",") if p)
     bad = [p for p in args.precisions if p not in PRECISIONS]
@@ -54,6 +72,8 @@ def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
         parser.error(f"--precisions: {bad or 'none'} not in {list(PRECISIONS)}")
     if not 1 <= args.num_tables <= len(CRITEO_FT15_CARDINALITIES):
         parser.error(f"--num_tables must be in [1, 26], got {args.num_tables}")
+    if args.processes < 0:
+        parser.error(f"--processes must be >= 0, got {args.processes}")
     positive = ("steps", "window_steps", "batch_size", "max_rows", "distinct_batches")
     bad = [f"--{n}={getattr(args, n)}" for n in positive if getattr(args, n) < 1]
     if args.steps % max(args.window_steps, 1) or args.warmup_steps % max(args.window_steps, 1):
@@ -63,8 +83,36 @@ def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return args
 
 
+def _write_json(path: str | None, results: dict) -> None:
+    if path:
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(results, f, indent=2)
+
+
+def _main_over_processes(argv: Sequence[str], args: argparse.Namespace) -> int:
+    """``--processes N``: N children with the other flags; the spread over them."""
+    machine = describe_machine()
+    with tempfile.TemporaryDirectory(prefix="bench_train_processes_") as directory:
+        try:
+            runs = run_processes(argv, args.processes, Path(directory))
+        except ChildFailedError as error:
+            print(f"error: --processes: {error}", file=sys.stderr)
+            return 1
+    summary = summarize_processes(runs)
+    print(format_machine(machine))
+    print(format_processes(summary, args.processes))
+    _write_json(
+        args.json,
+        {"machine": machine, "processes": args.processes, "over_processes": summary, "runs": runs},
+    )
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = _parse_args(argv)
+    if args.processes:
+        return _main_over_processes(argv, args)
     apply_threading(args.inter_op, args.intra_op)  # before TensorFlow runs any op
     config = BenchConfig(
         cardinalities=tuple(min(n, args.max_rows) for n in CRITEO_FT15_CARDINALITIES)[
@@ -91,7 +139,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         trace_dir=None if args.no_trace else (args.trace_dir or ""),
     )
     print(format_report(results))
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(results, f, indent=2)
+    _write_json(args.json, results)
     return 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
+from tools.machine import format_machine
+
 TARGET_FP32_RATIO = 1.3
 TARGET_BF16_RATIO = 1.8
 TARGET_PIPELINE_RATIO = 20.0
@@ -57,6 +59,7 @@ def targets(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def format_report(results: dict[str, Any]) -> str:
     """The summary table (throughputs, ratios, bound fractions, targets, profile)."""
     lines = [
+        format_machine(results["machine"]),
         "samples/s: medians of the rounds; ratio: median of per-round ratios (ratio of "
         "medians in brackets); bound: median matmul rate of the rounds / FLOP per sample",
         f"{'precision':<10}{'ours/s':>9}{'keras/s':>9}{'ratio':>14}{'GFLOP/s':>9}{'bound/s':>11}"

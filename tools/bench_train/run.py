@@ -25,6 +25,7 @@ from tools.bench_train.setup import (
     train_ours,
 )
 from tools.bench_train.step_profile import profile_ours
+from tools.machine import describe_machine
 
 
 def compare(
@@ -78,6 +79,7 @@ def run_benchmark(
         config.num_numerical,
     )
     results: dict[str, Any] = {
+        "machine": describe_machine(),
         "config": dataclasses.asdict(config),
         "flops_per_sample": {
             **dataclasses.asdict(flops),
