@@ -1,6 +1,6 @@
 """Hybrid-parallel benchmark: the real `dlrm_main.py` on 1 process and under horovodrun.
 
-    python -m tools.bench_distributed [--ranks 1,2] [--steps 40] [--bf16]
+    python -m tools.bench_distributed [--ranks 1,2] [--steps 40] [--bf16] [--json out.json]
 
 Runs the benchmark configuration of the model issue (global batch 4096, D = 128, the
 reference MLPs, 26 tables with the Criteo threshold-15 cardinalities capped at
@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 from models.data.criteo import BENCH_CARDINALITIES
+from tools.machine import describe_machine, format_machine
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -83,11 +84,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=40, help="training steps per job")
     parser.add_argument("--warmup_steps", type=int, default=10, help="steps not timed")
     parser.add_argument("--bf16", action="store_true", help="mixed_bfloat16 (--amp on CPU)")
+    parser.add_argument("--json", default=None, help="write the machine and the rows to this file")
     args = parser.parse_args(argv)
     worlds = [int(w) for w in args.ranks.split(",")]
     if any(w < 1 for w in worlds) or args.warmup_steps >= args.steps:
         parser.error("world sizes must be >= 1 and --warmup_steps < --steps")
 
+    machine = describe_machine()  # the jobs run with this TensorFlow and environment
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench_distributed_") as tmp:
         for world in worlds:
@@ -101,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(summarise(log))
 
     mib = 2**20
+    print(format_machine(machine))
     print(f"precision {'bf16' if args.bf16 else 'fp32'}, batch 4096, {args.steps} steps")
     print("ranks  table MiB per rank          all-to-all MB/step  samples/s  step ms")
     for row in rows:
@@ -116,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{row['world_size']} ranks / {rows[0]['world_size']}: "
             f"{row['samples_per_second'] / base:.2f}x samples/s"
         )
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump({"machine": machine, "bf16": args.bf16, "runs": rows}, f, indent=2)
     return 0
 
 

@@ -11,12 +11,13 @@ The dataset has just been written, so its files are in the page cache: this
 measures the pipeline (reads, conversions, tf.data), not the disk.
 
     python -m tools.bench_input                       # 3M rows, batches 4096 and 65536
-    python -m tools.bench_input --rows 500000 --batch_sizes 4096
+    python -m tools.bench_input --rows 500000 --batch_sizes 4096 --json out.json
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import tempfile
@@ -31,6 +32,7 @@ from models.data.binary import BinaryDataset
 from models.data.criteo import BENCH_CARDINALITIES
 from models.data.synthetic import SyntheticDataset
 from models.data.writer import SplitArrays, write_metadata, write_split
+from tools.machine import describe_machine, format_machine
 
 TARGET_SAMPLES_PER_SECOND = 200_000
 _WRITE_CHUNK_ROWS = 262_144
@@ -80,6 +82,7 @@ def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--parallel_batches", type=int, default=2, help="batches read concurrently")
     parser.add_argument("--work_dir", default=None, help="where to write the dataset (temp dir)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", default=None, help="write the machine and the rows to this file")
     args = parser.parse_args(argv)
     try:
         args.batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
@@ -92,6 +95,9 @@ def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(sys.argv[1:] if argv is None else argv)
+    machine = describe_machine()
+    print(format_machine(machine))
+    rows = []
     with tempfile.TemporaryDirectory(dir=args.work_dir, prefix="bench_input_") as directory:
         root = Path(directory)
         start = time.perf_counter()
@@ -134,7 +140,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 rate = samples * args.world_size / seconds
                 ok = "yes" if rate >= TARGET_SAMPLES_PER_SECOND else "NO"
                 print(f"{name:<28}{batch:>8}{batches:>9}{seconds:>9.2f}{rate:>13,.0f}  {ok}")
+                rows.append(
+                    {"pipeline": name, "batch_size": batch, "batches": batches,
+                     "seconds": seconds, "samples_per_s": rate}
+                )  # fmt: skip
             binary.close()
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump({"machine": machine, "rows": args.rows, "runs": rows}, f, indent=2)
     return 0
 
 

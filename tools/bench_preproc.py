@@ -31,6 +31,7 @@ import psutil
 
 from models.data import feature_spec as fs
 from models.data.writer import SplitArrays, write_split
+from tools.machine import describe_machine, format_machine
 
 CRITEO_1TB_ROWS = 4_373_472_329
 # Disk traffic per Criteo row: ~297 B of TSV read, 2 x 135 B of pass-1 rows, 2 x ~93 B of
@@ -126,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         default=250_000,
         help="passed to preproc: below both sizes, so the shuffle's memory cap applies to both",
     )
+    parser.add_argument("--json", default=None, help="write the machine and the runs to this file")
     parser.add_argument("--pandas_only", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.pandas_only:
@@ -160,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(out)
         return result
 
-    load = os.getloadavg()[0]
+    machine = describe_machine(with_tensorflow=False)  # preprocessing never loads TensorFlow
     results = {
         "ours, 1 worker": (sizes["full"], *ours("full", 1)),
         "ours, 2 workers": (sizes["full"], *ours("full", 2)),
@@ -174,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     shutil.rmtree(out, ignore_errors=True)
 
-    print(f"load average before the runs: {load:.1f} on {os.cpu_count()} cores")
+    print(format_machine(machine))  # its load average is that before the runs
     header = f"{'run':28s} {'rows':>10s} {'wall s':>7s} {'CPU s':>7s} {'rows/s':>9s}"
     print(header + f" {'rows/CPU-s':>10s} {'peak MiB':>9s}")
     for key, (rows, wall, cpu, peak) in results.items():
@@ -200,6 +202,13 @@ def main(argv: list[str] | None = None) -> int:
         f"records written and read, split files written), i.e. "
         f"{io_bytes / 2e9 / 60:.0f} min at 2 GB/s, {io_bytes / 1e9 / 60:.0f} min at 1 GB/s"
     )
+    if args.json:
+        runs = {
+            key: {"rows": rows, "wall_s": wall, "cpu_s": cpu, "peak_mib": peak}
+            for key, (rows, wall, cpu, peak) in results.items()
+        }
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump({"machine": machine, "runs": runs}, f, indent=2)
     return 0
 
 

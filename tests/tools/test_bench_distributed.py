@@ -1,6 +1,7 @@
 """The distributed benchmark's command lines and log summary (the runs are too big for CI)."""
 
 import json
+import subprocess
 
 from models.data.criteo import BENCH_CARDINALITIES
 from tools import bench_distributed
@@ -41,3 +42,35 @@ def test_summary_reads_placement_alltoall_and_throughput(tmp_path):
         "samples_per_second": 9.5,
         "mean_step_time_ms": 3,
     }
+
+
+def test_main_prints_the_machine_and_writes_the_rows(tmp_path, monkeypatch, capsys):
+    def fake_run(cmd, **kwargs):  # a job that writes the log dlrm_main would write
+        world = 2 if "--use_horovod" in cmd else 1
+        log = next(a for a in cmd if a.startswith("--log_path=")).split("=", 1)[1]
+        entries = [
+            {
+                "type": "LOG",
+                "step": "PARAMETER",
+                "data": {
+                    "placement": {"world_size": world, "bytes_per_rank": [8] * world,
+                                  "total_bytes": 8 * world},
+                    "alltoall_bytes_per_step": 100 * (world - 1),
+                },
+            },
+            {"type": "RESULT", "step": "RESULT",
+             "data": {"throughput": 1000.0 / world, "mean_step_time_ms": 4.0 * world}},
+        ]  # fmt: skip
+        with open(log, "w") as f:
+            f.writelines(json.dumps(e) + "\n" for e in entries)
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(bench_distributed.subprocess, "run", fake_run)
+    out = tmp_path / "dist.json"
+    assert bench_distributed.main(["--ranks", "1,2", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    results = json.loads(out.read_text())
+    assert printed.startswith("machine: ") and "2 ranks / 1: 0.50x samples/s" in printed
+    assert results["machine"]["tensorflow"] and results["bf16"] is False
+    assert [r["world_size"] for r in results["runs"]] == [1, 2]
+    assert [r["samples_per_second"] for r in results["runs"]] == [1000.0, 500.0]
