@@ -45,9 +45,13 @@ def test_summary_reads_placement_alltoall_and_throughput(tmp_path):
 
 
 def test_main_prints_the_machine_and_writes_the_rows(tmp_path, monkeypatch, capsys):
+    real_run = subprocess.run
+
     def fake_run(cmd, **kwargs):  # a job that writes the log dlrm_main would write
-        world = 2 if "--use_horovod" in cmd else 1
-        log = next(a for a in cmd if a.startswith("--log_path=")).split("=", 1)[1]
+        logs = [a.split("=", 1)[1] for a in cmd if a.startswith("--log_path=")]
+        if not logs:  # not a benchmark job (e.g. `uname -p` while TensorFlow is imported)
+            return real_run(cmd, **kwargs)
+        log, world = logs[0], 2 if "--use_horovod" in cmd else 1
         entries = [
             {
                 "type": "LOG",
