@@ -2,9 +2,11 @@
 
 Shapes: ``B`` global batch, ``b`` local batch, ``F`` number of tables,
 ``T`` tables looked up by this process, ``D`` embedding dim, ``N`` numerical
-features. On one process B == b and T == F; under model parallelism the
-distributed code builds each rank's model with only the tables it owns
-(``table_ids``), calls :meth:`RankingModel.lookup` for them and
+features, ``C`` id columns of the tables looked up (the sum of their
+hotness: one column per single-valued table, ``h`` columns for a multi-hot
+table of hotness ``h``, padded with negative ids). On one process B == b and
+T == F; under model parallelism the distributed code builds each rank's model
+with only the tables it owns (``table_ids``), calls :meth:`RankingModel.lookup` for them and
 :meth:`RankingModel.dense_forward` on its slice of the batch.
 
 The models of the family differ only in the interaction layer, which the
@@ -23,6 +25,7 @@ import keras
 import tensorflow as tf
 
 from models.layers import MLP, EmbeddingTable
+from models.layers.pooling import COMBINERS, pooled_lookup
 
 
 def positive_ints(model: str, name: str, values: Sequence[int]) -> tuple[int, ...]:
@@ -52,7 +55,8 @@ class RankingModel(keras.Model):
         embedding_dim: D, also the width of the last bottom-MLP layer.
         bottom_mlp_dims: widths of the bottom MLP; the last must equal D.
         top_mlp_dims: widths of the top MLP; the last must be 1 (the logit).
-        num_numerical_features: N.
+        num_numerical_features: N; 0 means no bottom MLP (the interaction
+            then combines the embeddings alone, as NVIDIA's DLRM does).
         table_ids: the tables this model holds (all when None). A rank of a
             model-parallel job holds only the tables it owns, so table memory is
             split over the ranks; the dense part is always complete.
@@ -63,6 +67,11 @@ class RankingModel(keras.Model):
         row_ranges: for held tables split by rows over ranks, the rows
             ``(start, end)`` this model holds (:class:`EmbeddingTable`'s
             ``row_start``/``row_end``); other held tables are whole.
+        hotness: ids per sample of each table (None: 1 for every table). A
+            table of hotness > 1 is multi-hot: its vector is pooled over the
+            sample's valid ids (:func:`~models.layers.pooling.pooled_lookup`).
+        combiners: pooling of each multi-hot table, ``"sum"`` or ``"mean"``;
+            one string for all tables. Ignored for tables of hotness 1.
 
     Tables stay float32 under a mixed-precision policy; the dense part runs in
     the compute dtype and returns float32 logits.
@@ -82,6 +91,8 @@ class RankingModel(keras.Model):
         table_ids: Sequence[int] | None = None,
         seed: int | None = None,
         row_ranges: Mapping[int, tuple[int, int]] | None = None,
+        hotness: Sequence[int] | None = None,
+        combiners: str | Sequence[str] = "sum",
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -90,10 +101,17 @@ class RankingModel(keras.Model):
         (self.embedding_dim,) = positive_ints(label, "embedding_dim", (embedding_dim,))
         self.bottom_mlp_dims = positive_ints(label, "bottom_mlp_dims", bottom_mlp_dims)
         self.top_mlp_dims = positive_ints(label, "top_mlp_dims", top_mlp_dims)
-        (self.num_numerical_features,) = positive_ints(
-            label, "num_numerical_features", (num_numerical_features,)
-        )
-        if self.bottom_mlp_dims[-1] != self.embedding_dim:
+        if (
+            not isinstance(num_numerical_features, int)
+            or isinstance(num_numerical_features, bool)
+            or num_numerical_features < 0
+        ):
+            raise ValueError(
+                f"{label} num_numerical_features must be an integer >= 0, "
+                f"got {num_numerical_features!r}"
+            )
+        self.num_numerical_features = num_numerical_features
+        if num_numerical_features and self.bottom_mlp_dims[-1] != self.embedding_dim:
             raise ValueError(
                 f"the last bottom_mlp_dims entry ({self.bottom_mlp_dims[-1]}) must equal "
                 f"embedding_dim ({self.embedding_dim}): the interaction takes the bottom "
@@ -103,6 +121,21 @@ class RankingModel(keras.Model):
             raise ValueError(f"the last top_mlp_dims entry must be 1, got {self.top_mlp_dims}")
 
         num_tables = len(self.cardinalities)
+        self.hotness = (
+            (1,) * num_tables if hotness is None else positive_ints(label, "hotness", hotness)
+        )
+        if len(self.hotness) != num_tables:
+            raise ValueError(
+                f"{label} has {num_tables} tables but {len(self.hotness)} hotness values"
+            )
+        self.combiners = (
+            (combiners,) * num_tables if isinstance(combiners, str) else tuple(combiners)
+        )
+        bad = [(t, c) for t, c in enumerate(self.combiners) if c not in COMBINERS]
+        if len(self.combiners) != num_tables or bad:
+            raise ValueError(
+                f"{label} combiners must be {num_tables} of {COMBINERS}, got {combiners!r}"
+            )
         held = range(num_tables) if table_ids is None else sorted(set(table_ids))
         bad = [t for t in held if not 0 <= t < num_tables]
         if bad:
@@ -128,7 +161,12 @@ class RankingModel(keras.Model):
         ]
         by_id = dict(zip(held, self._held_layers, strict=True))
         self._tables_by_id = [by_id.get(t) for t in range(num_tables)]
-        self.bottom_mlp = MLP(self.bottom_mlp_dims, final_activation="relu", name="bottom_mlp")
+        # Without numerical features there is nothing for a bottom MLP to read.
+        self.bottom_mlp = (
+            MLP(self.bottom_mlp_dims, final_activation="relu", name="bottom_mlp")
+            if num_numerical_features
+            else None
+        )
         self.interaction = interaction
         # The logit layer runs in float32 so that logits and loss keep full precision.
         self.top_mlp = MLP(
@@ -137,9 +175,10 @@ class RankingModel(keras.Model):
             final_layer_dtype="float32",
             name="top_mlp",
         )
-        bottom_shape = (None, self.embedding_dim)
+        bottom_shape = (None, self.embedding_dim) if self.bottom_mlp else None
         embeddings_shape = (None, num_tables, self.embedding_dim)
-        self.bottom_mlp.build((None, self.num_numerical_features))
+        if self.bottom_mlp:
+            self.bottom_mlp.build((None, self.num_numerical_features))
         self.interaction.build(bottom_shape, embeddings_shape)
         self.top_mlp.build(self.interaction.compute_output_shape(bottom_shape, embeddings_shape))
         # Every variable exists now: the model never needs Keras' deferred build.
@@ -155,12 +194,19 @@ class RankingModel(keras.Model):
         """The F tables by global index; None for a table this model does not hold."""
         return list(self._tables_by_id)
 
+    def num_columns(self, table_ids: Sequence[int]) -> int:
+        """C, the id columns of ``table_ids``: the sum of their hotness."""
+        return sum(self.hotness[t] for t in table_ids)
+
     def lookup(self, categorical: tf.Tensor, table_ids: Sequence[int]) -> list[tf.Tensor]:
-        """Looks up the given tables.
+        """Looks up the given tables, pooling the multi-hot ones.
 
         Args:
-            categorical: ``[B, T]`` integer ids; column k belongs to table
-                ``table_ids[k]``.
+            categorical: ``[B, C]`` integer ids: table ``table_ids[k]``'s
+                ``hotness`` columns follow those of ``table_ids[k - 1]``
+                (one column per single-valued table, so ``[B, T]`` when no
+                table is multi-hot). Negative ids of a multi-hot table are
+                padding.
             table_ids: indices into :attr:`tables`.
 
         Returns:
@@ -176,14 +222,28 @@ class RankingModel(keras.Model):
                 f"tables {missing} are not held by this model (it holds {list(self.held_tables)})"
             )
         if len(categorical.shape) != 2:
-            raise ValueError(f"categorical must be [B, T], got shape {categorical.shape}")
-        if categorical.shape[1] is not None and categorical.shape[1] != len(table_ids):
+            raise ValueError(f"categorical must be [B, C], got shape {categorical.shape}")
+        width = self.num_columns(table_ids)
+        if categorical.shape[1] is not None and categorical.shape[1] != width:
             raise ValueError(
-                f"categorical has {categorical.shape[1]} columns but {len(table_ids)} "
-                f"table ids were given: {table_ids}"
+                f"categorical has {categorical.shape[1]} columns but tables {table_ids} "
+                f"(hotness {[self.hotness[t] for t in table_ids]}) have {width}"
             )
-        columns = tf.unstack(categorical, num=len(table_ids), axis=1)
-        return [self._tables_by_id[t](ids) for t, ids in zip(table_ids, columns, strict=True)]
+        hotness = [self.hotness[t] for t in table_ids]
+        if all(h == 1 for h in hotness):
+            # Single-valued tables (all of Criteo's): one plain gather each.
+            columns = tf.unstack(categorical, num=len(table_ids), axis=1)
+            return [self._tables_by_id[t](ids) for t, ids in zip(table_ids, columns, strict=True)]
+        vectors, start = [], 0
+        for t, h in zip(table_ids, hotness, strict=True):
+            table = self._tables_by_id[t]
+            if h == 1:
+                vectors.append(table(categorical[:, start]))
+            else:
+                ids = categorical[:, start : start + h]
+                vectors.append(pooled_lookup(table, ids, self.combiners[t]))
+            start += h
+        return vectors
 
     def dense_forward(
         self, numerical: tf.Tensor, embeddings: tf.Tensor | Sequence[tf.Tensor]
@@ -212,12 +272,15 @@ class RankingModel(keras.Model):
                 f"{self.num_numerical_features} numerical features expected, "
                 f"got shape {numerical.shape}"
             )
-        bottom = self.bottom_mlp(numerical)
+        bottom = self.bottom_mlp(numerical) if self.bottom_mlp else None
         logits = self.top_mlp(self.interaction(bottom, embeddings))
         return tf.cast(logits, tf.float32)
 
     def call(self, inputs: dict[str, tf.Tensor]) -> tf.Tensor:
-        """``{"numerical": [B, N], "categorical": [B, F]}`` -> ``[B, 1]`` float32 logits."""
+        """``{"numerical": [B, N], "categorical": [B, C]}`` -> ``[B, 1]`` float32 logits.
+
+        ``C`` covers all F tables (see :meth:`lookup`).
+        """
         missing = {"numerical", "categorical"} - set(inputs)
         if missing:
             raise ValueError(
@@ -236,7 +299,7 @@ class RankingModel(keras.Model):
         """Bottom MLP, interaction and top MLP variables, for the dense (data-parallel)
         optimizer."""
         return [
-            *self.bottom_mlp.trainable_variables,
+            *(self.bottom_mlp.trainable_variables if self.bottom_mlp else []),
             *self.interaction.trainable_variables,
             *self.top_mlp.trainable_variables,
         ]
@@ -256,6 +319,9 @@ class RankingModel(keras.Model):
             "table_ids": None if len(self.held_tables) == num_tables else list(self.held_tables),
             "seed": self.seed,
         }
+        if any(h != 1 for h in self.hotness):  # only a model with multi-hot tables
+            config["hotness"] = list(self.hotness)
+            config["combiners"] = list(self.combiners)
         if self.row_ranges:  # only a rank of a row-split job has any
             config["row_ranges"] = {str(t): list(r) for t, r in self.row_ranges.items()}
         return config

@@ -6,7 +6,11 @@ import keras
 import tensorflow as tf
 
 from models.layers.cross_network import CrossNetwork
-from models.layers.features import num_features_of_shape, stack_features
+from models.layers.features import (
+    embedding_dim_of_shape,
+    num_features_of_shape,
+    stack_features,
+)
 
 
 @keras.saving.register_keras_serializable(package="dlrm")
@@ -52,12 +56,15 @@ class CrossInteraction(keras.layers.Layer):
         self.cross.build(self.compute_output_shape(bottom_shape, embeddings_shape))
 
     def call(self, bottom, embeddings):
-        features = stack_features("CrossInteraction", bottom, embeddings)  # [b, F+1, D]
+        # [b, F+1, D]; [b, F, D] without a bottom MLP (bottom None).
+        features = stack_features("CrossInteraction", bottom, embeddings, self.compute_dtype)
         width = features.shape[1] * features.shape[2]
         return self.cross(tf.reshape(features, [-1, width]))
 
     def compute_output_shape(self, bottom_shape, embeddings_shape):
         f = num_features_of_shape(embeddings_shape)
+        if bottom_shape is None:  # no bottom MLP: the embeddings only
+            return (None, f * embedding_dim_of_shape(embeddings_shape))
         return (bottom_shape[0], (f + 1) * bottom_shape[1])
 
     def get_config(self) -> dict:

@@ -42,11 +42,15 @@ class DotInteraction(keras.layers.Layer):
         del bottom_shape, embeddings_shape
 
     def call(self, bottom, embeddings):
-        features = stack_features("DotInteraction", bottom, embeddings)  # [b, F+1, D]
-        return tf.concat([bottom, _lower_triangle_dots(features, features.shape[1])], axis=1)
+        # [b, F+1, D]; [b, F, D] without a bottom MLP (bottom None).
+        features = stack_features("DotInteraction", bottom, embeddings, self.compute_dtype)
+        dots = _lower_triangle_dots(features, features.shape[1])
+        return dots if bottom is None else tf.concat([bottom, dots], axis=1)
 
     def compute_output_shape(self, bottom_shape, embeddings_shape):
         f = num_features_of_shape(embeddings_shape)
+        if bottom_shape is None:  # no bottom MLP: the embeddings' pairs only
+            return (None, f * (f - 1) // 2)
         return (bottom_shape[0], bottom_shape[1] + (f + 1) * f // 2)
 
 

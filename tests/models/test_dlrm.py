@@ -156,7 +156,9 @@ def test_invalid_arguments_are_named(kwargs, message):
 
 def test_input_shape_errors_name_the_values():
     model = DLRM(CARDINALITIES, **DIMS)
-    with pytest.raises(ValueError, match="2 columns but 3 table ids"):
+    with pytest.raises(
+        ValueError, match=r"2 columns but tables \[0, 1, 2\] \(hotness \[1, 1, 1\]\) have 3"
+    ):
         model.lookup(tf.zeros((2, 2), tf.int32), [0, 1, 2])
     with pytest.raises(ValueError, match=r"table ids \[4\] out of range"):
         model.lookup(tf.zeros((2, 1), tf.int32), [4])
