@@ -1,6 +1,9 @@
 """Reader of one split of a binary dataset, in whole batches.
 
-Batch ``i`` covers rows ``[i*B, min((i+1)*B, N))`` of the split. Each rank
+Batch ``i`` covers rows ``[i*B, min((i+1)*B, N))`` of the split. A table of
+hotness ``h`` gives ``h`` consecutive columns of ``categorical`` (its ids,
+padded with ``feature_spec.PAD_ID``; one column for a single-valued table).
+Each rank
 reads the categorical files of the tables it owns for the whole global batch
 (the embedding lookups are model parallel) and only its data-parallel slice
 (``batch_slice``) of ``label.bin`` and ``numerical.bin``. Files are read with
@@ -100,13 +103,7 @@ class BinaryDataset:
                 )
         else:
             self.num_batches = math.ceil(self.num_rows / global_batch_size)
-        multi_hot = [t for t in self.table_ids if metadata.spec.hotness[t] != 1]
-        if multi_hot:
-            raise DatasetError(
-                f"{metadata.root}: tables {multi_hot} are multi-hot (hotness "
-                f"{[metadata.spec.hotness[t] for t in multi_hot]}); this reader reads "
-                "one id per row and table"
-            )
+        self.hotness = tuple(metadata.spec.hotness[t] for t in self.table_ids)
         # Keys: "label", "numerical", or the table index.
         self._paths: dict[str | int, Path] = {}
         self._fds: dict[str | int, int] = {}
@@ -146,7 +143,7 @@ class BinaryDataset:
             full_local if fixed else None,
             self.global_batch_size if fixed else None,
             self.metadata.num_numerical_features,
-            len(self.table_ids),
+            sum(self.hotness),
         )
 
     def as_dataset(self, epoch: int = 0, start_batch: int = 0) -> tf.data.Dataset:
@@ -163,8 +160,9 @@ class BinaryDataset:
         """Reads batch ``index``.
 
         Returns:
-            ``numerical`` float32 ``[b, N]``, ``categorical`` int32 ``[B, T]``
-            (``T = len(table_ids)``), ``labels`` float32 ``[b, 1]``, where
+            ``numerical`` float32 ``[b, N]``, ``categorical`` int32 ``[B, C]``
+            (``C`` the sum of the hotness of ``table_ids``, in that order),
+            ``labels`` float32 ``[b, 1]``, where
             ``B`` is this batch's global size and ``b`` this rank's slice.
         """
         if not 0 <= index < self.num_batches:
@@ -189,12 +187,15 @@ class BinaryDataset:
                 self._check_finite(numerical, offset, num_numerical)
         else:
             numerical = np.empty(0, fs.NUMERICAL_DTYPE)
-        categorical = np.empty((rows, len(self.table_ids)), np.int32)
-        for column, table in enumerate(self.table_ids):
-            ids = self._read(table, self.metadata.categorical_dtypes[table], first, rows)
+        categorical = np.empty((rows, sum(self.hotness)), np.int32)
+        column = 0
+        for table, hotness in zip(self.table_ids, self.hotness, strict=True):
+            dtype = self.metadata.categorical_dtypes[table]
+            ids = self._read(table, dtype, first * hotness, rows * hotness)
             if self.check_ids and rows:
-                self._check_ids(ids, table, first)
-            categorical[:, column] = ids
+                self._check_ids(ids, table, first, hotness)
+            categorical[:, column : column + hotness] = ids.reshape(rows, hotness)
+            column += hotness
         return (
             numerical.astype(np.float32).reshape(local, num_numerical),
             categorical,
@@ -229,14 +230,17 @@ class BinaryDataset:
                 f"column {bad % num_numerical} holds {numerical[bad]}, not a finite number"
             )
 
-    def _check_ids(self, ids: np.ndarray, table: int, first: int) -> None:
+    def _check_ids(self, ids: np.ndarray, table: int, first: int, hotness: int) -> None:
+        """Ids must be rows of the table; a multi-hot table's may also be PAD_ID."""
         rows = self.metadata.cardinalities[table]
+        lowest = fs.PAD_ID if hotness > 1 else 0
         low, high = int(ids.min()), int(ids.max())
-        if low < 0 or high >= rows:
-            bad = int(np.flatnonzero((ids < 0) | (ids >= rows))[0])
+        if low < lowest or high >= rows:
+            bad = int(np.flatnonzero((ids < lowest) | (ids >= rows))[0])
+            allowed = f"[0, {rows})" + (f" or padding {fs.PAD_ID}" if hotness > 1 else "")
             raise DatasetError(
-                f"{self._paths[table]}: row {first + bad} holds id "
-                f"{int(ids[bad])}, outside table {table}'s [0, {rows})"
+                f"{self._paths[table]}: row {first + bad // hotness} holds id "
+                f"{int(ids[bad])}, outside table {table}'s {allowed}"
             )
 
 

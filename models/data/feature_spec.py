@@ -24,6 +24,8 @@ in the feature's dtype. A row with fewer values is padded at its end with
 ``PAD_ID`` (-1, outside every table; id 0 remains the id of missing and rare
 values and has an embedding row). Readers pool the ids of a row that are not
 ``PAD_ID``; a row holding only ``PAD_ID`` (an empty list) pools to zeros.
+A multi-hot feature may set ``combiner`` (``sum`` or ``mean``, our extension):
+how its vectors are pooled; without it the trainer's ``--multi_hot_combiner``.
 """
 
 from __future__ import annotations
@@ -56,6 +58,8 @@ NUMERICAL_DTYPE = np.dtype("<f2")
 CATEGORICAL_DTYPES = (np.dtype("<i1"), np.dtype("<i2"), np.dtype("<i4"))
 # Padding of a multi-hot row shorter than its feature's hotness (module docstring).
 PAD_ID = -1
+# How a multi-hot feature's vectors may be pooled (``combiner`` in the spec).
+COMBINERS = ("sum", "mean")
 # NVIDIA's model_size.json names the Criteo TSV columns: categoricals are _c14.._c39.
 _MODEL_SIZE_FIRST_COLUMN = 14
 
@@ -154,6 +158,7 @@ class Feature:
     dtype: np.dtype
     cardinality: int | None = None
     hotness: int = 1
+    combiner: str | None = None  # pooling of a multi-hot feature; None: the run's default
 
 
 @dataclasses.dataclass(frozen=True)
@@ -268,6 +273,11 @@ class FeatureSpec:
         return tuple(f.hotness for f in self.categorical)
 
     @property
+    def combiners(self) -> tuple[str | None, ...]:
+        """Each categorical feature's ``combiner`` (None where the spec sets none)."""
+        return tuple(f.combiner for f in self.categorical)
+
+    @property
     def splits(self) -> tuple[str, ...]:
         return tuple(self.sources)
 
@@ -329,6 +339,8 @@ class FeatureSpec:
             if f.cardinality is not None:
                 entry["cardinality"] = int(f.cardinality)
                 entry["hotness"] = int(f.hotness)
+            if f.combiner is not None:
+                entry["combiner"] = f.combiner
             features[name] = entry
         return {
             "metadata": dict(self.metadata),

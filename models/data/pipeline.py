@@ -2,8 +2,9 @@
 
 Both produce whole batches with numpy (vectorised, no per-sample Python) and
 expose them through the same element structure (DEVELOPERS.md, "Input
-element"): ``({"numerical": float32 [b, N], "categorical": int32 [B, T]},
-labels float32 [b, 1])``.
+element"): ``({"numerical": float32 [b, N], "categorical": int32 [B, C]},
+labels float32 [b, 1])``, where ``C`` is the sum of the hotness of the tables
+read (``T`` when all are single-valued).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import tensorflow as tf
 
 from models.data.metadata import DatasetError
 
-# (numerical [b, N] float32, categorical [B, T] int32, labels [b, 1] float32)
+# (numerical [b, N] float32, categorical [B, C] int32, labels [b, 1] float32)
 BatchArrays = tuple[np.ndarray, np.ndarray, np.ndarray]
 Element = tuple[dict[str, tf.Tensor], tf.Tensor]
 
@@ -42,12 +43,15 @@ def batch_order(
 
 
 def element_spec(
-    local_rows: int | None, global_rows: int | None, num_numerical: int, num_tables: int
+    local_rows: int | None, global_rows: int | None, num_numerical: int, num_columns: int
 ) -> Element:
-    """TensorSpecs of one element; ``None`` rows where batch sizes vary."""
+    """TensorSpecs of one element; ``None`` rows where batch sizes vary.
+
+    ``num_columns``: id columns, the sum of the hotness of the tables read.
+    """
     features = {
         "numerical": tf.TensorSpec([local_rows, num_numerical], tf.float32),
-        "categorical": tf.TensorSpec([global_rows, num_tables], tf.int32),
+        "categorical": tf.TensorSpec([global_rows, num_columns], tf.int32),
     }
     return features, tf.TensorSpec([local_rows, 1], tf.float32)
 

@@ -8,6 +8,7 @@ import numpy as np
 
 from models.data.feature_spec import (
     CATEGORICAL_DTYPES,
+    COMBINERS,
     CHANNELS,
     LABEL_CHANNEL,
     LABEL_DTYPE,
@@ -50,7 +51,12 @@ def parse_sections(raw: Any, where: str) -> tuple[dict, dict, dict, dict]:
             raise DatasetError(f"{at}: cardinality must be an int >= 1, got {cardinality!r}")
         if not is_int(hotness) or hotness < 1:
             raise DatasetError(f"{at}: hotness must be an int >= 1, got {hotness!r}")
-        features[str(name)] = Feature(str(name), dtype.newbyteorder("<"), cardinality, hotness)
+        combiner = props.get("combiner")
+        if combiner not in (None, *COMBINERS):
+            raise DatasetError(f"{at}: combiner must be one of {COMBINERS}, got {combiner!r}")
+        features[str(name)] = Feature(
+            str(name), dtype.newbyteorder("<"), cardinality, hotness, combiner
+        )
     channels = raw["channel_spec"]
     if not isinstance(channels, dict) or sorted(channels) != sorted(CHANNELS):
         got = sorted(channels) if isinstance(channels, dict) else channels

@@ -8,6 +8,10 @@ Two modes:
   of both (``synthetic_logits``), so a model can learn them;
 - ``constant``: one batch repeated, for pure throughput measurements.
 
+A table of hotness ``h`` > 1 (multi-hot) gets ``h`` ids per row, each drawn
+from its law (fixed hotness without padding, as the MLPerf DLRM-DCNv2
+multi-hot Criteo data); its effect on the label is the mean of its ids'.
+
 Global batch ``i`` of epoch ``e`` is generated from ``(seed, e, i)`` (in
 blocks of 4096 rows, each with its own random stream) and then sliced for the
 rank, so the data do not depend on the world size.
@@ -39,16 +43,18 @@ _BIAS = -1.5
 _NUM_CENTER = 1.6
 
 
-def id_effects(ids: np.ndarray) -> np.ndarray:
+def id_effects(ids: np.ndarray, tables: np.ndarray | None = None) -> np.ndarray:
     """Fixed pseudo-random effect in [-1, 1] of each id of each table.
 
     Args:
-        ids: ``[B, F]`` ids, column ``t`` from table ``t``.
+        ids: ``[B, C]`` ids, column ``c`` from table ``tables[c]``.
+        tables: the table of each column (None: column ``t`` is table ``t``).
 
     Returns:
-        ``[B, F]`` float32; the same (id, table) pair always gets the same value.
+        ``[B, C]`` float32; the same (id, table) pair always gets the same value.
     """
-    salts = (np.arange(ids.shape[1], dtype=np.uint32) + np.uint32(1)) * np.uint32(0x85EBCA6B)
+    tables = np.arange(ids.shape[1]) if tables is None else np.asarray(tables)
+    salts = (tables.astype(np.uint32) + np.uint32(1)) * np.uint32(0x85EBCA6B)
     # Multiplicative hashing (Knuth) of the id salted by the table, then one
     # xor-shift-multiply round to mix the high bits: effects look independent
     # across ids and tables. uint32 arithmetic wraps, which is the point.
@@ -60,19 +66,32 @@ def id_effects(ids: np.ndarray) -> np.ndarray:
     return bits * np.float32(2.0 / (1 << 24)) - np.float32(1.0)
 
 
-def synthetic_logits(numerical: np.ndarray, ids: np.ndarray) -> np.ndarray:
+def synthetic_logits(
+    numerical: np.ndarray, ids: np.ndarray, hotness: Sequence[int] | None = None
+) -> np.ndarray:
     """The known function the ``powerlaw`` labels are drawn from.
 
     Args:
         numerical: ``[B, N]`` float32 numerical features.
-        ids: ``[B, F]`` categorical ids.
+        ids: ``[B, C]`` categorical ids, ``hotness[t]`` columns per table.
+        hotness: ids per row of each table (None: 1 each, ``C = F``).
 
     Returns:
         ``[B]`` float32 logits; ``label ~ Bernoulli(sigmoid(logit))``.
     """
     logits = np.full(len(numerical), _BIAS, np.float32)
     if ids.shape[1]:
-        logits += _CAT_WEIGHT * id_effects(ids).sum(axis=1) / np.float32(math.sqrt(ids.shape[1]))
+        if hotness is None or all(h == 1 for h in hotness):
+            effects = id_effects(ids)
+        else:
+            tables = np.repeat(np.arange(len(hotness)), hotness)
+            # A multi-hot table's effect is the mean of its ids' effects.
+            per_column = id_effects(ids, tables) / np.repeat(
+                np.asarray(hotness, np.float32), hotness
+            )
+            effects = np.add.reduceat(per_column, np.cumsum([0, *hotness[:-1]]), axis=1)
+        num_tables = effects.shape[1]
+        logits += _CAT_WEIGHT * effects.sum(axis=1) / np.float32(math.sqrt(num_tables))
     if numerical.shape[1]:
         weights = np.linspace(-1.0, 1.0, numerical.shape[1], dtype=np.float32)
         centered = numerical - np.float32(_NUM_CENTER)
@@ -95,6 +114,8 @@ class SyntheticDataset:
         mode: ``"powerlaw"`` (learnable) or ``"constant"`` (one batch repeated).
         prefetch_batches: Batches prepared ahead of the consumer.
         parallel_batches: Batches generated concurrently.
+        hotness: Ids per row of each table (None: 1 each); table ``t`` gives
+            ``hotness[t]`` consecutive columns of ``categorical``.
     """
 
     def __init__(
@@ -110,6 +131,7 @@ class SyntheticDataset:
         mode: str = "powerlaw",
         prefetch_batches: int = 8,
         parallel_batches: int = 2,
+        hotness: Sequence[int] | None = None,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -146,8 +168,23 @@ class SyntheticDataset:
         self.seed, self.mode = seed, mode
         self.prefetch_batches = prefetch_batches
         self.parallel_batches = parallel_batches
-        self._log_rows = np.log(np.asarray(self.cardinalities, np.float64))
-        self._max_ids = np.asarray(self.cardinalities, np.int64) - 1
+        self.hotness = (1,) * len(self.cardinalities) if hotness is None else tuple(hotness)
+        if len(self.hotness) != len(self.cardinalities) or any(
+            not isinstance(h, int) or h < 1 for h in self.hotness
+        ):
+            raise ValueError(
+                f"hotness must be {len(self.cardinalities)} integers >= 1 (one per table), "
+                f"got {list(self.hotness)}"
+            )
+        # Per column: table t's law repeated over its hotness columns.
+        column_rows = np.repeat(np.asarray(self.cardinalities, np.int64), self.hotness)
+        self._log_rows = np.log(column_rows.astype(np.float64))
+        self._max_ids = column_rows - 1
+        starts = np.cumsum([0, *self.hotness])
+        # Columns of this rank's tables in the global batch, in table_ids order.
+        self._columns = np.concatenate(
+            [np.arange(starts[t], starts[t + 1]) for t in self.table_ids] or [np.zeros(0, int)]
+        )
 
     def __len__(self) -> int:
         return self.num_batches
@@ -156,21 +193,21 @@ class SyntheticDataset:
     def element_spec(self) -> pipeline.Element:
         local = batch_slice(self.global_batch_size, self.rank, self.world_size)[1]
         return pipeline.element_spec(
-            local, self.global_batch_size, self.num_numerical, len(self.table_ids)
+            local, self.global_batch_size, self.num_numerical, len(self._columns)
         )
 
     def global_batch(self, index: int, epoch: int = 0) -> pipeline.BatchArrays:
         """The whole global batch ``index`` (all rows, all tables), whatever the rank.
 
         Returns:
-            ``numerical`` float32 ``[B, N]``, ``categorical`` int32 ``[B, F]``,
-            ``labels`` float32 ``[B, 1]``.
+            ``numerical`` float32 ``[B, N]``, ``categorical`` int32 ``[B, C]``
+            (all tables, ``C`` the sum of their hotness), ``labels`` float32 ``[B, 1]``.
         """
         if self.mode == "constant":
             index, epoch = 0, 0
         rows = self.global_batch_size
         numerical = np.empty((rows, self.num_numerical), np.float32)
-        categorical = np.empty((rows, len(self.cardinalities)), np.int32)
+        categorical = np.empty((rows, len(self._max_ids)), np.int32)
         labels = np.empty((rows, 1), np.float32)
         # Blocks of a fixed size keep the temporaries in cache (a whole batch
         # of 65536 rows at once is ~3x slower per row); each block has its own
@@ -197,10 +234,10 @@ class SyntheticDataset:
         raw = rng.standard_exponential((rows, self.num_numerical), np.float32) * np.float32(8.0)
         numerical[:] = np.log1p(raw).astype(NUMERICAL_DTYPE)
         # Inverse CDF of a bounded log-uniform law: id = floor(rows ** u) - 1.
-        uniform = rng.random((rows, len(self.cardinalities)))
+        uniform = rng.random((rows, len(self._max_ids)))
         ids = np.exp(uniform * self._log_rows).astype(np.int64) - 1
         categorical[:] = np.minimum(ids, self._max_ids)
-        probability = 1.0 / (1.0 + np.exp(-synthetic_logits(numerical, categorical)))
+        probability = 1.0 / (1.0 + np.exp(-synthetic_logits(numerical, categorical, self.hotness)))
         labels[:, 0] = rng.random(rows, np.float32) < probability
 
     def read_batch(self, index: int, epoch: int = 0) -> pipeline.BatchArrays:
@@ -210,7 +247,7 @@ class SyntheticDataset:
         numerical, categorical, labels = self.global_batch(index, epoch)
         start, size = batch_slice(self.global_batch_size, self.rank, self.world_size)
         rows = slice(start, start + size)
-        return numerical[rows], np.ascontiguousarray(categorical[:, self.table_ids]), labels[rows]
+        return numerical[rows], np.ascontiguousarray(categorical[:, self._columns]), labels[rows]
 
     def as_dataset(self, epoch: int = 0, start_batch: int = 0) -> tf.data.Dataset:
         """The batches of one epoch from ``start_batch`` on (to resume mid-epoch)."""

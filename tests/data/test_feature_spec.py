@@ -238,19 +238,24 @@ def test_spec_and_metadata_json_must_agree(dataset_factory):
         load_metadata(root)
 
 
-def test_multi_hot_tables_are_refused_by_the_reader_for_now(tmp_path):
+def test_a_hand_edited_multi_hot_spec_is_read_with_its_hotness(tmp_path):
     from models.data.binary import BinaryDataset
 
     root = tmp_path / "ds"
-    write_dataset(root, {"train": random_split(np.random.default_rng(0), 4)}, CARDINALITIES)
+    split = random_split(np.random.default_rng(0), 4)
+    write_dataset(root, {"train": split}, CARDINALITIES)
     raw = yaml.safe_load((root / fs.FEATURE_SPEC_FILE).read_text())
     raw["feature_spec"]["cat_2"]["hotness"] = 2
     (root / fs.FEATURE_SPEC_FILE).write_text(yaml.safe_dump(raw))
-    (root / "train" / "cat_2.bin").write_bytes(bytes(4 * 2 * 2))  # 2 int16 ids per row
+    ids = np.array([[1, 2], [3, -1], [-1, -1], [4, 4]], "<i2")  # 2 int16 ids per row
+    (root / "train" / "cat_2.bin").write_bytes(ids.tobytes())
     metadata = load_metadata(root)
     assert metadata.spec.hotness == (1, 1, 2, 1, 1, 1)
-    with pytest.raises(DatasetError, match=r"tables \[2\] are multi-hot"):
-        BinaryDataset(root, "train", 4, metadata=metadata, table_ids=[0, 2])
+    _, categorical, _ = BinaryDataset(
+        root, "train", 4, metadata=metadata, table_ids=[0, 2]
+    ).read_batch(0)
+    np.testing.assert_array_equal(categorical[:, 0], split.categorical[:, 0])
+    np.testing.assert_array_equal(categorical[:, 1:], ids)
 
 
 def test_zero_numerical_features_read_no_numerical_file(tmp_path):
