@@ -2,12 +2,18 @@
 
 Shapes: ``B`` global batch, ``b`` this rank's slice of it (rows given by
 :func:`models.data.slicing.batch_slice`), ``F`` tables, ``T`` tables this rank
-owns, ``D`` embedding dim, ``N`` numerical features, ``W`` world size.
+owns, ``D`` embedding dim, ``N`` numerical features, ``W`` world size, ``C`` the id
+columns of the tables a rank reads (the sum of their hotness; ``C = T`` when
+no table is multi-hot).
 
 One training step on every rank::
 
-    categorical [B, T] -lookup-> [B, T, D] -all-to-all-> W pieces [b, T_r, D] -+
+    categorical [B, C] -lookup-> [B, T, D] -all-to-all-> W pieces [b, T_r, D] -+
     numerical   [b, N] --------------------------------------------------------+-> dense_forward
+
+A multi-hot table is pooled by its owner (``lookup`` returns one ``[B, D]``
+vector per table), so the all-to-all carries pooled vectors, the same bytes
+as for a single-valued table.
 
 Row-split tables (larger than one rank's budget, held as row ranges by
 several ranks) are looked up from each rank's own slice instead: its ids are
@@ -110,6 +116,15 @@ class HybridParallel:
                 "build the model with table_ids=placement.tables_per_rank[rank]"
             )
         layout = SplitLayout.from_placement(placement, comm.rank)
+        hotness = getattr(model, "hotness", (1,) * num_tables)
+        multi_hot_split = [t for t in layout.tables if hotness[t] != 1]
+        if multi_hot_split:
+            raise ValueError(
+                f"tables {multi_hot_split} are multi-hot (hotness "
+                f"{[hotness[t] for t in multi_hot_split]}) and split by rows over ranks; "
+                "row-split tables take one id per row: give the ranks enough memory "
+                "(--tf_mlu_memory_limit_gb) to hold them whole"
+            )
         local_tables = [t for t, *_ in layout.local]
         held_twice = sorted({t for t in local_tables if local_tables.count(t) > 1})
         if held_twice:
@@ -145,6 +160,8 @@ class HybridParallel:
             tuple(t for t in tables if t not in split) for tables in placement.tables_per_rank
         ]
         self._whole_tables = whole_per_rank[comm.rank]
+        self._hotness = tuple(hotness)
+        self._whole_columns = sum(hotness[t] for t in self._whole_tables)
         self._tables_per_rank = [len(t) for t in whole_per_rank]
         # After the all-to-all the whole tables arrive grouped by owner (rank 0's,
         # then rank 1's, ...), the split ones after them; this permutation
@@ -174,8 +191,9 @@ class HybridParallel:
 
         Args:
             numerical: ``[b, N]`` float, this rank's slice.
-            categorical: ``[B, T]`` int32, the ids of :attr:`input_tables`
-                (in that order) for the whole global batch.
+            categorical: ``[B, C]`` int32, the ids of :attr:`input_tables`
+                (in that order, ``hotness`` columns per table) for the whole
+                global batch.
             training: accepted for the Keras calling convention; no dense
                 part (DLRM's, DCNv2's) has a layer that behaves differently
                 in training.
@@ -188,11 +206,12 @@ class HybridParallel:
         """
         del training
         world = self.comm.size
-        columns = len(self.input_tables)
+        columns = sum(self._hotness[t] for t in self.input_tables)
         if len(categorical.shape) != 2 or categorical.shape[1] not in (None, columns):
             raise ValueError(
                 f"rank {self.comm.rank} reads the ids of tables {list(self.input_tables)}: "
-                f"categorical must be [B, {columns}], got shape {categorical.shape}"
+                f"categorical must be [B, {columns}] (their hotness summed), "
+                f"got shape {categorical.shape}"
             )
         if categorical.shape[0] is not None and categorical.shape[0] > self.global_batch_size:
             raise ValueError(
@@ -216,10 +235,12 @@ class HybridParallel:
             lookups = self.model.lookup(categorical, self.owned_tables)
             embeddings = [lookups[i] for i in self._to_table_order]
         else:
-            whole = len(self._whole_tables)
+            whole = self._whole_columns
             embeddings = []
             if sum(self._tables_per_rank):
-                embeddings += self._exchange(categorical[:, :whole], whole, rows, sizes, local_rows)
+                embeddings += self._exchange(
+                    categorical[:, :whole], len(self._whole_tables), rows, sizes, local_rows
+                )
             if self._split.tables:
                 start = tf.reduce_sum(sizes[: self.comm.rank])
                 embeddings += self._split_lookup(categorical[start : start + local_rows, whole:])

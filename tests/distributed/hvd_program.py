@@ -5,6 +5,7 @@
     (planner's placement) and DIR/rank{r}_ordered.npz (tables in rank order)
                                                         (with the launch topology)
 ``python -m tests.distributed.hvd_program split DIR``   tables split by rows, per optimizer
+``python -m tests.distributed.hvd_program multi_hot DIR``  multi-hot parity, per optimizer
 ``python -m tests.distributed.hvd_program loop DIR``    trains until killed (rank-death test)
 """
 
@@ -99,6 +100,16 @@ def split(comm: HorovodCommunicator, out_dir: Path) -> None:
     print(f"rank {comm.rank}: split runs written", flush=True)
 
 
+def multi_hot(comm: HorovodCommunicator, out_dir: Path) -> None:
+    """Multi-hot tables pooled by their owners: DIR/multi_hot_{opt}_rank{r}.npz."""
+    from tests.distributed.parity_setup import MULTI_HOT, run_hybrid
+
+    for optimizer in ("sgd", "adam"):
+        result = run_hybrid(comm, optimizer=optimizer, hotness=MULTI_HOT)
+        np.savez(out_dir / f"multi_hot_{optimizer}_rank{comm.rank}.npz", **result)
+    print(f"rank {comm.rank}: multi-hot runs written", flush=True)
+
+
 def loop(comm: HorovodCommunicator, out_dir: Path) -> None:
     """Trains forever; reports how a collective fails once a peer is gone."""
     from tests.distributed import parity_setup as ps
@@ -126,6 +137,8 @@ def main(argv: list[str]) -> None:
         parity(comm, Path(argv[2]))
     elif mode == "split":
         split(comm, Path(argv[2]))
+    elif mode == "multi_hot":
+        multi_hot(comm, Path(argv[2]))
     elif mode == "loop":
         loop(comm, Path(argv[2]))
     else:

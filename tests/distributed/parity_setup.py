@@ -24,18 +24,23 @@ TRAIN_BATCHES = (16, 16, 13, 16)
 EVAL_BATCHES = (16, 9)
 GLOBAL_BATCH = 16
 LEARNING_RATE = 0.5
+# The multi-hot variant: ids per row of each table (padded bags) and their pooling.
+MULTI_HOT = (1, 3, 1, 2, 4)
+MULTI_HOT_COMBINERS = ("sum", "mean", "sum", "sum", "mean")
 
 
 def build_model(
     seed: int = 7,
     table_ids: tuple[int, ...] | None = None,
     row_ranges: dict[int, tuple[int, int]] | None = None,
+    hotness: tuple[int, ...] | None = None,
 ) -> DLRM:
     """The DLRM with weights drawn from numpy, identical in every process.
 
     With ``table_ids``/``row_ranges`` (a rank of a model-parallel job), only
     those tables, or rows of them, are built; they get the rows the whole
-    model would have.
+    model would have. With ``hotness`` (:data:`MULTI_HOT`) the tables of
+    hotness > 1 are multi-hot, pooled by :data:`MULTI_HOT_COMBINERS`.
     """
     model = DLRM(
         CARDINALITIES,
@@ -45,6 +50,8 @@ def build_model(
         num_numerical_features=NUMERICAL,
         table_ids=table_ids,
         row_ranges=row_ranges,
+        hotness=hotness,
+        combiners=MULTI_HOT_COMBINERS if hotness else "sum",
     )
     rng = np.random.default_rng(seed)
     for table, variable in enumerate(model.embedding_variables):
@@ -57,15 +64,27 @@ def build_model(
     return model
 
 
-def build_rank_model(placement: Placement, rank: int) -> DLRM:
+def build_rank_model(
+    placement: Placement, rank: int, hotness: tuple[int, ...] | None = None
+) -> DLRM:
     """:func:`build_model` holding what ``placement`` gives ``rank``."""
     return build_model(
-        table_ids=placement.tables_per_rank[rank], row_ranges=placement.row_ranges(rank)
+        table_ids=placement.tables_per_rank[rank],
+        row_ranges=placement.row_ranges(rank),
+        hotness=hotness,
     )
 
 
-def make_batches(sizes: tuple[int, ...], seed: int) -> list[tuple[np.ndarray, ...]]:
-    """Global batches ``(numerical [B, N], categorical [B, F], labels [B, 1])``."""
+def make_batches(
+    sizes: tuple[int, ...], seed: int, hotness: tuple[int, ...] | None = None
+) -> list[tuple[np.ndarray, ...]]:
+    """Global batches ``(numerical [B, N], categorical [B, C], labels [B, 1])``.
+
+    With ``hotness``, table t has ``hotness[t]`` columns: bags of 0 to
+    ``hotness[t]`` ids (repeats included), padded with -1.
+    """
+    if hotness:
+        return _multi_hot_batches(sizes, seed, hotness)
     rng = np.random.default_rng(seed)
     batches = []
     for rows in sizes:
@@ -83,13 +102,36 @@ def make_batches(sizes: tuple[int, ...], seed: int) -> list[tuple[np.ndarray, ..
     return batches
 
 
+def _multi_hot_batches(
+    sizes: tuple[int, ...], seed: int, hotness: tuple[int, ...]
+) -> list[tuple[np.ndarray, ...]]:
+    rng = np.random.default_rng(seed)
+    batches = []
+    for rows in sizes:
+        numerical = rng.normal(size=(rows, NUMERICAL)).astype(np.float32)
+        columns = []
+        for card, h in zip(CARDINALITIES, hotness, strict=True):
+            # Few distinct ids: repeats inside a bag and across the batch.
+            ids = rng.integers(0, min(card, 4), size=(rows, h))
+            if h > 1:
+                ids[np.arange(h) >= rng.integers(0, h + 1, rows)[:, None]] = -1
+            columns.append(ids)
+        categorical = np.concatenate(columns, axis=1).astype(np.int32)
+        labels = ((numerical[:, :1] + (categorical[:, 1:2] % 2)) > 0.5).astype(np.float32)
+        batches.append((numerical, categorical, labels))
+    return batches
+
+
 def rank_view(batch: tuple[np.ndarray, ...], hp: HybridParallel) -> tuple[tf.Tensor, ...]:
     """This rank's input element: its slice of numericals/labels, its columns of ids."""
     numerical, categorical, labels = batch
     start, size = batch_slice(len(labels), hp.comm.rank, hp.comm.size)
+    hotness = hp.model.hotness
+    first = np.cumsum([0, *hotness])
+    columns = [c for t in hp.input_tables for c in range(first[t], first[t] + hotness[t])]
     return (
         tf.constant(numerical[start : start + size]),
-        tf.constant(categorical[:, list(hp.input_tables)]),
+        tf.constant(categorical[:, columns]),
         tf.constant(labels[start : start + size]),
     )
 
@@ -195,20 +237,30 @@ def hybrid_evaluate(hp: HybridParallel, batches) -> tuple[np.ndarray, np.ndarray
 
 
 def run_hybrid(
-    comm: Communicator, placement: Placement | None = None, optimizer: str | None = None
+    comm: Communicator,
+    placement: Placement | None = None,
+    optimizer: str | None = None,
+    hotness: tuple[int, ...] | None = None,
 ) -> dict[str, np.ndarray]:
     """Trains and evaluates with HybridParallel; returns what this rank knows.
 
     A table this rank holds only rows of is returned as those rows, with
     ``table_{t}_rows`` = ``[start, end]`` and ``shapes_{t}``, the shapes of
-    the variable and of its optimizer slots.
+    the variable and of its optimizer slots. ``hotness``: the multi-hot
+    variant of model and data (:data:`MULTI_HOT`).
     """
-    model = build_model() if placement is None else build_rank_model(placement, comm.rank)
+    if placement is None:
+        model = build_model(hotness=hotness)
+    else:
+        model = build_rank_model(placement, comm.rank, hotness)
     hp = make_hybrid(comm, model, placement)
     hp.broadcast_dense_variables()
     step = hybrid_train_step(hp, optimizer)
-    losses = [float(step(*rank_view(batch, hp))) for batch in make_batches(TRAIN_BATCHES, seed=1)]
-    predictions, labels = hybrid_evaluate(hp, make_batches(EVAL_BATCHES, seed=2))
+    losses = [
+        float(step(*rank_view(batch, hp)))
+        for batch in make_batches(TRAIN_BATCHES, seed=1, hotness=hotness)
+    ]
+    predictions, labels = hybrid_evaluate(hp, make_batches(EVAL_BATCHES, seed=2, hotness=hotness))
     result = {"losses": np.array(losses), "predictions": predictions, "labels": labels}
     for t in hp.owned_tables:
         variable = model.embedding_variables[t]
@@ -224,15 +276,17 @@ def run_hybrid(
     return result
 
 
-def run_reference(optimizer: str | None = None) -> dict[str, np.ndarray]:
+def run_reference(
+    optimizer: str | None = None, hotness: tuple[int, ...] | None = None
+) -> dict[str, np.ndarray]:
     """The single-process reference of :func:`run_hybrid` (plain model call)."""
-    model = build_model()
+    model = build_model(hotness=hotness)
     step = reference_train_step(model, optimizer)
     losses = [
         float(step(*(tf.constant(a) for a in batch)))
-        for batch in make_batches(TRAIN_BATCHES, seed=1)
+        for batch in make_batches(TRAIN_BATCHES, seed=1, hotness=hotness)
     ]
-    eval_batches = make_batches(EVAL_BATCHES, seed=2)
+    eval_batches = make_batches(EVAL_BATCHES, seed=2, hotness=hotness)
     predictions = np.concatenate(
         [tf.sigmoid(model({"numerical": n, "categorical": c})).numpy() for n, c, _ in eval_batches]
     )

@@ -48,10 +48,17 @@ def test_smoke_collectives():
     assert "rank 1: smoke OK" in done.stdout
 
 
-def _assert_parity(tmp_path: Path, suffix: str = "") -> list[dict[str, np.ndarray]]:
+def _assert_parity(
+    tmp_path: Path,
+    suffix: str = "",
+    prefix: str = "",
+    optimizer: str | None = None,
+    hotness: tuple[int, ...] | None = None,
+    rtol: float = 1e-5,
+) -> list[dict[str, np.ndarray]]:
     """Checks the parity program's outputs against one process; returns them."""
-    ranks = [dict(np.load(tmp_path / f"rank{r}{suffix}.npz")) for r in range(2)]
-    reference = ps.run_reference()
+    ranks = [dict(np.load(tmp_path / f"{prefix}rank{r}{suffix}.npz")) for r in range(2)]
+    reference = ps.run_reference(optimizer, hotness)
 
     # Every table is owned by exactly one rank, and both ranks own some.
     owned = [{k for k in rank if k.startswith("table_")} for rank in ranks]
@@ -61,9 +68,10 @@ def _assert_parity(tmp_path: Path, suffix: str = "") -> list[dict[str, np.ndarra
     for key, expected in reference.items():
         for rank in ranks:
             if key in rank:
-                np.testing.assert_allclose(rank[key], expected, rtol=1e-5, atol=1e-7, err_msg=key)
+                np.testing.assert_allclose(rank[key], expected, rtol=rtol, atol=1e-7, err_msg=key)
     # Training really changed the weights the comparison is about.
-    assert not np.allclose(ps.build_model().dense_variables[0].numpy(), reference["dense_0"])
+    initial = ps.build_model(hotness=hotness)
+    assert not np.allclose(initial.dense_variables[0].numpy(), reference["dense_0"])
     auc = roc_auc_score(ranks[0]["labels"], ranks[0]["predictions"])
     assert auc == pytest.approx(roc_auc_score(reference["labels"], reference["predictions"]))
     return ranks
@@ -81,6 +89,19 @@ def test_two_ranks_match_one_process(tmp_path):
         "table_1",
         "table_2",
     ]
+
+
+def test_multi_hot_tables_on_two_ranks_match_one_process(tmp_path):
+    """Owners pool the bags (padding, repeated ids); the all-to-all carries pooled vectors."""
+    _run("tests.distributed.hvd_program", "multi_hot", str(tmp_path))
+    for optimizer, rtol in (("sgd", 1e-5), ("adam", 1e-4)):
+        ranks = _assert_parity(
+            tmp_path, "", f"multi_hot_{optimizer}_", optimizer, ps.MULTI_HOT, rtol
+        )
+        reference = ps.run_reference(optimizer, ps.MULTI_HOT)
+        for rank in ranks:
+            np.testing.assert_allclose(rank["losses"], reference["losses"], rtol=1e-5)
+            np.testing.assert_allclose(rank["predictions"], reference["predictions"], rtol=rtol)
 
 
 @pytest.mark.slow

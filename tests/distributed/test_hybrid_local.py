@@ -43,6 +43,23 @@ def test_world_one_matches_plain_model_exactly():
         np.testing.assert_allclose(hybrid[key], expected, rtol=1e-6, atol=1e-7, err_msg=key)
 
 
+@pytest.mark.parametrize("optimizer", [None, "adam"])
+def test_world_one_matches_plain_model_with_multi_hot_tables(optimizer):
+    hybrid = ps.run_hybrid(LocalCommunicator(), optimizer=optimizer, hotness=ps.MULTI_HOT)
+    reference = ps.run_reference(optimizer, hotness=ps.MULTI_HOT)
+    # The multi-hot data really hold padding and repeated ids.
+    (_, categorical, _), *_ = ps.make_batches(ps.TRAIN_BATCHES, seed=1, hotness=ps.MULTI_HOT)
+    assert categorical.shape[1] == sum(ps.MULTI_HOT) and (categorical == -1).any()
+    for key, expected in reference.items():
+        np.testing.assert_allclose(hybrid[key], expected, rtol=1e-6, atol=1e-7, err_msg=key)
+
+
+def test_multi_hot_tables_cannot_be_split_by_rows():
+    model = ps.build_model(table_ids=[0, 1, 4], row_ranges={0: (0, 4)}, hotness=(2, 1, 1, 1, 1))
+    with pytest.raises(ValueError, match=r"tables \[0\] are multi-hot .* split by rows"):
+        HybridParallel(model, _FakeComm(0, 2), ps.split_placement(), 16)
+
+
 def test_owned_tables_and_byte_counts_for_two_ranks():
     dlrm = ps.build_model()
     placement = plan_placement([112, 176, 80, 208, 48], world_size=2)
