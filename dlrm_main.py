@@ -60,9 +60,12 @@ def run(config: Config) -> dict[str, Any]:
     check_world(config, comm.size)
     # Before any TensorFlow op: pins this rank's device and sets the precision policy.
     device = setup_device(config.device, config.optimizer.loss_scale, comm.local_rank)
+    data = RunData(config, comm.rank, comm.size)
+    # The dataset's shape (feature spec) fills in what the flags left open,
+    # before the configuration is written next to the log.
+    config = data.resolve(config)
     logger = open_results_log(config, comm.rank)
 
-    data = RunData(config, comm.rank, comm.size)
     opt = config.optimizer
     schedule = DLRMSchedule(
         opt.learning_rate, opt.warmup_steps, opt.decay_start_step, opt.decay_steps
@@ -72,7 +75,7 @@ def run(config: Config) -> dict[str, Any]:
     )
     # Before the model exists: tables that cannot fit fail here, not at allocation.
     placement = plan_tables(config, data.cardinalities, comm.size, embedding_optimizer)
-    model, parallel = build_model(config, data.cardinalities, comm, placement)
+    model, parallel = build_model(config, data, comm, placement)
     data.place(parallel.owned_tables)
     log_parameters(logger, config, device, data, parallel, embedding_optimizer)
 

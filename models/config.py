@@ -17,7 +17,10 @@ from typing import Any
 
 from absl import flags
 
-NUM_CATEGORICAL_FEATURES = 26
+# The synthetic dataset's default shape is Criteo's: 13 numerical features
+# and 26 tables. A binary dataset's shape comes from its feature spec.
+SYNTHETIC_NUMERICAL_FEATURES = 13
+SYNTHETIC_TABLES = 26
 INFERENCE_DEFAULT_STEPS = 1000
 
 
@@ -50,10 +53,14 @@ class DataConfig:
     batch_size: int = 65536
     valid_batch_size: int = 65536
     prefetch_batches: int = 10
-    num_numerical_features: int = 13
+    # None: the dataset's (raw) or SYNTHETIC_NUMERICAL_FEATURES (synthetic);
+    # RunData.resolve fills in the number the run uses.
+    num_numerical_features: int | None = None
     synthetic_train_batches: int = 64008
     synthetic_valid_batches: int = 1350
-    synthetic_cardinalities: tuple[int, ...] = (1000,) * NUM_CATEGORICAL_FEATURES
+    synthetic_cardinalities: tuple[int, ...] = (1000,) * SYNTHETIC_TABLES
+    # Ids per row of each synthetic table; empty: 1 for every table.
+    synthetic_hotness: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -63,7 +70,8 @@ class ModelConfig:
     embedding_dim: int = 128
     bottom_mlp_dims: tuple[int, ...] = (512, 256, 128)
     top_mlp_dims: tuple[int, ...] = (1024, 1024, 512, 256, 1)
-    num_numerical_features: int = 13
+    num_numerical_features: int | None = None  # as DataConfig's, resolved from the data
+    multi_hot_combiner: str = "sum"  # pooling of multi-hot tables: sum | mean
 
 
 @dataclass(frozen=True)
@@ -156,6 +164,7 @@ def config_from_flags(flag_values: flags.FlagValues) -> Config:
     cardinalities = _int_list(
         "synthetic_dataset_cardinalities", f.synthetic_dataset_cardinalities, problems
     )
+    hotness = _int_list("synthetic_dataset_hotness", f.synthetic_dataset_hotness, problems)
     bottom = _int_list("bottom_mlp_dims", f.bottom_mlp_dims, problems)
     top = _int_list("top_mlp_dims", f.top_mlp_dims, problems)
     max_steps = f.max_steps
@@ -185,12 +194,14 @@ def config_from_flags(flag_values: flags.FlagValues) -> Config:
             synthetic_train_batches=f.synthetic_dataset_train_batches,
             synthetic_valid_batches=f.synthetic_dataset_valid_batches,
             synthetic_cardinalities=cardinalities,
+            synthetic_hotness=hotness,
         ),
         model=ModelConfig(
             embedding_dim=f.embedding_dim,
             bottom_mlp_dims=bottom,
             top_mlp_dims=top,
             num_numerical_features=f.num_numerical_features,
+            multi_hot_combiner=f.multi_hot_combiner,
         ),
         optimizer=OptimizerConfig(
             name=f.optimizer,
@@ -274,7 +285,7 @@ def _validate_run(c: Config, problems: list[str]) -> None:
 def _validate_data(c: Config, problems: list[str]) -> None:
     data = c.data
     _positive(problems, batch_size=data.batch_size, valid_batch_size=data.valid_batch_size)
-    _positive(problems, num_numerical_features=data.num_numerical_features)
+    _non_negative(problems, num_numerical_features=data.num_numerical_features)
     _non_negative(problems, prefetch_batches=data.prefetch_batches)
     if data.valid_batch_size != data.batch_size:
         problems.append(
@@ -290,16 +301,26 @@ def _validate_data(c: Config, problems: list[str]) -> None:
             synthetic_dataset_valid_batches=data.synthetic_valid_batches,
         )
         n = len(data.synthetic_cardinalities)
-        if n != NUM_CATEGORICAL_FEATURES:
-            problems.append(
-                f"--synthetic_dataset_cardinalities: {NUM_CATEGORICAL_FEATURES} cardinalities "
-                f"expected, got {n}"
-            )
+        if n == 0:
+            problems.append("--synthetic_dataset_cardinalities needs at least one table")
         bad = [(i, v) for i, v in enumerate(data.synthetic_cardinalities) if v < 1]
         if bad:
             problems.append(
                 f"--synthetic_dataset_cardinalities must be >= 1, got (index, value) {bad}"
             )
+        if data.synthetic_hotness and len(data.synthetic_hotness) != n:
+            problems.append(
+                f"--synthetic_dataset_hotness gives {len(data.synthetic_hotness)} values for "
+                f"{n} tables (--synthetic_dataset_cardinalities)"
+            )
+        bad = [(i, v) for i, v in enumerate(data.synthetic_hotness) if v < 1]
+        if bad:
+            problems.append(f"--synthetic_dataset_hotness must be >= 1, got (index, value) {bad}")
+    elif data.synthetic_hotness:
+        problems.append(
+            "--synthetic_dataset_hotness applies to --dataset_type=synthetic; a binary "
+            "dataset's hotness is in its feature_spec.yaml"
+        )
 
 
 def _validate_model(c: Config, problems: list[str]) -> None:
@@ -315,7 +336,7 @@ def _validate_model(c: Config, problems: list[str]) -> None:
         problems.append(f"--top_mlp_dims must end with 1 (one logit), got {model.top_mlp_dims}")
     # The dot interaction treats the bottom-MLP output as one more embedding.
     if (
-        model.num_numerical_features > 0
+        model.num_numerical_features != 0
         and model.bottom_mlp_dims
         and model.bottom_mlp_dims[-1] != model.embedding_dim
     ):

@@ -9,8 +9,14 @@ The SavedModel holds only TensorFlow graphs and variables, so it loads with
         numerical=numerical, categorical=categorical)["probability"]
 
 `numerical` is float32 ``[n, N]`` as in the binary dataset (after the dataset's
-numerical transform) and `categorical` int32 ``[n, F]`` holds the table ids
-(vocabulary ids, 0 for missing or rare values).
+numerical transform) and `categorical` int32 ``[n, C]`` holds the table ids
+(vocabulary ids, 0 for missing or rare values): one column per single-valued
+table, ``hotness`` consecutive columns for a multi-hot table, padded with -1
+(``models.data.feature_spec.PAD_ID``) where a sample has fewer ids; ``C`` is
+the sum of the tables' hotness (``F`` without multi-hot tables). Every
+negative id of a multi-hot table is padding; its vector is pooled over the
+others (``sum`` or ``mean``, as trained). `dlrm_signature.json` next to the
+graph states the layout.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ import os
 
 import keras
 import tensorflow as tf
+
+from models.data.feature_spec import PAD_ID
 
 SIGNATURE_INFO_FILE = "dlrm_signature.json"
 
@@ -33,8 +41,9 @@ def export_saved_model(model: keras.Model, path: str) -> None:
     """
     num_numerical = int(model.num_numerical_features)
     num_tables = int(model.num_tables)
+    num_columns = int(model.num_columns(range(num_tables)))
     numerical_spec = tf.TensorSpec([None, num_numerical], tf.float32, name="numerical")
-    categorical_spec = tf.TensorSpec([None, num_tables], tf.int32, name="categorical")
+    categorical_spec = tf.TensorSpec([None, num_columns], tf.int32, name="categorical")
 
     def serve(numerical: tf.Tensor, categorical: tf.Tensor) -> dict[str, tf.Tensor]:
         logits = model({"numerical": numerical, "categorical": categorical})
@@ -49,7 +58,13 @@ def export_saved_model(model: keras.Model, path: str) -> None:
     info = {
         "inputs": {
             "numerical": {"dtype": "float32", "shape": [None, num_numerical]},
-            "categorical": {"dtype": "int32", "shape": [None, num_tables]},
+            "categorical": {
+                "dtype": "int32",
+                "shape": [None, num_columns],
+                "hotness": [int(h) for h in model.hotness],
+                "padding": PAD_ID,
+                "combiners": list(model.combiners),
+            },
         },
         "output": {"dtype": "float32", "shape": [None, 1], "meaning": "click probability"},
         "model_type": model.model_type,

@@ -112,7 +112,9 @@ def _define_data_flags() -> None:
     flags.DEFINE_integer(
         "num_numerical_features",
         _DATA.num_numerical_features,
-        "Numerical (dense) features per sample.",
+        "Numerical (dense) features per sample; default: the dataset's feature spec "
+        "(--dataset_type=raw, where a given value must match it) or 13 (synthetic). "
+        "0: no bottom MLP.",
     )
     flags.DEFINE_integer(
         "synthetic_dataset_train_batches",
@@ -129,6 +131,12 @@ def _define_data_flags() -> None:
         _strings(_DATA.synthetic_cardinalities),
         "Rows of each embedding table of the synthetic dataset (one per categorical feature).",
     )
+    flags.DEFINE_list(
+        "synthetic_dataset_hotness",
+        _strings(_DATA.synthetic_hotness),
+        "(new) Ids per row of each synthetic table (multi-hot when > 1), one per "
+        "--synthetic_dataset_cardinalities entry; empty: 1 each.",
+    )
 
 
 def _define_model_flags() -> None:
@@ -138,6 +146,13 @@ def _define_model_flags() -> None:
     )
     flags.DEFINE_list(
         "top_mlp_dims", _strings(_MODEL.top_mlp_dims), "Top MLP layer widths (last is 1)."
+    )
+    flags.DEFINE_enum(
+        "multi_hot_combiner",
+        _MODEL.multi_hot_combiner,
+        ["sum", "mean"],
+        "(new) Pooling of a multi-hot feature's vectors, unless its feature spec entry "
+        "sets `combiner`.",
     )
 
 

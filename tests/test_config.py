@@ -77,9 +77,22 @@ def test_inference_defaults_to_1000_steps() -> None:
         (["--batch_size=1024"], "--valid_batch_size (65536) must equal --batch_size (1024)"),
         (["--mode=eval"], "--mode=eval needs --restore_checkpoint_path"),
         (
-            ["--dataset_type=synthetic", "--synthetic_dataset_cardinalities=5,6"],
-            "26 cardinalities expected, got 2",
+            [
+                "--dataset_type=synthetic",
+                "--synthetic_dataset_cardinalities=5,6",
+                "--synthetic_dataset_hotness=1,2,3",
+            ],
+            "--synthetic_dataset_hotness gives 3 values for 2 tables",
         ),
+        (
+            [
+                "--dataset_type=synthetic",
+                "--synthetic_dataset_hotness=" + ",".join(["1"] * 25 + ["0"]),
+            ],
+            "--synthetic_dataset_hotness must be >= 1, got (index, value) [(25, 0)]",
+        ),
+        (["--synthetic_dataset_hotness=2"], "applies to --dataset_type=synthetic"),
+        (["--num_numerical_features=-1"], "--num_numerical_features must be >= 0, got -1"),
         (["--bottom_mlp_dims=512,256,64"], "must end with --embedding_dim (128)"),
         (["--top_mlp_dims=16,2"], "--top_mlp_dims must end with 1"),
         (["--bottom_mlp_dims=a,b"], "--bottom_mlp_dims must be a comma-separated list"),

@@ -531,21 +531,24 @@ def test_step_watchdog_follows_the_flag(tmp_path, monkeypatch) -> None:
 
 def test_each_rank_allocates_only_the_tables_it_owns() -> None:
     """Model parallelism splits table memory: rank r's model holds its placement only."""
-    from models.config import Config, ModelConfig
+    from models.config import Config, DataConfig, ModelConfig
     from models.distributed.placement import embedding_table_bytes, plan_placement
+    from models.run.data import RunData
 
     class _Rank:  # the communicator attributes the model builder reads
         def __init__(self, rank: int) -> None:
             self.rank, self.size, self.local_rank = rank, 2, 0
 
-    config = Config(
-        model=ModelConfig(embedding_dim=8, bottom_mlp_dims=(16, 8), top_mlp_dims=(4, 1))
-    )
     cards = tuple(CARDINALITIES)
+    config = Config(
+        data=DataConfig(dataset_type="synthetic", synthetic_cardinalities=cards),
+        model=ModelConfig(embedding_dim=8, bottom_mlp_dims=(16, 8), top_mlp_dims=(4, 1)),
+    )
     placement = plan_placement(embedding_table_bytes(cards, 8), 2)
     held_bytes = []
     for rank in (0, 1):
-        model, parallel = build_model(config, cards, _Rank(rank), placement)
+        data = RunData(config, rank, 2)
+        model, parallel = build_model(config, data, _Rank(rank), placement)
         assert model.held_tables == tuple(sorted(placement.tables_per_rank[rank]))
         assert parallel.owned_tables == placement.tables_per_rank[rank]
         tables = [w for w in model.weights if "embedding" in w.path]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
-from models.config import Config, ConfigError
+from models.config import SYNTHETIC_NUMERICAL_FEATURES, Config, ConfigError
 from models.data.binary import BinaryDataset
 from models.data.metadata import load_metadata
 from models.data.synthetic import SyntheticDataset
@@ -13,8 +14,11 @@ from models.data.synthetic import SyntheticDataset
 class RunData:
     """Training and evaluation splits for this rank (binary or synthetic).
 
-    The cardinalities are known at construction (they size the placement);
-    the tables this rank reads are set by `place` once the tables are placed.
+    The dataset's shape is known at construction: ``cardinalities`` (they
+    size the placement), ``hotness`` and ``combiners`` of each table and
+    ``num_numerical`` (from the feature spec of a binary dataset, from the
+    flags for synthetic data). The tables this rank reads are set by `place`
+    once the tables are placed.
     """
 
     def __init__(self, config: Config, rank: int, world: int) -> None:
@@ -22,17 +26,50 @@ class RunData:
         self._rank, self._world = rank, world
         self._table_ids: tuple[int, ...] = ()
         data = config.data
+        default_combiner = config.model.multi_hot_combiner
         if data.dataset_type == "raw":
             self.metadata = load_metadata(data.dataset_path, validate=False)
+            spec = self.metadata.spec
             self.cardinalities = tuple(self.metadata.cardinalities)
-            if self.metadata.num_numerical_features != data.num_numerical_features:
+            self.num_numerical = self.metadata.num_numerical_features
+            self.hotness = tuple(spec.hotness)
+            self.combiners = tuple(c or default_combiner for c in spec.combiners)
+            given = data.num_numerical_features
+            if given is not None and given != self.num_numerical:
                 raise ConfigError(
-                    f"--num_numerical_features={data.num_numerical_features} but the dataset at "
-                    f"{data.dataset_path} has {self.metadata.num_numerical_features}"
+                    f"--num_numerical_features={given} but the dataset at "
+                    f"{data.dataset_path} has {self.num_numerical}"
                 )
         else:
             self.metadata = None
             self.cardinalities = data.synthetic_cardinalities
+            self.num_numerical = (
+                SYNTHETIC_NUMERICAL_FEATURES
+                if data.num_numerical_features is None
+                else data.num_numerical_features
+            )
+            self.hotness = data.synthetic_hotness or (1,) * len(self.cardinalities)
+            self.combiners = (default_combiner,) * len(self.cardinalities)
+
+    def resolve(self, config: Config) -> Config:
+        """``config`` with the number of numerical features this run uses filled in.
+
+        Raises:
+            ConfigError: the bottom MLP does not end with the embedding dim
+                while there are numerical features.
+        """
+        n = self.num_numerical
+        model = config.model
+        if n and model.bottom_mlp_dims[-1] != model.embedding_dim:
+            raise ConfigError(
+                f"--bottom_mlp_dims must end with --embedding_dim ({model.embedding_dim}) "
+                f"for the interaction, got {model.bottom_mlp_dims}"
+            )
+        return dataclasses.replace(
+            config,
+            data=dataclasses.replace(config.data, num_numerical_features=n),
+            model=dataclasses.replace(model, num_numerical_features=n),
+        )
 
     def place(self, table_ids: tuple[int, ...]) -> None:
         """Sets the tables whose ids this rank reads (known once tables are placed)."""
@@ -54,7 +91,8 @@ class RunData:
             return SyntheticDataset(
                 num_batches=data.synthetic_train_batches if train else data.synthetic_valid_batches,
                 cardinalities=self.cardinalities,
-                num_numerical=data.num_numerical_features,
+                num_numerical=self.num_numerical,
+                hotness=self.hotness,
                 # Different seeds: the evaluation set is not the training set.
                 seed=c.run.seed if train else c.run.seed + 1,
                 **common,

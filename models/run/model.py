@@ -10,27 +10,37 @@ from models.distributed.hybrid import HybridParallel
 from models.distributed.placement import Placement
 from models.dlrm import DLRM
 from models.run.checkpoint_model import model_record
+from models.run.data import RunData
 from models.training import checkpoint as ckpt
 from models.training.results_log import ResultsLogger
 
 
 def build_model(
-    config: Config, cardinalities: tuple[int, ...], comm: Communicator, placement: Placement
+    config: Config,
+    data: RunData,
+    comm: Communicator,
+    placement: Placement,
 ) -> tuple[DLRM, HybridParallel]:
-    """This rank's model (only the tables it owns) and its hybrid-parallel wrapper."""
+    """This rank's model (only the tables it owns) and its hybrid-parallel wrapper.
+
+    The data give the dataset's shape: tables (cardinalities, hotness,
+    combiners) and the number of numerical features.
+    """
     # Same seed on every rank: identical dense initial weights (also broadcast later).
     keras.utils.set_random_seed(config.run.seed)
     m = config.model
     # Each rank allocates only the tables it owns; per-table seeds give every table
     # the same initial rows whatever the world size.
     model = DLRM(
-        cardinalities,
+        data.cardinalities,
         embedding_dim=m.embedding_dim,
         bottom_mlp_dims=m.bottom_mlp_dims,
         top_mlp_dims=m.top_mlp_dims,
-        num_numerical_features=m.num_numerical_features,
+        num_numerical_features=data.num_numerical,
         table_ids=placement.tables_per_rank[comm.rank],
         seed=config.run.seed,
+        hotness=data.hotness,
+        combiners=data.combiners,
     )
     return model, HybridParallel(model, comm, placement, config.data.batch_size)
 
