@@ -8,8 +8,8 @@ import numpy as np
 
 from models.data.feature_spec import (
     CATEGORICAL_DTYPES,
-    COMBINERS,
     CHANNELS,
+    COMBINERS,
     LABEL_CHANNEL,
     LABEL_DTYPE,
     NUMERICAL_CHANNEL,
