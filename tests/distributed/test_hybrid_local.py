@@ -55,9 +55,10 @@ def test_world_one_matches_plain_model_with_multi_hot_tables(optimizer):
 
 
 def test_multi_hot_tables_cannot_be_split_by_rows():
-    model = ps.build_model(table_ids=[0, 1, 4], row_ranges={0: (0, 4)}, hotness=(2, 1, 1, 1, 1))
+    placement = ps.split_placement()
+    model = ps.build_rank_model(placement, 0, hotness=(2, 1, 1, 1, 1))
     with pytest.raises(ValueError, match=r"tables \[0\] are multi-hot .* split by rows"):
-        HybridParallel(model, _FakeComm(0, 2), ps.split_placement(), 16)
+        HybridParallel(model, _FakeComm(0, 2), placement, 16)
 
 
 def test_owned_tables_and_byte_counts_for_two_ranks():
