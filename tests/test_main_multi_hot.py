@@ -17,6 +17,7 @@ from models.data.writer import SplitArrays, write_dataset
 from models.distributed.comm import LocalCommunicator
 from models.dlrm import DLRM
 from models.training.checkpoint import TrainingState, restore_checkpoint
+from tools.export import export_checkpoint
 
 # 4 tables, not Criteo's 26; tables 1 and 3 are multi-hot.
 CARDINALITIES = (20, 50, 100, 30)
@@ -155,6 +156,10 @@ def test_the_exported_model_serves_padded_multi_hot_inputs(multi_hot_run) -> Non
     )
     logits = model({"numerical": numerical, "categorical": bags})
     np.testing.assert_allclose(tf.sigmoid(logits).numpy(), p, rtol=1e-5)
+    # Exported from the checkpoint alone (its record holds hotness and combiners).
+    export_checkpoint(multi_hot_run["root"] / "ckpt", multi_hot_run["root"] / "from_ckpt")
+    again = tf.saved_model.load(str(multi_hot_run["root"] / "from_ckpt"))
+    np.testing.assert_allclose(again.serve(numerical, bags)["probability"].numpy(), p, rtol=1e-6)
 
 
 def test_zero_numerical_features_train_from_a_dataset_without_numericals(tmp_path) -> None:

@@ -18,12 +18,19 @@ import logging
 import sys
 from pathlib import Path
 
-from models.config import Config, ConfigError, DataConfig, OutputConfig
+from models.config import (
+    SYNTHETIC_NUMERICAL_FEATURES,
+    Config,
+    ConfigError,
+    DataConfig,
+    OutputConfig,
+)
 from models.distributed.comm import LocalCommunicator
 from models.distributed.placement import embedding_table_bytes, plan_placement
 from models.export import export_saved_model
 from models.run.checkpoint_model import adopt_checkpoint_model, saved_model_config
 from models.run.checks import check_outputs
+from models.run.data import DatasetShape
 from models.run.model import build_model
 from models.training import checkpoint as ckpt
 
@@ -49,9 +56,16 @@ def export_checkpoint(checkpoint: str | Path, output: str | Path) -> Path:
     # No data is read: the tables' sizes come from the checkpoint, as for synthetic data.
     base = Config(data=DataConfig(dataset_type="synthetic", synthetic_cardinalities=cardinalities))
     config = adopt_checkpoint_model(base, record, frozenset(), str(directory))
+    num_numerical = config.model.num_numerical_features
+    shape = DatasetShape(
+        cardinalities,
+        SYNTHETIC_NUMERICAL_FEATURES if num_numerical is None else num_numerical,
+        tuple(int(h) for h in record.get("hotness", [1] * len(cardinalities))),
+        tuple(record.get("combiners", [config.model.multi_hot_combiner] * len(cardinalities))),
+    )
     comm = LocalCommunicator()
     placement = plan_placement(embedding_table_bytes(cardinalities, config.model.embedding_dim), 1)
-    model, _ = build_model(config, cardinalities, comm, placement)
+    model, _ = build_model(config, shape, comm, placement)
     ckpt.restore_checkpoint(directory, ckpt.TrainingState(model, range(len(cardinalities))), comm)
     export_saved_model(model, str(output))
     return directory

@@ -30,13 +30,23 @@ def model_from_checkpoint(config: Config) -> Config:
     return adopt_checkpoint_model(config, record, frozenset(config.explicit_flags), str(directory))
 
 
-def model_record(model: ModelConfig, cardinalities, policy_name: str) -> dict[str, Any]:
-    """What a checkpoint stores to rebuild its model: config fields, tables, precision."""
-    return {
+def model_record(
+    model: ModelConfig, cardinalities, policy_name: str, hotness=None, combiners=None
+) -> dict[str, Any]:
+    """What a checkpoint stores to rebuild its model: config fields, tables, precision.
+
+    ``hotness`` and ``combiners`` (per table, from the data) are recorded when
+    a table is multi-hot: the model's inputs and pooling depend on them.
+    """
+    record = {
         **_plain(dataclasses.asdict(model)),
         "cardinalities": [int(c) for c in cardinalities],
         "precision": policy_name,
     }
+    if hotness is not None and any(int(h) != 1 for h in hotness):
+        record["hotness"] = [int(h) for h in hotness]
+        record["combiners"] = list(combiners)
+    return record
 
 
 def saved_model_config(metadata: Mapping[str, Any]) -> dict[str, Any]:
@@ -103,6 +113,11 @@ def adopt_checkpoint_model(
         flag = "synthetic_dataset_cardinalities"
         if take(flag, data.synthetic_cardinalities, cardinalities):
             data_updates["synthetic_cardinalities"] = tuple(int(c) for c in cardinalities)
+        hotness = record.get("hotness")
+        if hotness is not None and take(
+            "synthetic_dataset_hotness", data.synthetic_hotness, hotness
+        ):
+            data_updates["synthetic_hotness"] = tuple(int(h) for h in hotness)
     device_updates: dict[str, Any] = {}
     precision = record.get("precision")
     # Weights are float32 under every policy: another precision is a choice, not a conflict.

@@ -11,6 +11,16 @@ from models.data.metadata import load_metadata
 from models.data.synthetic import SyntheticDataset
 
 
+@dataclasses.dataclass(frozen=True)
+class DatasetShape:
+    """What the model needs to know of the data (a checkpoint's record, without data)."""
+
+    cardinalities: tuple[int, ...]
+    num_numerical: int
+    hotness: tuple[int, ...]
+    combiners: tuple[str, ...]
+
+
 class RunData:
     """Training and evaluation splits for this rank (binary or synthetic).
 

@@ -10,14 +10,14 @@ from models.distributed.hybrid import HybridParallel
 from models.distributed.placement import Placement
 from models.dlrm import DLRM
 from models.run.checkpoint_model import model_record
-from models.run.data import RunData
+from models.run.data import DatasetShape, RunData
 from models.training import checkpoint as ckpt
 from models.training.results_log import ResultsLogger
 
 
 def build_model(
     config: Config,
-    data: RunData,
+    data: RunData | DatasetShape,
     comm: Communicator,
     placement: Placement,
 ) -> tuple[DLRM, HybridParallel]:
@@ -69,7 +69,11 @@ def restore_or_sync(
         global_batch_size=config.data.batch_size if training else None,
         # What eval, inference and export need to rebuild the model from the checkpoint.
         model_config=model_record(
-            config.model, model.cardinalities, keras.mixed_precision.global_policy().name
+            config.model,
+            model.cardinalities,
+            keras.mixed_precision.global_policy().name,
+            model.hotness,
+            model.combiners,
         ),
     )
     if config.output.restore_checkpoint_path:
