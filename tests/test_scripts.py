@@ -144,3 +144,33 @@ def test_readme_starts_with_the_two_commands():
     assert commands == ["bash tools/quickstart.sh", "bash tools/run_tests.sh"]
     ci = (ROOT / ".ci" / "run").read_text()
     assert "bash tools/run_tests.sh" in ci
+
+
+def test_multi_hot_synthetic_script_runs_mlperf_hotness(tmp_path):
+    """The MLPerf multi-hot script: 2 ranks, its hotness and tables, flags dlrm_main accepts."""
+    from models.config import config_from_flags
+    from models.data.criteo import BENCH_CARDINALITIES, MLPERF_MULTI_HOT_HOTNESS
+    from models.flags import parse
+
+    recorder = tmp_path / "horovodrun"
+    recorder.write_text('#!/bin/sh\necho "$@" > "$RECORD"\n')
+    recorder.chmod(0o755)
+    env = dict(
+        os.environ,
+        HOROVODRUN=str(recorder),
+        RECORD=str(tmp_path / "argv"),
+        MODEL_DIR=str(tmp_path / "models"),
+        PYTHON="python3",
+    )
+    script = ROOT / "run_scripts" / "Horovod_DLRM_Float32_1E_2CPUs_MultiHotSynthetic.sh"
+    result = subprocess.run(
+        ["bash", str(script), "--max_steps", "3"], env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    argv = (tmp_path / "argv").read_text().split()
+    assert argv[:4] == ["-np", "2", "--gloo", "python3"]
+    assert argv[-2:] == ["--max_steps", "3"]
+    config = config_from_flags(parse(["dlrm_main.py", *argv[5:]]))
+    assert config.data.dataset_type == "synthetic" and config.device.use_horovod
+    assert config.data.synthetic_hotness == MLPERF_MULTI_HOT_HOTNESS
+    assert config.data.synthetic_cardinalities == BENCH_CARDINALITIES

@@ -11,3 +11,9 @@ CRITEO_FT15_CARDINALITIES = (
 )  # fmt: skip
 BENCH_MAX_ROWS = 200_000
 BENCH_CARDINALITIES = tuple(min(n, BENCH_MAX_ROWS) for n in CRITEO_FT15_CARDINALITIES)
+
+# Ids per row of each table in MLPerf's DLRM-DCNv2 benchmark (Criteo 1TB made
+# multi-hot, "criteo_multihot"): tables in Criteo's column order.
+MLPERF_MULTI_HOT_HOTNESS = (
+    3, 2, 1, 2, 6, 1, 1, 1, 1, 7, 3, 8, 1, 6, 9, 5, 1, 1, 1, 12, 100, 27, 10, 3, 1, 1,
+)  # fmt: skip
