@@ -1,6 +1,7 @@
 """Hybrid-parallel benchmark: the real `dlrm_main.py` on 1 process and under horovodrun.
 
     python -m tools.bench_distributed [--ranks 1,2] [--steps 40] [--bf16] [--json out.json]
+        [--first_table_rows N] [--memory_limit_gb G]
 
 Runs the benchmark configuration of the model issue (global batch 4096, D = 128, the
 reference MLPs, 26 tables with the Criteo threshold-15 cardinalities capped at
@@ -8,6 +9,11 @@ reference MLPs, 26 tables with the Criteo threshold-15 cardinalities capped at
 job, then prints from their JSON logs: table bytes held per rank, all-to-all bytes per
 step and samples/s (warm-up steps excluded). With more ranks than cores (this 2-core
 machine) no speed-up is expected: the figure shows the cost of the communication.
+
+Row-wise sharding: ``--first_table_rows`` enlarges table 0 and
+``--memory_limit_gb`` sets the per-rank budget (``--tf_mlu_memory_limit_gb``), so
+that table 0 is split by rows over the ranks; the split tables' id and vector
+exchange is printed as an upper bound (every id sent to another rank).
 """
 
 from __future__ import annotations
@@ -26,14 +32,25 @@ from tools.machine import describe_machine, format_machine
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def command(world: int, steps: int, warmup: int, bf16: bool, log: Path) -> list[str]:
+def command(
+    world: int,
+    steps: int,
+    warmup: int,
+    bf16: bool,
+    log: Path,
+    first_table_rows: int | None = None,
+    memory_limit_gb: float | None = None,
+) -> list[str]:
     """The dlrm_main command line of one benchmark job."""
     threads = max(1, (os.cpu_count() or 1) // world)
+    cardinalities = list(BENCH_CARDINALITIES)
+    if first_table_rows:
+        cardinalities[0] = first_table_rows
     args = [
         sys.executable,
         str(REPO_ROOT / "dlrm_main.py"),
         "--dataset_type=synthetic",
-        "--synthetic_dataset_cardinalities=" + ",".join(map(str, BENCH_CARDINALITIES)),
+        "--synthetic_dataset_cardinalities=" + ",".join(map(str, cardinalities)),
         f"--synthetic_dataset_train_batches={steps}",
         "--batch_size=4096",
         "--valid_batch_size=4096",
@@ -51,6 +68,8 @@ def command(world: int, steps: int, warmup: int, bf16: bool, log: Path) -> list[
     ]
     if bf16:
         args.append("--amp")
+    if memory_limit_gb is not None:
+        args.append(f"--tf_mlu_memory_limit_gb={memory_limit_gb}")
     if world > 1:
         horovodrun = Path(sys.executable).with_name("horovodrun")
         launcher = str(horovodrun) if horovodrun.exists() else "horovodrun"
@@ -73,6 +92,8 @@ def summarise(log: Path) -> dict:
         "bytes_per_rank": placement["bytes_per_rank"],
         "total_bytes": placement["total_bytes"],
         "alltoall_bytes_per_step": parameters["alltoall_bytes_per_step"],
+        "split_tables": sorted(placement.get("split_tables", {})),
+        "split_bytes_max": parameters.get("split_alltoall_bytes_per_step_max", 0),
         "samples_per_second": result["throughput"],
         "mean_step_time_ms": result["mean_step_time_ms"],
     }
@@ -85,6 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup_steps", type=int, default=10, help="steps not timed")
     parser.add_argument("--bf16", action="store_true", help="mixed_bfloat16 (--amp on CPU)")
     parser.add_argument("--json", default=None, help="write the machine and the rows to this file")
+    parser.add_argument("--first_table_rows", type=int, help="rows of table 0 (default: capped)")
+    parser.add_argument(
+        "--memory_limit_gb", type=float, help="per-rank memory limit (forces row splits)"
+    )
     args = parser.parse_args(argv)
     worlds = [int(w) for w in args.ranks.split(",")]
     if any(w < 1 for w in worlds) or args.warmup_steps >= args.steps:
@@ -95,7 +120,15 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench_distributed_") as tmp:
         for world in worlds:
             log = Path(tmp) / f"world{world}.json"
-            cmd = command(world, args.steps, args.warmup_steps, args.bf16, log)
+            cmd = command(
+                world,
+                args.steps,
+                args.warmup_steps,
+                args.bf16,
+                log,
+                args.first_table_rows,
+                args.memory_limit_gb,
+            )
             done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True)
             if done.returncode != 0:
                 print(done.stdout[-3000:] + done.stderr[-3000:], file=sys.stderr)
@@ -106,12 +139,17 @@ def main(argv: list[str] | None = None) -> int:
     mib = 2**20
     print(format_machine(machine))
     print(f"precision {'bf16' if args.bf16 else 'fp32'}, batch 4096, {args.steps} steps")
-    print("ranks  table MiB per rank          all-to-all MB/step  samples/s  step ms")
+    print(
+        "ranks  table MiB per rank          all-to-all MB/step  split tables  "
+        "split MB/step (max)  samples/s  step ms"
+    )
     for row in rows:
         per_rank = ", ".join(f"{b / mib:.1f}" for b in row["bytes_per_rank"])
+        split = ",".join(row["split_tables"]) or "-"
         print(
             f"{row['world_size']:>5}  {per_rank:<26}  "
-            f"{row['alltoall_bytes_per_step'] / 1e6:>18.1f}  "
+            f"{row['alltoall_bytes_per_step'] / 1e6:>18.1f}  {split:>12}  "
+            f"{row['split_bytes_max'] / 1e6:>19.1f}  "
             f"{row['samples_per_second']:>9.0f}  {row['mean_step_time_ms']:>7.1f}"
         )
     base = rows[0]["samples_per_second"]

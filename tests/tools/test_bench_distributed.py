@@ -39,6 +39,8 @@ def test_summary_reads_placement_alltoall_and_throughput(tmp_path):
         "bytes_per_rank": [10, 12],
         "total_bytes": 22,
         "alltoall_bytes_per_step": 4096,
+        "split_tables": [],
+        "split_bytes_max": 0,
         "samples_per_second": 9.5,
         "mean_step_time_ms": 3,
     }
@@ -78,3 +80,12 @@ def test_main_prints_the_machine_and_writes_the_rows(tmp_path, monkeypatch, caps
     assert results["machine"]["tensorflow"] and results["bf16"] is False
     assert [r["world_size"] for r in results["runs"]] == [1, 2]
     assert [r["samples_per_second"] for r in results["runs"]] == [1000.0, 500.0]
+
+
+def test_a_larger_first_table_and_a_memory_limit_force_a_split(tmp_path):
+    cmd = bench_distributed.command(
+        2, 40, 10, False, tmp_path / "c.json", first_table_rows=3_000_000, memory_limit_gb=1.5
+    )
+    cards = [3_000_000, *BENCH_CARDINALITIES[1:]]
+    assert "--synthetic_dataset_cardinalities=" + ",".join(map(str, cards)) in cmd
+    assert "--tf_mlu_memory_limit_gb=1.5" in cmd
