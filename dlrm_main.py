@@ -78,7 +78,7 @@ def run(config: Config) -> dict[str, Any]:
     # Before the model exists: tables that cannot fit fail here, not at allocation.
     placement = plan_tables(config, data.cardinalities, comm.size, embedding_optimizer)
     model, parallel = build_model(config, data, comm, placement)
-    data.place(parallel.owned_tables)
+    data.place(parallel.input_tables)
     log_parameters(logger, config, device, data, parallel, embedding_optimizer)
 
     state = restore_or_sync(

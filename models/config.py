@@ -96,7 +96,7 @@ class DeviceConfig:
     use_horovod: bool = False
     use_amp: bool = False
     enable_xla: bool = False
-    memory_limit_gb: int | None = None
+    memory_limit_gb: float | None = None
     inter_op_parallelism: int | None = None
     intra_op_parallelism: int | None = None
 

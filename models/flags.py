@@ -206,10 +206,12 @@ def _define_device_flags() -> None:
         "enable_xla", _DEVICE.enable_xla, "Compile the train step with XLA (jit_compile)."
     )
     flags.DEFINE_alias("xla", "enable_xla")
-    flags.DEFINE_integer(
+    flags.DEFINE_float(
         "tf_mlu_memory_limit_gb",
         _DEVICE.memory_limit_gb,
-        "GiB of device memory given to TensorFlow per rank (leaves room for collectives).",
+        "GiB of device memory given to TensorFlow per rank (leaves room for collectives); "
+        "also the per-rank budget of the table placement, which splits a table larger than "
+        "it by rows. Fractions allowed (e.g. 0.02).",
     )
     flags.DEFINE_alias("tf_gpu_memory_limit_gb", "tf_mlu_memory_limit_gb")
     flags.DEFINE_integer(

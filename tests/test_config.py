@@ -115,6 +115,14 @@ def test_invalid_combinations_name_flags_and_values(args: list[str], expected: s
     assert expected in str(error.value)
 
 
+def test_memory_limit_takes_fractions_of_a_gib_under_both_names() -> None:
+    for name in ("tf_mlu_memory_limit_gb", "tf_gpu_memory_limit_gb"):
+        config = config_from_flags(_parse("--dataset_path=/d", f"--{name}=0.02"))
+        assert config.device.memory_limit_gb == 0.02
+    with pytest.raises(ConfigError, match=r"--tf_mlu_memory_limit_gb must be positive, got -0\.5"):
+        config_from_flags(_parse("--dataset_path=/d", "--tf_mlu_memory_limit_gb=-0.5"))
+
+
 def test_raw_data_needs_a_path() -> None:
     with pytest.raises(ConfigError, match="--dataset_type=raw needs --dataset_path"):
         config_from_flags(_parse())

@@ -467,22 +467,26 @@ def test_tables_over_the_memory_budget_fail_before_the_model_is_built(
     assert "805306368-byte budget" in message and "0 optimizer slot(s)" in message
 
 
-def test_a_table_the_planner_splits_by_rows_is_refused_by_name() -> None:
+def test_a_table_over_the_budget_is_split_by_rows_over_ranks() -> None:
     from models.config import Config, DeviceConfig, ModelConfig
     from models.training.optimizers import make_optimizers
 
     config = Config(model=ModelConfig(embedding_dim=8), device=DeviceConfig(memory_limit_gb=1))
     _, adam = make_optimizers("adam", 0.1)
     # Table 5: 9,000,000 rows x 8 float32 = 288,000,000 bytes, over the
-    # 268,435,456 bytes that 1 GiB leaves for weights with Adam's two slots;
-    # two ranks could hold its halves, but the model cannot.
+    # 268,435,456 bytes that 1 GiB leaves for weights with Adam's two slots:
+    # two ranks hold its halves.
     huge = (*CARDINALITIES[:5], 9_000_000, *CARDINALITIES[6:])
+    placement = plan_tables(config, huge, 2, adam)
+    assert placement.split_tables == (5,)
+    shards = [(s.row_start, s.row_end, s.rank) for s in placement.shards if s.table == 5]
+    assert shards == [(0, 4_500_000, 0), (4_500_000, 9_000_000, 1)]
+    assert max(placement.bytes_per_rank) <= placement.budget_bytes == 268_435_456
+    # One rank cannot hold both halves: the run stops naming the table and the budget.
     with pytest.raises(ConfigError) as raised:
-        plan_tables(config, huge, 2, adam)
+        plan_tables(config, huge, 1, adam)
     message = str(raised.value)
-    assert "table 5: 288000000 bytes (9000000 rows x 8 float32)" in message
-    assert "per-rank budget of 268435456 bytes" in message
-    assert "cannot hold a table split by rows" in message
+    assert "table 5 needs more row shards than the 1 rank(s)" in message
     assert "--tf_mlu_memory_limit_gb=1" in message and "2 optimizer slot(s)" in message
 
 

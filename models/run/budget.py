@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from absl import logging
+
 from models.config import Config, ConfigError
 from models.distributed.placement import (
     EMBEDDING_MEMORY_FRACTION,
@@ -24,6 +26,7 @@ def plan_tables(
     Runs before the model exists, so tables that cannot fit fail here and not
     at allocation. The budget (``embedding_budget_bytes``) counts the
     optimizer's slots in training; eval and inference hold the weights only.
+    A table larger than the budget is split by rows over several ranks.
     """
     table_bytes = embedding_table_bytes(cardinalities, config.model.embedding_dim)
     limit_gb = config.device.memory_limit_gb
@@ -45,14 +48,9 @@ def plan_tables(
             "more ranks or lower --embedding_dim"
         ) from error
     if placement.split_tables:
-        oversized = "; ".join(
-            f"table {t}: {table_bytes[t]} bytes ({cardinalities[t]} rows x "
-            f"{config.model.embedding_dim} float32)"
-            for t in placement.split_tables
-        )
-        raise ConfigError(
-            f"{oversized}: larger than the per-rank budget of {budget} bytes, and the model "
-            f"cannot hold a table split by rows yet\n{derivation}; raise the limit or lower "
-            "--embedding_dim (or preprocess with a higher frequency threshold)"
+        logging.info(
+            "tables %s are larger than the per-rank budget: split by rows (%s)",
+            list(placement.split_tables),
+            derivation,
         )
     return placement

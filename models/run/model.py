@@ -38,6 +38,8 @@ def build_model(
         top_mlp_dims=m.top_mlp_dims,
         num_numerical_features=data.num_numerical,
         table_ids=placement.tables_per_rank[comm.rank],
+        # Of a table split by rows, only this rank's rows (initialised as in the whole table).
+        row_ranges=placement.row_ranges(comm.rank),
         seed=config.run.seed,
         hotness=data.hotness,
         combiners=data.combiners,
@@ -75,6 +77,7 @@ def restore_or_sync(
             model.hotness,
             model.combiners,
         ),
+        row_ranges=parallel.row_ranges,
     )
     if config.output.restore_checkpoint_path:
         info = ckpt.restore_checkpoint(config.output.restore_checkpoint_path, state, comm)

@@ -48,6 +48,7 @@ def log_parameters(
             "cardinalities": list(data.cardinalities),
             "placement": placement.to_dict(),
             "alltoall_bytes_per_step": parallel.alltoall_bytes_per_step(),
+            "split_alltoall_bytes_per_step_max": parallel.split_alltoall_bytes_per_step(),
         }
     )
     if parallel.comm.rank == 0:

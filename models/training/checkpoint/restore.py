@@ -17,6 +17,7 @@ from models.training.checkpoint.layout import (
     read_metadata,
     resolve_checkpoint,
 )
+from models.training.checkpoint.row_shards import read_rows, saved_pieces
 from models.training.checkpoint.state import (
     CheckpointInfo,
     Communicator,
@@ -36,7 +37,8 @@ def restore_checkpoint(
     """Restores ``state`` from a checkpoint written by any world size.
 
     Each rank reads the tables in ``state.owned_tables`` (and their slots when
-    ``state.embedding_optimizer`` is set) and the dense variables (and dense
+    ``state.embedding_optimizer`` is set), only the rows it holds of a table
+    split by rows now or at save (``row_shards``), and the dense variables (and dense
     optimizer state when ``state.dense_optimizer`` is set). Everything is
     validated before any variable is assigned, so a failed restore leaves the
     model as it was. ``state.step``, ``epoch`` and ``batch`` are set.
@@ -73,23 +75,28 @@ def restore_checkpoint(
     assignments = []  # (variable, memory-mapped array), validated before any assign
     table_vars = state.model.embedding_variables
     for table in sorted_tables(state.owned_tables, len(dims["cardinalities"])):
-        files = metadata["tables"].get(str(table))
-        if files is None:
-            raise CheckpointError(f"{directory / METADATA_FILE}: no entry for table {table}")
+        rows = dims["cardinalities"][table]
+        pieces = saved_pieces(directory, metadata, table, rows)
         variable = table_vars[table]
         targets = {"weights": variable}
         if state.embedding_optimizer is not None:
             slots = embedding_slots(state.embedding_optimizer, variable)
-            saved_slots = sorted(set(files) - {"weights"})
-            if sorted(slots) != saved_slots:
-                raise CheckpointError(
-                    f"table {table}: checkpoint slots {saved_slots}, "
-                    f"optimizer slots {sorted(slots)}"
-                )
+            for first, last, files in pieces:
+                saved_slots = sorted(set(files) - {"weights"})
+                if sorted(slots) != saved_slots:
+                    raise CheckpointError(
+                        f"table {table} rows [{first}, {last}): checkpoint slots "
+                        f"{saved_slots}, optimizer slots {sorted(slots)}"
+                    )
             targets.update(slots)
+        held = state.row_ranges.get(table, (0, rows))
         for name, target in targets.items():
             what = f"table {table}" + ("" if name == "weights" else f" slot {name}")
-            assignments.append((target, _open_array(directory, files[name], arrays, target, what)))
+            if len(pieces) == 1 and held == (0, rows):
+                array = _open_array(directory, pieces[0][2][name], arrays, target, what)
+            else:  # rows of a split table, or a whole table saved by row ranges
+                array = read_rows(directory, pieces, name, arrays, held, target, what)
+            assignments.append((target, array))
     for group, variables in dense_groups(state, build=True).items():
         saved = metadata.get(group)
         if saved is None:

@@ -21,6 +21,7 @@ from models.training.checkpoint.layout import (
     list_checkpoints,
     table_files,
 )
+from models.training.checkpoint.row_shards import merge_shards, shard_files
 from models.training.checkpoint.state import (
     Communicator,
     TrainingState,
@@ -41,7 +42,8 @@ def save_checkpoint(
     Args:
         root: directory holding the ``ckpt-<step>`` directories.
         state: this rank's state; ``owned_tables`` of all ranks must cover
-            every table exactly once.
+            every table exactly once (a split table: its ``row_ranges`` must
+            cover its rows exactly once, see ``row_shards``).
         comm: communicator (rank, size, barrier).
         keep: complete checkpoints kept, the new one included; older ones are
             deleted by rank 0 after the new one is complete. 0 keeps all.
@@ -67,13 +69,19 @@ def save_checkpoint(
             (tmp / sub).mkdir(parents=True)
     comm.barrier()
 
-    manifest: dict[str, Any] = {"rank": rank, "tables": {}, "arrays": {}}
+    manifest: dict[str, Any] = {"rank": rank, "tables": {}, "table_shards": {}, "arrays": {}}
     table_vars = state.model.embedding_variables
     for table in tables:
         variable = table_vars[table]
         slots = embedding_slots(state.embedding_optimizer, variable)
-        files = table_files(table, sorted(slots))
-        manifest["tables"][str(table)] = files
+        if table in state.row_ranges:
+            start, end = state.row_ranges[table]
+            files = shard_files(table, start, end, sorted(slots))
+            shard = {"rows": [start, end], "rank": rank, "files": files}
+            manifest["table_shards"][str(table)] = shard
+        else:
+            files = table_files(table, sorted(slots))
+            manifest["tables"][str(table)] = files
         manifest["arrays"][files["weights"]] = _write_array(tmp, files["weights"], variable)
         for slot, value in slots.items():
             manifest["arrays"][files[slot]] = _write_array(tmp, files[slot], value)
@@ -129,6 +137,7 @@ def _data_position(state: TrainingState) -> dict[str, int]:
 def _merge_manifests(tmp: Path, size: int, dims: Mapping[str, Any]) -> dict[str, Any]:
     tables: dict[str, Any] = {}
     owners: dict[str, int] = {}
+    shards: dict[str, list[dict[str, Any]]] = {}
     arrays: dict[str, Any] = {}
     merged: dict[str, Any] = {}
     for rank in range(size):
@@ -142,12 +151,16 @@ def _merge_manifests(tmp: Path, size: int, dims: Mapping[str, Any]) -> dict[str,
                 )
             owners[table] = rank
             tables[table] = files
+        for table, shard in manifest.get("table_shards", {}).items():
+            shards.setdefault(table, []).append(shard)
         arrays.update(manifest["arrays"])
         for group in ("dense", "dense_optimizer"):
             if group in manifest:
                 merged[group] = manifest[group]
         path.unlink()
-    missing = [t for t in range(len(dims["cardinalities"])) if str(t) not in owners]
+    shards = merge_shards(shards, tables, dims["cardinalities"])
+    written = {*owners, *shards}
+    missing = [t for t in range(len(dims["cardinalities"])) if str(t) not in written]
     if missing:
         raise CheckpointError(f"tables {missing} are owned by no rank; checkpoint not written")
     order = sorted(tables, key=int)
@@ -156,6 +169,8 @@ def _merge_manifests(tmp: Path, size: int, dims: Mapping[str, Any]) -> dict[str,
         table_owners={t: owners[t] for t in order},
         arrays=dict(sorted(arrays.items())),
     )
+    if shards:  # absent when no table is split: such checkpoints are unchanged
+        merged["table_shards"] = shards
     return merged
 
 

@@ -37,7 +37,10 @@ class TrainingState:
     Attributes:
         model: a ``DLRM`` (``get_config``, ``embedding_variables``,
             ``dense_variables``).
-        owned_tables: the table ids this rank owns (all tables on one rank).
+        owned_tables: the table ids this rank owns (all tables on one rank),
+            whole or some rows of them.
+        row_ranges: rows ``(start, end)`` held of each owned table split by
+            rows (the model's ``row_ranges``); other owned tables are whole.
         embedding_optimizer: sparse optimizer of the tables; None in eval and
             inference, where only weights are restored.
         dense_optimizer: Keras optimizer of the dense variables; None as above.
@@ -62,6 +65,7 @@ class TrainingState:
     batch: int = 0
     global_batch_size: int | None = None
     model_config: Mapping[str, Any] | None = None
+    row_ranges: Mapping[int, tuple[int, int]] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
