@@ -15,7 +15,7 @@ Layout of one checkpoint (``<root>/ckpt-<step, 9 digits>/``)::
 Every table is a file of its own (or one per row range when it is split by
 rows), so a checkpoint written by 8 ranks is restored on 1, 2 or 4: each rank
 reads the tables it owns now, and of a table it holds only some rows of, only
-those rows (memory-mapped), whatever the ranges at save.
+those rows (memory-mapped; ``row_shards``), whatever the ranges at save.
 
 Saving is atomic: all ranks write into ``ckpt-<step>.tmp/``; after a barrier
 rank 0 merges the per-rank manifests into ``checkpoint.json`` and renames the

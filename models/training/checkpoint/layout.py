@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -100,3 +101,18 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
             f"{file}: format_version {metadata['format_version']}, this code reads {FORMAT_VERSION}"
         )
     return metadata
+
+
+def verify_checksum(file: Path, expected: int | None, what: str) -> None:
+    """Compares the file's CRC-32 with the one saved (checkpoints without one are not checked)."""
+    if expected is None:
+        return
+    crc = 0
+    with open(file, "rb") as f:
+        while chunk := f.read(1 << 24):
+            crc = zlib.crc32(chunk, crc)
+    if crc != expected:
+        raise CheckpointError(
+            f"{file}: checksum mismatch ({what}): CRC-32 {crc:08x}, {METADATA_FILE} recorded "
+            f"{expected:08x}; the file changed after it was saved (damaged copy or storage)"
+        )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from models.training.checkpoint.layout import (
     CheckpointError,
     read_metadata,
     resolve_checkpoint,
+    verify_checksum,
 )
 from models.training.checkpoint.row_shards import read_rows, saved_pieces
 from models.training.checkpoint.state import (
@@ -157,21 +157,6 @@ def _dim_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> li
     return problems
 
 
-def _verify_checksum(file: Path, expected: int | None, what: str) -> None:
-    """Compares the file's CRC-32 with the one saved (checkpoints without one are not checked)."""
-    if expected is None:
-        return
-    crc = 0
-    with open(file, "rb") as f:
-        while chunk := f.read(1 << 24):
-            crc = zlib.crc32(chunk, crc)
-    if crc != expected:
-        raise CheckpointError(
-            f"{file}: checksum mismatch ({what}): CRC-32 {crc:08x}, {METADATA_FILE} recorded "
-            f"{expected:08x}; the file changed after it was saved (damaged copy or storage)"
-        )
-
-
 def _open_array(directory: Path, relative: str, arrays: Mapping[str, Any], target: Any, what: str):
     """Memory-maps one saved array and checks it against ``target`` (a variable)."""
     file = directory / relative
@@ -189,7 +174,7 @@ def _open_array(directory: Path, relative: str, arrays: Mapping[str, Any], targe
             f"{file}: holds {array.dtype.str}{list(array.shape)} but {METADATA_FILE} "
             f"says {expected['dtype']}{expected['shape']} ({what})"
         )
-    _verify_checksum(file, expected.get("crc32"), what)
+    verify_checksum(file, expected.get("crc32"), what)
     shape = [int(d) for d in target.shape]
     if list(array.shape) != shape:
         raise CheckpointError(f"{what}: checkpoint shape {list(array.shape)}, model {shape}")

@@ -9,9 +9,10 @@ and ``checkpoint.json`` lists the ranges under ``table_shards``
 (``{"t": [{"rows": [a, b], "rank": r, "files": {...}}, ...]}``, by first
 row); whole tables stay under ``tables``. Restoring, a rank copies into an
 array of its own rows the overlap of every saved piece (a whole table's file
-or the shards), each memory-mapped: it reads only the rows it holds, so a
-table is never loaded whole on a rank that holds part of it, whatever the
-ranges at save.
+or the shards), each memory-mapped: it copies only the rows it holds, so a
+table is never held in memory whole on a rank that holds part of it,
+whatever the ranges at save. Pieces without any of its rows are not opened;
+the checksum of the others is verified by streaming the file.
 """
 
 from __future__ import annotations
@@ -22,7 +23,12 @@ from typing import Any
 
 import numpy as np
 
-from models.training.checkpoint.layout import METADATA_FILE, CheckpointError, table_files
+from models.training.checkpoint.layout import (
+    METADATA_FILE,
+    CheckpointError,
+    table_files,
+    verify_checksum,
+)
 
 # One saved piece of a table: (first row, end row, files by "weights"/slot name).
 Piece = tuple[int, int, Mapping[str, str]]
@@ -156,6 +162,8 @@ def _open(
             f"{file}: holds {array.dtype.str}{list(array.shape)} but {METADATA_FILE} "
             f"says {expected['dtype']}{expected['shape']} ({what})"
         )
+    # Streams the file (16 MiB at a time): the whole piece is read from disk, never held.
+    verify_checksum(file, expected.get("crc32"), what)
     if list(array.shape) != shape or array.dtype != dtype:
         raise CheckpointError(
             f"{what}: checkpoint piece {relative} is {array.dtype}{list(array.shape)}, "
