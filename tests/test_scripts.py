@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-RUN_SCRIPTS = sorted((ROOT / "run_scripts").glob("Horovod_DLRM_*.sh"))
+RUN_SCRIPTS = sorted((ROOT / "run_scripts").glob("Horovod_*.sh"))
 
 
 def shell_scripts() -> list[Path]:
@@ -98,16 +98,24 @@ def test_run_docker_device_flags():
 
 def test_run_scripts_names_and_help():
     names = {p.stem for p in RUN_SCRIPTS}
-    for precision in ("Float32", "AMP"):
-        for devices in ("8MLUs", "1MLU", "8GPUs", "1GPU", "2CPUs"):
-            assert f"Horovod_DLRM_{precision}_1E_{devices}" in names
+    expected = {
+        f"Horovod_{model}_{precision}_1E_{devices}"
+        for model in ("DLRM", "DCNv2")
+        for precision in ("Float32", "AMP")
+        for devices in ("8MLUs", "1MLU", "8GPUs", "1GPU", "2CPUs")
+    }
+    assert names == expected
     for script in RUN_SCRIPTS:
         result = subprocess.run(["bash", str(script), "--help"], capture_output=True, text=True)
         assert result.returncode == 0 and "Usage:" in result.stdout, script.name
 
 
-def test_run_script_command_line(tmp_path):
-    """The 8-MLU AMP script launches 8 ranks with the original's flags and forwards "$@"."""
+@pytest.mark.parametrize(
+    ("name", "model_flags"),
+    [("Horovod_DLRM_AMP_1E_8MLUs", []), ("Horovod_DCNv2_AMP_1E_8MLUs", ["--model_type", "dcnv2"])],
+)
+def test_run_script_command_line(tmp_path, name, model_flags):
+    """The 8-MLU AMP scripts launch 8 ranks with the original's flags and forward "$@"."""
     fake_bin = tmp_path / "bin"
     fake_bin.mkdir()
     recorder = fake_bin / "horovodrun"
@@ -121,7 +129,7 @@ def test_run_script_command_line(tmp_path):
         DATASET_PATH="/data/criteo",
         PYTHON="python3",
     )
-    script = ROOT / "run_scripts" / "Horovod_DLRM_AMP_1E_8MLUs.sh"
+    script = ROOT / "run_scripts" / f"{name}.sh"
     result = subprocess.run(
         ["bash", str(script), "--max_steps", "7"], env=env, capture_output=True, text=True
     )
@@ -131,8 +139,10 @@ def test_run_script_command_line(tmp_path):
     for flag in ("--use_mlus", "--amp", "--use_horovod"):
         assert flag in argv
     assert argv[argv.index("--dataset_path") + 1] == "/data/criteo"
-    assert argv[-2:] == ["--max_steps", "7"]
-    run_dirs = list((tmp_path / "models").glob("Horovod_DLRM_AMP_1E_8MLUs_*"))
+    # The model is chosen before the user's flags, which come last (and win).
+    assert argv[-2 - len(model_flags) :] == [*model_flags, "--max_steps", "7"]
+    assert ("--model_type" in argv) == bool(model_flags)
+    run_dirs = list((tmp_path / "models").glob(f"{name}_*"))
     assert len(run_dirs) == 1 and (run_dirs[0] / "command.txt").exists()
 
 

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# DCNv2 (cross network, --model_type dcnv2), 1 epoch, AMP (float16 + loss scaling), 8 GPUs on one node (hybrid parallel).
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=common.sh
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/common.sh"
+[[ "${1:-}" == "-h" || "${1:-}" == "--help" ]] && usage_and_exit "$0" "DCNv2 (cross network, --model_type dcnv2), 1 epoch, AMP (float16 + loss scaling), 8 GPUs on one node (hybrid parallel)."
+run_dlrm Horovod_DCNv2_AMP_1E_8GPUs 8 gpu amp --model_type dcnv2 "$@"

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# DCNv2 (cross network, --model_type dcnv2), 1 epoch, FP32, 8 MLUs on one node (hybrid parallel).
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=common.sh
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/common.sh"
+[[ "${1:-}" == "-h" || "${1:-}" == "--help" ]] && usage_and_exit "$0" "DCNv2 (cross network, --model_type dcnv2), 1 epoch, FP32, 8 MLUs on one node (hybrid parallel)."
+run_dlrm Horovod_DCNv2_Float32_1E_8MLUs 8 mlu fp32 --model_type dcnv2 "$@"
