@@ -1,4 +1,4 @@
-"""DLRM training, evaluation and inference benchmark on Criteo-format data.
+"""DLRM and DCNv2 training, evaluation and inference benchmark on Criteo-format data.
 
     python dlrm_main.py --dataset_path DIR [--mode train|eval|inference] [flags]
     horovodrun -np 8 python dlrm_main.py --use_horovod --dataset_path DIR ...

@@ -22,6 +22,8 @@ from absl import flags
 SYNTHETIC_NUMERICAL_FEATURES = 13
 SYNTHETIC_TABLES = 26
 INFERENCE_DEFAULT_STEPS = 1000
+# The models of the family (models/model_types.py builds them).
+MODEL_TYPES = ("dlrm", "dcnv2")
 
 
 class ConfigError(ValueError):
@@ -65,13 +67,17 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """DLRM dimensions (cardinalities come from the data, not from here)."""
+    """Model type and dimensions (cardinalities come from the data, not from here)."""
 
+    model_type: str = "dlrm"  # one of MODEL_TYPES
     embedding_dim: int = 128
     bottom_mlp_dims: tuple[int, ...] = (512, 256, 128)
     top_mlp_dims: tuple[int, ...] = (1024, 1024, 512, 256, 1)
     num_numerical_features: int | None = None  # as DataConfig's, resolved from the data
     multi_hot_combiner: str = "sum"  # pooling of multi-hot tables: sum | mean
+    # DCNv2 only (MLPerf's DLRM-DCNv2 sizes).
+    num_cross_layers: int = 3
+    cross_layer_projection_dim: int = 512  # 0: full-rank cross layers
 
 
 @dataclass(frozen=True)
@@ -197,11 +203,14 @@ def config_from_flags(flag_values: flags.FlagValues) -> Config:
             synthetic_hotness=hotness,
         ),
         model=ModelConfig(
+            model_type=f.model_type,
             embedding_dim=f.embedding_dim,
             bottom_mlp_dims=bottom,
             top_mlp_dims=top,
             num_numerical_features=f.num_numerical_features,
             multi_hot_combiner=f.multi_hot_combiner,
+            num_cross_layers=f.num_cross_layers,
+            cross_layer_projection_dim=f.cross_layer_projection_dim,
         ),
         optimizer=OptimizerConfig(
             name=f.optimizer,
@@ -334,15 +343,22 @@ def _validate_model(c: Config, problems: list[str]) -> None:
             problems.append(f"--{name} must be a non-empty list of positive widths, got {dims}")
     if model.top_mlp_dims and model.top_mlp_dims[-1] != 1:
         problems.append(f"--top_mlp_dims must end with 1 (one logit), got {model.top_mlp_dims}")
-    # The dot interaction treats the bottom-MLP output as one more embedding.
+    if model.model_type not in MODEL_TYPES:
+        problems.append(
+            f"--model_type must be one of {list(MODEL_TYPES)}, got {model.model_type!r}"
+        )
+    _positive(problems, num_cross_layers=model.num_cross_layers)
+    _non_negative(problems, cross_layer_projection_dim=model.cross_layer_projection_dim)
+    # Both interactions treat the bottom-MLP output as one more embedding.
     if (
         model.num_numerical_features != 0
         and model.bottom_mlp_dims
         and model.bottom_mlp_dims[-1] != model.embedding_dim
     ):
         problems.append(
-            f"--bottom_mlp_dims must end with --embedding_dim ({model.embedding_dim}) for the "
-            f"dot interaction, got {model.bottom_mlp_dims}"
+            f"--bottom_mlp_dims must end with --embedding_dim ({model.embedding_dim}): the "
+            f"interaction takes the bottom MLP output as one more feature vector, got "
+            f"{model.bottom_mlp_dims}"
         )
 
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from absl import flags
 
 from models.config import (
+    MODEL_TYPES,
     DataConfig,
     DeviceConfig,
     ModelConfig,
@@ -140,6 +141,14 @@ def _define_data_flags() -> None:
 
 
 def _define_model_flags() -> None:
+    flags.DEFINE_enum(
+        "model_type",
+        _MODEL.model_type,
+        list(MODEL_TYPES),
+        "(new) dlrm: dot-product interaction (Naumov et al., 2019); dcnv2: cross network on "
+        "the bottom MLP output and the embeddings, then the top (deep) MLP (Wang et al., "
+        "2021). Everything else is shared.",
+    )
     flags.DEFINE_integer("embedding_dim", _MODEL.embedding_dim, "Columns of every embedding table.")
     flags.DEFINE_list(
         "bottom_mlp_dims", _strings(_MODEL.bottom_mlp_dims), "Bottom MLP layer widths."
@@ -153,6 +162,14 @@ def _define_model_flags() -> None:
         ["sum", "mean"],
         "(new) Pooling of a multi-hot feature's vectors, unless its feature spec entry "
         "sets `combiner`.",
+    )
+    flags.DEFINE_integer(
+        "num_cross_layers", _MODEL.num_cross_layers, "(new) DCNv2: cross layers in the network."
+    )
+    flags.DEFINE_integer(
+        "cross_layer_projection_dim",
+        _MODEL.cross_layer_projection_dim,
+        "(new) DCNv2: rank of the low-rank cross layers (W = U V); 0: full-rank layers.",
     )
 
 

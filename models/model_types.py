@@ -17,6 +17,8 @@ def build_model(
     cardinalities: Sequence[int],
     table_ids: Sequence[int] | None = None,
     seed: int | None = None,
+    num_numerical_features: int | None = None,
+    **tables: Any,
 ) -> RankingModel:
     """The model ``model.model_type`` names, with the dims of ``model``.
 
@@ -28,6 +30,9 @@ def build_model(
         cardinalities: rows of each table.
         table_ids: the tables this process holds (None: all).
         seed: seed of the table initialisers.
+        num_numerical_features: N from the data; None: ``model``'s.
+        **tables: per-table settings of the data (``hotness``, ``combiners``),
+            passed to the model as they are.
     """
     if model.model_type not in MODEL_TYPES:
         raise ValueError(
@@ -37,9 +42,14 @@ def build_model(
         embedding_dim=model.embedding_dim,
         bottom_mlp_dims=model.bottom_mlp_dims,
         top_mlp_dims=model.top_mlp_dims,
-        num_numerical_features=model.num_numerical_features,
+        num_numerical_features=(
+            model.num_numerical_features
+            if num_numerical_features is None
+            else num_numerical_features
+        ),
         table_ids=table_ids,
         seed=seed,
+        **tables,
     )
     if model.model_type == "dcnv2":
         return DCNv2(

@@ -18,6 +18,7 @@ from models.config import (
     ProfilerConfig,
     config_from_flags,
     config_path_for,
+    validate,
     write_config,
 )
 
@@ -40,6 +41,34 @@ def test_defaults_follow_the_reference_table() -> None:
     assert config.model.top_mlp_dims == (1024, 1024, 512, 256, 1)
     assert config.profiler.start_step == 1 and config.profiler.rank == 0
     assert config.output.log_path == "dlrm_tf_log.json"
+    assert config.model.model_type == "dlrm"
+    # DCNv2 (only used with --model_type=dcnv2): MLPerf's sizes.
+    assert (config.model.num_cross_layers, config.model.cross_layer_projection_dim) == (3, 512)
+
+
+def test_unknown_model_type_is_refused_by_the_flag_parser() -> None:
+    with pytest.raises(flags.IllegalFlagValueError, match=r"one of <dlrm\|dcnv2>"):
+        _parse("--dataset_path=/data", "--model_type=dcn")
+    # A Config built in code is validated too.
+    config = config_from_flags(_parse("--dataset_path=/data"))
+    bad = dataclasses.replace(config, model=dataclasses.replace(config.model, model_type="dcn"))
+    assert validate(bad) == ["--model_type must be one of ['dlrm', 'dcnv2'], got 'dcn'"]
+
+
+def test_model_type_and_cross_layers() -> None:
+    model = config_from_flags(
+        _parse(
+            "--dataset_path=/data",
+            "--model_type=dcnv2",
+            "--num_cross_layers=2",
+            "--cross_layer_projection_dim=0",
+        )
+    ).model
+    assert (model.model_type, model.num_cross_layers, model.cross_layer_projection_dim) == (
+        "dcnv2",
+        2,
+        0,
+    )
 
 
 def test_unset_flags_give_the_dataclass_defaults() -> None:
@@ -107,6 +136,8 @@ def test_inference_defaults_to_1000_steps() -> None:
         ),
         (["--evals_per_epoch=0"], "--skip_eval"),
         (["--epochs=0"], "--epochs must be positive, got 0"),
+        (["--model_type=dcnv2", "--num_cross_layers=0"], "--num_cross_layers must be positive"),
+        (["--cross_layer_projection_dim=-1"], "--cross_layer_projection_dim must be >= 0, got -1"),
     ],
 )
 def test_invalid_combinations_name_flags_and_values(args: list[str], expected: str) -> None:

@@ -8,7 +8,8 @@ from models.config import Config
 from models.distributed.comm import Communicator
 from models.distributed.hybrid import HybridParallel
 from models.distributed.placement import Placement
-from models.dlrm import DLRM
+from models.model_types import build_model as build_ranking_model
+from models.ranking import RankingModel
 from models.run.checkpoint_model import model_record
 from models.run.data import DatasetShape, RunData
 from models.training import checkpoint as ckpt
@@ -20,22 +21,20 @@ def build_model(
     data: RunData | DatasetShape,
     comm: Communicator,
     placement: Placement,
-) -> tuple[DLRM, HybridParallel]:
-    """This rank's model (only the tables it owns) and its hybrid-parallel wrapper.
+) -> tuple[RankingModel, HybridParallel]:
+    """This rank's model (DLRM or DCNv2, only the tables it owns) and its hybrid-parallel
+    wrapper.
 
     The data give the dataset's shape: tables (cardinalities, hotness,
     combiners) and the number of numerical features.
     """
     # Same seed on every rank: identical dense initial weights (also broadcast later).
     keras.utils.set_random_seed(config.run.seed)
-    m = config.model
     # Each rank allocates only the tables it owns; per-table seeds give every table
     # the same initial rows whatever the world size.
-    model = DLRM(
+    model = build_ranking_model(
+        config.model,
         data.cardinalities,
-        embedding_dim=m.embedding_dim,
-        bottom_mlp_dims=m.bottom_mlp_dims,
-        top_mlp_dims=m.top_mlp_dims,
         num_numerical_features=data.num_numerical,
         table_ids=placement.tables_per_rank[comm.rank],
         # Of a table split by rows, only this rank's rows (initialised as in the whole table).
@@ -49,7 +48,7 @@ def build_model(
 
 def restore_or_sync(
     config: Config,
-    model: DLRM,
+    model: RankingModel,
     parallel: HybridParallel,
     optimizers: tuple,
     comm: Communicator,

@@ -12,8 +12,8 @@ from models.device import DeviceSetup
 from models.distributed.comm import Communicator
 from models.distributed.hybrid import HybridParallel
 from models.distributed.watchdog import StepWatchdog
-from models.dlrm import DLRM
 from models.export import export_saved_model
+from models.ranking import RankingModel
 from models.run.data import RunData
 from models.run.hooks import LoopHooks
 from models.run.xla import xla_mode
@@ -184,7 +184,7 @@ def inference(job: Job) -> dict[str, Any]:
     return result.as_dict()
 
 
-def export(model: DLRM, path: str, comm: Communicator) -> None:
+def export(model: RankingModel, path: str, comm: Communicator) -> None:
     """Writes the SavedModel (one process only: each rank holds only its own tables)."""
     if comm.size > 1:
         # Each rank holds only its own tables' trained values.

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from models.dcnv2 import DCNv2
 from models.dlrm import DLRM
 from models.training.checkpoint import (
     CheckpointError,
@@ -86,9 +87,11 @@ class FakeEmbeddingOptimizer:
         return self._slots[id(variable)]  # KeyError before build(), as the real one
 
 
-def make_state(cardinalities=CARDINALITIES, owned=None, seed=0, optimizer="adam", **dims):
+def make_state(
+    cardinalities=CARDINALITIES, owned=None, seed=0, optimizer="adam", model_cls=DLRM, **dims
+):
     keras.utils.set_random_seed(seed)
-    model = DLRM(cardinalities, num_numerical_features=3, **{**DIMS, **dims})
+    model = model_cls(cardinalities, num_numerical_features=3, **{**DIMS, **dims})
     emb_opt = FakeEmbeddingOptimizer()
     dense_opt = {
         "adam": lambda: keras.optimizers.Adam(0.1),
@@ -144,14 +147,21 @@ def assert_same(actual: dict, expected: dict) -> None:
         np.testing.assert_array_equal(actual[key], expected[key], err_msg=key)
 
 
-@pytest.mark.parametrize("optimizer", ["adam", "amp_sgd"])
-def test_round_trip_is_exact(tmp_path: Path, optimizer: str) -> None:
-    saved = make_state(seed=1, optimizer=optimizer)
+@pytest.mark.parametrize(
+    ("optimizer", "model"),
+    [
+        ("adam", {}),
+        ("amp_sgd", {}),
+        ("adam", {"model_cls": DCNv2, "cross_layer_projection_dim": 3}),
+    ],
+)
+def test_round_trip_is_exact(tmp_path: Path, optimizer: str, model: dict) -> None:
+    saved = make_state(seed=1, optimizer=optimizer, **model)
     randomize(saved, seed=2)
     path = save_checkpoint(tmp_path, saved, LocalComm())
     assert path == tmp_path / "ckpt-000001234"
 
-    restored = make_state(seed=3, optimizer=optimizer)
+    restored = make_state(seed=3, optimizer=optimizer, **model)
     info = restore_checkpoint(tmp_path, restored, LocalComm())
 
     assert (info.step, info.epoch, info.batch, info.world_size) == (1234, 2, 56, 1)
@@ -166,6 +176,7 @@ def test_metadata_records_dims_optimizers_and_arrays(tmp_path: Path) -> None:
     path = save_checkpoint(tmp_path, state, LocalComm())
     meta = json.loads((path / "checkpoint.json").read_text())
     assert meta["model"] == {
+        "model_type": "dlrm",
         "embedding_dim": 4,
         "bottom_mlp_dims": [6, 4],
         "top_mlp_dims": [5, 1],
@@ -193,6 +204,49 @@ def test_mismatched_model_names_every_difference(tmp_path: Path) -> None:
     assert "bottom_mlp_dims: checkpoint [6, 4], model [6, 8]" in message
     assert "table 0" not in message
     assert_same(snapshot(other), before)
+
+
+def test_dcnv2_records_its_type_and_cross_dims(tmp_path: Path) -> None:
+    state = make_state(model_cls=DCNv2, num_cross_layers=2, cross_layer_projection_dim=None)
+    path = save_checkpoint(tmp_path, state, LocalComm())
+    meta = json.loads((path / "checkpoint.json").read_text())["model"]
+    assert meta["model_type"] == "dcnv2"
+    assert (meta["num_cross_layers"], meta["cross_layer_projection_dim"]) == (2, None)
+    other = make_state(model_cls=DCNv2, num_cross_layers=3, cross_layer_projection_dim=2)
+    with pytest.raises(CheckpointError) as err:
+        restore_checkpoint(tmp_path, other, LocalComm())
+    assert "num_cross_layers: checkpoint 2, model 3" in str(err.value)
+    assert "cross_layer_projection_dim: checkpoint None, model 2" in str(err.value)
+
+
+@pytest.mark.parametrize(("saved_cls", "run_cls"), [(DCNv2, DLRM), (DLRM, DCNv2)])
+def test_restoring_into_the_other_model_type_names_both(tmp_path: Path, saved_cls, run_cls):
+    save_checkpoint(tmp_path, make_state(model_cls=saved_cls), LocalComm())
+    other = make_state(model_cls=run_cls)
+    before = snapshot(other)
+    with pytest.raises(CheckpointError) as err:
+        restore_checkpoint(tmp_path, other, LocalComm())
+    saved, run = saved_cls.model_type, run_cls.model_type
+    assert (
+        f"the checkpoint holds a {saved} model, this run builds {run} (--model_type={saved}"
+        in str(err.value)
+    )
+    assert_same(snapshot(other), before)
+
+
+def test_a_checkpoint_without_model_type_is_a_dlrm_checkpoint(tmp_path: Path) -> None:
+    saved = make_state(seed=1)
+    randomize(saved, seed=2)
+    path = save_checkpoint(tmp_path, saved, LocalComm())
+    meta_file = path / "checkpoint.json"
+    meta = json.loads(meta_file.read_text())
+    del meta["model"]["model_type"]  # as written before DCNv2 existed
+    meta_file.write_text(json.dumps(meta))
+    restored = make_state(seed=3)
+    restore_checkpoint(tmp_path, restored, LocalComm())
+    assert_same(snapshot(restored), snapshot(saved))
+    with pytest.raises(CheckpointError, match="holds a dlrm model, this run builds dcnv2"):
+        restore_checkpoint(tmp_path, make_state(model_cls=DCNv2), LocalComm())
 
 
 def test_mismatched_table_count_and_optimizer(tmp_path: Path) -> None:

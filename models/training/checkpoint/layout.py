@@ -21,6 +21,10 @@ MODEL_DIM_KEYS = (
     "num_numerical_features",
     "cardinalities",
 )
+# Recorded only for the model types that have them (DCNv2's cross network).
+CROSS_DIM_KEYS = ("num_cross_layers", "cross_layer_projection_dim")
+# What a checkpoint written before the model type was recorded holds.
+LEGACY_MODEL_TYPE = "dlrm"
 
 
 class CheckpointError(RuntimeError):

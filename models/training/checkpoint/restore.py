@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 
 from models.training.checkpoint.layout import (
+    CROSS_DIM_KEYS,
+    LEGACY_MODEL_TYPE,
     METADATA_FILE,
     MODEL_DIM_KEYS,
     CheckpointError,
@@ -144,10 +146,19 @@ def _check_batch_size(directory: Path, position: Mapping[str, Any], batch_size: 
 
 
 def _dim_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    saved_type = saved.get("model_type", LEGACY_MODEL_TYPE)
+    if saved_type != current["model_type"]:
+        # The dims of two different models are not worth comparing one by one.
+        return [
+            f"model type: the checkpoint holds a {saved_type} model, this run builds "
+            f"{current['model_type']} (--model_type={saved_type} restores it)"
+        ]
     problems = []
-    for key in MODEL_DIM_KEYS[:-1]:
-        if saved[key] != current[key]:
-            problems.append(f"{key}: checkpoint {saved[key]}, model {current[key]}")
+    for key in (*MODEL_DIM_KEYS[:-1], *CROSS_DIM_KEYS):
+        if key not in saved and key not in current:
+            continue
+        if saved.get(key) != current.get(key):
+            problems.append(f"{key}: checkpoint {saved.get(key)}, model {current.get(key)}")
     saved_rows, rows = saved["cardinalities"], current["cardinalities"]
     if len(saved_rows) != len(rows):
         problems.append(f"number of tables: checkpoint {len(saved_rows)}, model {len(rows)}")

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from models.training.checkpoint.layout import MODEL_DIM_KEYS
+from models.training.checkpoint.layout import CROSS_DIM_KEYS, LEGACY_MODEL_TYPE, MODEL_DIM_KEYS
 
 
 class Communicator(Protocol):
@@ -35,7 +35,7 @@ class TrainingState:
     """What a checkpoint saves and restores.
 
     Attributes:
-        model: a ``DLRM`` (``get_config``, ``embedding_variables``,
+        model: a ``DLRM`` or ``DCNv2`` (``get_config``, ``embedding_variables``,
             ``dense_variables``).
         owned_tables: the table ids this rank owns (all tables on one rank),
             whole or some rows of them.
@@ -98,14 +98,16 @@ def optimizer_name(optimizer: Any) -> str | None:
 
 
 def model_dims(model: Any) -> dict[str, Any]:
-    """The model dimensions a checkpoint records and a restore compares."""
+    """The model type and dimensions a checkpoint records and a restore compares."""
     config = model.get_config()
     missing = [k for k in MODEL_DIM_KEYS if k not in config]
     if missing:
         raise ValueError(f"model config lacks {missing}; got keys {sorted(config)}")
-    dims = {k: config[k] for k in MODEL_DIM_KEYS}
+    dims = {"model_type": config.get("model_type", LEGACY_MODEL_TYPE)}
+    dims.update({k: config[k] for k in MODEL_DIM_KEYS})
     for key in ("bottom_mlp_dims", "top_mlp_dims", "cardinalities"):
         dims[key] = [int(v) for v in dims[key]]
+    dims.update({k: config[k] for k in CROSS_DIM_KEYS if k in config})
     return dims
 
 
