@@ -138,61 +138,120 @@ def test_inference_reports_latency_percentiles(trained, capsys) -> None:
         assert name in printed
 
 
-def _restored_model_predictions(ckpt: Path, numerical, categorical) -> np.ndarray:
+def _restored_model_predictions(
+    ckpt: Path, numerical, categorical, model_type: str = "dlrm", **cross
+) -> np.ndarray:
     import tensorflow as tf
 
     from models.distributed.comm import LocalCommunicator
-    from models.dlrm import DLRM
+    from models.model_types import MODEL_TYPES
     from models.training.checkpoint import TrainingState, restore_checkpoint
 
-    model = DLRM(CARDINALITIES, embedding_dim=8, bottom_mlp_dims=(16, 8), top_mlp_dims=(16, 1))
+    model = MODEL_TYPES[model_type](
+        CARDINALITIES, embedding_dim=8, bottom_mlp_dims=(16, 8), top_mlp_dims=(16, 1), **cross
+    )
     restore_checkpoint(ckpt, TrainingState(model, range(len(CARDINALITIES))), LocalCommunicator())
     logits = model({"numerical": numerical, "categorical": categorical})
     return tf.sigmoid(logits).numpy()
 
 
-def test_exported_saved_model_predicts_like_the_checkpoint(trained) -> None:
+def _inputs_and_served_predictions(export: Path, work: Path) -> tuple[np.ndarray, ...]:
+    """Random inputs and what the SavedModel at ``export`` predicts for them, computed
+    in a fresh interpreter outside the repository (only TensorFlow and the files)."""
     rng = np.random.default_rng(0)
     numerical = rng.normal(size=(16, 13)).astype(np.float32)
     categorical = np.stack([rng.integers(0, n, 16) for n in CARDINALITIES], 1).astype(np.int32)
-    inputs = trained["root"] / "inputs.npz"
+    inputs = work / "inputs.npz"
     np.savez(inputs, numerical=numerical, categorical=categorical)
-    # A fresh interpreter outside the repository: only TensorFlow and the files.
     script = textwrap.dedent(
         f"""
         import numpy as np, tensorflow as tf
         data = np.load({str(inputs)!r})
-        loaded = tf.saved_model.load({str(trained["export"])!r})
+        loaded = tf.saved_model.load({str(export)!r})
         out = loaded.signatures["serving_default"](
             numerical=tf.constant(data["numerical"]), categorical=tf.constant(data["categorical"]))
-        np.save({str(trained["root"] / "served.npy")!r}, out["probability"].numpy())
+        np.save({str(work / "served.npy")!r}, out["probability"].numpy())
         """
     )
     subprocess.run(
         [sys.executable, "-c", script],
-        cwd=trained["root"],
+        cwd=work,
         env={"PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "2"},
         check=True,
         timeout=120,
     )
-    served = np.load(trained["root"] / "served.npy")
+    return numerical, categorical, np.load(work / "served.npy")
+
+
+def test_exported_saved_model_predicts_like_the_checkpoint(trained) -> None:
+    numerical, categorical, served = _inputs_and_served_predictions(
+        trained["export"], trained["root"]
+    )
     expected = _restored_model_predictions(trained["ckpt"], numerical, categorical)
     assert served.shape == (16, 1)
     np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-6)
+
+
+DCNV2 = ["--model_type=dcnv2", "--num_cross_layers=2", "--cross_layer_projection_dim=8"]
+
+
+def test_dcnv2_trains_evaluates_exports_and_is_not_restored_as_dlrm(tmp_path) -> None:
+    results = _main(
+        *DCNV2,
+        "--epochs=1",
+        "--evals_per_epoch=1",
+        f"--log_path={tmp_path / 'log.json'}",
+        f"--save_checkpoint_path={tmp_path / 'ckpt'}",
+        f"--export_saved_model_path={tmp_path / 'export'}",
+    )
+    assert results["steps"] == 24 and 0.6 < results["auc"] <= 1.0
+    evaluated = _main(
+        *DCNV2,
+        "--mode=eval",
+        f"--restore_checkpoint_path={tmp_path / 'ckpt'}",
+        f"--log_path={tmp_path / 'eval.json'}",
+    )
+    assert evaluated["auc"] == pytest.approx(results["auc"], abs=1e-6)
+    signature = json.loads((tmp_path / "export" / "dlrm_signature.json").read_text())
+    assert signature["model_type"] == "dcnv2"
+    numerical, categorical, served = _inputs_and_served_predictions(tmp_path / "export", tmp_path)
+    expected = _restored_model_predictions(
+        tmp_path / "ckpt",
+        numerical,
+        categorical,
+        "dcnv2",
+        num_cross_layers=2,
+        cross_layer_projection_dim=8,
+    )
+    np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-6)
+    # The default --model_type (dlrm) refuses the checkpoint, naming both types.
+    from models.training.checkpoint import CheckpointError
+
+    with pytest.raises(CheckpointError, match="holds a dcnv2 model, this run builds dlrm"):
+        _main(
+            "--mode=eval",
+            f"--restore_checkpoint_path={tmp_path / 'ckpt'}",
+            f"--log_path={tmp_path / 'eval_dlrm.json'}",
+        )
 
 
 def _checkpoint_arrays(directory: Path) -> dict[str, np.ndarray]:
     return {str(p.relative_to(directory)): np.load(p) for p in sorted(directory.rglob("*.npy"))}
 
 
-@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
-def test_resumed_run_matches_an_uninterrupted_run(tmp_path, optimizer: str) -> None:
+@pytest.mark.parametrize(
+    ("optimizer", "model"),
+    [("adam", []), ("sgd", []), ("adam", DCNV2)],
+    ids=["adam", "sgd", "dcnv2"],
+)
+def test_resumed_run_matches_an_uninterrupted_run(tmp_path, optimizer: str, model) -> None:
     # sgd: the reference optimizer, whose table update is XLA-compiled on CPU.
     common = [
         "--skip_eval",
         "--epochs=2",
         "--synthetic_dataset_train_batches=6",
         f"--optimizer={optimizer}",
+        *model,
     ]
     _main(*common, f"--save_checkpoint_path={tmp_path / 'a'}", f"--log_path={tmp_path / 'a.json'}")
     _main(

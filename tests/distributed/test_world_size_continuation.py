@@ -4,8 +4,11 @@ A run saved at step ``SAVE_STEP`` on 2 ranks and continued on 1 process, and
 one saved on 1 process and continued on 2 ranks, must both give the per-step
 losses and final weights of one uninterrupted single-process run.
 
-Cost: two in-process runs and one ``horovodrun`` holding both 2-rank runs
-(``main_sequence``), about 30 s on two cores.
+Both models run it (``MODELS``): DCNv2 differs from DLRM only in its dense
+part, which the same hybrid-parallel code drives.
+
+Cost per model: two in-process runs and one ``horovodrun`` holding both
+2-rank runs (``main_sequence``), about 30 s on two cores.
 """
 
 from __future__ import annotations
@@ -48,6 +51,10 @@ TINY = [
     "--print_freq=1",  # a loss per step
     "--seed=7",
 ]
+MODELS = {
+    "dlrm": [],
+    "dcnv2": ["--model_type=dcnv2", "--num_cross_layers=2", "--cross_layer_projection_dim=8"],
+}
 # Weights and optimizer slots: relative 1e-5, plus an absolute floor for values
 # near zero (Adam's first moments), where summing two ranks' gradient
 # contributions in another order moves the last bits.
@@ -79,13 +86,14 @@ def _checkpoint(root: Path, step: int) -> tuple[dict, dict[str, np.ndarray]]:
     return metadata, arrays
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("continuation")
+@pytest.fixture(scope="module", params=sorted(MODELS))
+def runs(tmp_path_factory, request) -> Path:
+    root = tmp_path_factory.mktemp(f"continuation_{request.param}")
 
     def args(name: str, *extra: str) -> list[str]:
         return [
             *TINY,
+            *MODELS[request.param],
             *extra,
             f"--log_path={root / (name + '.json')}",
             f"--save_checkpoint_path={root / name.split('.')[0]}",
@@ -150,7 +158,10 @@ def test_saved_on_two_ranks_continues_on_one_process(runs: Path) -> None:
 def test_saved_on_one_process_continues_on_two_ranks(runs: Path) -> None:
     final, _ = _checkpoint(runs / "one_then_two", FINAL_STEP)
     assert final["world_size"] == 2
-    assert _parameters(runs / "one_then_two.json")["world_size"] == 2
+    params = _parameters(runs / "one_then_two.json")
+    assert params["world_size"] == 2
+    # The run is the model the fixture parameter names (its directory ends with it).
+    assert runs.name.startswith(f"continuation_{params['model.model_type']}")
     reference = _losses(runs / "one.json")
     losses = {s: reference[s] for s in range(1, SAVE_STEP + 1)}
     continued = _losses(runs / "one_then_two.json")
