@@ -43,10 +43,16 @@ table sizes of Criteo 1TB preprocessed with frequency threshold 15.
 Modules: `setup` (configuration, batches, our model and loop), `bound` (FLOP
 per sample, matmul rate), `plain_keras` (the baseline), `step_profile` (parts
 of our step, op-type trace), `run` (the rounds), `report` (ratios, targets,
-table), `processes` (``--processes``) and `cli`.
+table), `processes` (``--processes``) and `cli`. `tools.bench_models` compares
+DLRM and DCNv2 with the same set-up.
 """
 
-from tools.bench_train.bound import FlopCount, flops_per_sample, matmul_gflops
+from tools.bench_train.bound import (
+    FlopCount,
+    dcnv2_flops_per_sample,
+    flops_per_sample,
+    matmul_gflops,
+)
 from tools.bench_train.cli import main
 from tools.bench_train.plain_keras import PlainDotInteraction, build_plain_keras
 from tools.bench_train.report import format_report, summarize_rounds
@@ -59,6 +65,7 @@ __all__ = [
     "PlainDotInteraction",
     "build_ours",
     "build_plain_keras",
+    "dcnv2_flops_per_sample",
     "flops_per_sample",
     "format_report",
     "main",

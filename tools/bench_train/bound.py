@@ -13,7 +13,7 @@ from models.training.timing import StepTimer
 
 @dataclasses.dataclass(frozen=True)
 class FlopCount:
-    """Multiply-adds (MAC) per sample of the dense parts of DLRM.
+    """Multiply-adds (MAC) per sample of the dense parts of DLRM or DCNv2.
 
     One MAC is 2 FLOP. The backward pass costs twice the forward (a gradient
     with respect to the inputs and one with respect to the weights, each a
@@ -23,7 +23,7 @@ class FlopCount:
 
     bottom_mlp_macs: int
     top_mlp_macs: int
-    interaction_macs: int
+    interaction_macs: int  # DLRM: the Gram matrix; DCNv2: the cross layers
 
     @property
     def forward_flops(self) -> int:
@@ -60,6 +60,34 @@ def flops_per_sample(
         bottom_mlp_macs=_mlp_macs(num_numerical, bottom_mlp_dims),
         top_mlp_macs=_mlp_macs(embedding_dim + features * (features - 1) // 2, top_mlp_dims),
         interaction_macs=features * features * embedding_dim,
+    )
+
+
+def dcnv2_flops_per_sample(
+    num_tables: int,
+    embedding_dim: int,
+    bottom_mlp_dims: Sequence[int],
+    top_mlp_dims: Sequence[int],
+    num_cross_layers: int,
+    cross_layer_projection_dim: int,
+    num_numerical: int = 13,
+) -> FlopCount:
+    """FLOP count of one DCNv2 training sample (see `FlopCount`).
+
+    The cross network reads ``d = (F + 1) D`` features; each cross layer costs
+    ``2 d r`` MAC with projection dim ``r`` (``x V`` then ``(x V) U``), or
+    ``d^2`` at full rank (``r = 0``); its element-wise ``x0 * h + x`` is not
+    counted. The top (deep) MLP reads the ``d`` outputs. MLPerf's sizes
+    (3 layers, r = 512, D = 128, F = 26): 96.18 MFLOP.
+    """
+    width = (num_tables + 1) * embedding_dim
+    per_layer = (
+        width * width if cross_layer_projection_dim == 0 else 2 * width * cross_layer_projection_dim
+    )
+    return FlopCount(
+        bottom_mlp_macs=_mlp_macs(num_numerical, bottom_mlp_dims),
+        top_mlp_macs=_mlp_macs(width, top_mlp_dims),
+        interaction_macs=num_cross_layers * per_layer,
     )
 
 

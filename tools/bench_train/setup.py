@@ -16,7 +16,8 @@ from models.device import resolve_device, xla_available
 from models.distributed.comm import LocalCommunicator
 from models.distributed.hybrid import HybridParallel
 from models.distributed.placement import embedding_table_bytes, plan_placement
-from models.dlrm import DLRM
+from models.model_types import MODEL_TYPES
+from models.ranking import RankingModel
 from models.training.loop import LoopSettings
 from models.training.lr_schedule import DLRMSchedule
 from models.training.optimizers import make_optimizers
@@ -36,6 +37,9 @@ class BenchConfig:
     bottom_mlp_dims: tuple[int, ...] = (512, 256, 128)
     top_mlp_dims: tuple[int, ...] = (1024, 1024, 512, 256, 1)
     num_numerical: int = 13
+    model_type: str = "dlrm"  # or "dcnv2", with the two fields below (MLPerf's sizes)
+    num_cross_layers: int = 3
+    cross_layer_projection_dim: int = 512  # 0: full rank
     warmup_steps: int = 10
     steps: int = 60
     window_steps: int = 10
@@ -93,7 +97,7 @@ class _NoHooks:
 class OursSetup:
     """Our model wired as `dlrm_main.run` wires it (world size 1)."""
 
-    model: DLRM
+    model: RankingModel
     parallel: HybridParallel
     step: TrainStep
     dense_optimizer: Any
@@ -101,18 +105,26 @@ class OursSetup:
 
 
 def build_ours(config: BenchConfig, precision: str) -> OursSetup:
-    """Sets the precision policy and builds DLRM, HybridParallel, optimizers and TrainStep."""
+    """Sets the precision policy and builds the model (``config.model_type``),
+    HybridParallel, optimizers and TrainStep."""
     device = resolve_device(
         tf.config.list_physical_devices(), device="cpu", use_amp=precision != "fp32"
     )
     keras.mixed_precision.set_global_policy(device.policy_name)
     keras.utils.set_random_seed(config.seed)
-    model = DLRM(
+    cross = {}
+    if config.model_type == "dcnv2":
+        cross = dict(
+            num_cross_layers=config.num_cross_layers,
+            cross_layer_projection_dim=config.cross_layer_projection_dim or None,
+        )
+    model = MODEL_TYPES[config.model_type](
         config.cardinalities,
         embedding_dim=config.embedding_dim,
         bottom_mlp_dims=config.bottom_mlp_dims,
         top_mlp_dims=config.top_mlp_dims,
         num_numerical_features=config.num_numerical,
+        **cross,
     )
     placement = plan_placement(embedding_table_bytes(config.cardinalities, config.embedding_dim), 1)
     parallel = HybridParallel(model, LocalCommunicator(), placement, config.batch_size)
