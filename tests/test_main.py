@@ -514,7 +514,7 @@ def test_tables_over_the_memory_budget_fail_before_the_model_is_built(
     def no_model(*args, **kwargs):
         raise AssertionError("the model was built although its tables cannot fit")
 
-    monkeypatch.setattr(run_model, "DLRM", no_model)
+    monkeypatch.setattr(run_model, "build_ranking_model", no_model)
     log = f"--log_path={tmp_path / 'log.json'}"
     # 1 GiB with SGD (no slots): 805,306,368 bytes of weights; five tables of
     # 6,000,000 rows x 8 float32 (192,000,000 bytes) each fit, all five do not.
