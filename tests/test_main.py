@@ -205,8 +205,8 @@ def test_dcnv2_trains_evaluates_exports_and_is_not_restored_as_dlrm(tmp_path) ->
         f"--export_saved_model_path={tmp_path / 'export'}",
     )
     assert results["steps"] == 24 and 0.6 < results["auc"] <= 1.0
+    # No model flag: the checkpoint says DCNv2 and its cross dims.
     evaluated = _main(
-        *DCNV2,
         "--mode=eval",
         f"--restore_checkpoint_path={tmp_path / 'ckpt'}",
         f"--log_path={tmp_path / 'eval.json'}",
@@ -224,12 +224,12 @@ def test_dcnv2_trains_evaluates_exports_and_is_not_restored_as_dlrm(tmp_path) ->
         cross_layer_projection_dim=8,
     )
     np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-6)
-    # The default --model_type (dlrm) refuses the checkpoint, naming both types.
-    from models.training.checkpoint import CheckpointError
-
-    with pytest.raises(CheckpointError, match="holds a dcnv2 model, this run builds dlrm"):
+    # Asking for the other model fails at start, naming both types.
+    contradiction = r"--model_type dlrm contradicts the checkpoint .*\(dcnv2\)"
+    with pytest.raises(ConfigError, match=contradiction):
         _main(
             "--mode=eval",
+            "--model_type=dlrm",
             f"--restore_checkpoint_path={tmp_path / 'ckpt'}",
             f"--log_path={tmp_path / 'eval_dlrm.json'}",
         )
