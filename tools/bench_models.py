@@ -47,6 +47,7 @@ from tools.bench_train.setup import (
     build_ours,
     train_ours,
 )
+from tools.machine import describe_machine, format_machine
 
 MODEL_TYPES = ("dlrm", "dcnv2")
 
@@ -238,7 +239,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         distinct_batches=args.distinct_batches,
         seed=args.seed,
     )
-    results = run(config, args.precisions, matmul_dims=args.matmul_dims)
+    machine = describe_machine()
+    print(format_machine(machine))
+    results = {"machine": machine, **run(config, args.precisions, matmul_dims=args.matmul_dims)}
     print(format_report(results))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as out:

@@ -51,6 +51,7 @@ def test_tiny_run_reports_both_models_against_their_bounds(
     ]
     assert main(args) == 0
     results = json.loads(out.read_text())
+    assert "machine" in results  # what the figures were measured on
     # F = 3, D = 4, N = 13: x0 is 16 wide; bottom 13*8 + 8*4 = 136.
     # DLRM: top reads 4 + 6 = 10 -> 8 -> 1 (88), Gram 4*4*4 = 64.
     # DCNv2: cross 2 * (16*3 + 3*16) = 192, top reads 16 -> 8 -> 1 (136).
