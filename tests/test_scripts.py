@@ -104,7 +104,8 @@ def test_run_scripts_names_and_help():
         for precision in ("Float32", "AMP")
         for devices in ("8MLUs", "1MLU", "8GPUs", "1GPU", "2CPUs")
     }
-    assert names == expected
+    # Every model x precision x device script exists (other scripts may be added).
+    assert expected <= names, sorted(expected - names)
     for script in RUN_SCRIPTS:
         result = subprocess.run(["bash", str(script), "--help"], capture_output=True, text=True)
         assert result.returncode == 0 and "Usage:" in result.stdout, script.name
