@@ -62,6 +62,7 @@ def run(config: Config) -> dict[str, Any]:
     check_world(config, comm.size)
     # Before any TensorFlow op: pins this rank's device and sets the precision policy.
     device = setup_device(config.device, config.optimizer.loss_scale, comm.local_rank)
+    comm.record_peers()
     data = RunData(config, comm.rank, comm.size)
     # The dataset's shape (feature spec) fills in what the flags left open,
     # before the configuration is written next to the log.

@@ -375,6 +375,9 @@ def test_two_ranks_train_and_one_process_evaluates_the_checkpoint(tmp_path) -> N
         *TINY,
         "--max_steps=16",
         "--evals_per_epoch=2",
+        # Thread pools are fixed by a process' first op: Horovod's start-up must not run one.
+        "--intra_op_parallelism=1",
+        "--inter_op_parallelism=1",
         f"--log_path={log}",
         f"--save_checkpoint_path={tmp_path / 'ckpt'}",
     ]

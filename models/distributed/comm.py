@@ -95,6 +95,14 @@ class Communicator(Protocol):
         """Returns when every rank has called it."""
         ...
 
+    def record_peers(self) -> None:
+        """Records every rank's host and process id (see models/distributed/peers.py).
+
+        Runs a collective, so it is called after the device is set up: TensorFlow's
+        thread pools and device list are fixed by the first op a process runs.
+        """
+        ...
+
 
 class LocalCommunicator:
     """World size 1: every collective is the identity; Horovod is not imported."""
@@ -130,6 +138,9 @@ class LocalCommunicator:
     def barrier(self) -> None:
         return None
 
+    def record_peers(self) -> None:
+        return None  # no other rank can be lost
+
 
 class HorovodCommunicator:
     """Collectives over Horovod (Gloo or MPI; NCCL for GPU tensors when built).
@@ -157,8 +168,6 @@ class HorovodCommunicator:
         self.rank = hvd.rank()
         self.size = hvd.size()
         self.local_rank = hvd.local_rank()
-        # Who every rank is, so that a failed collective can name the rank that is gone.
-        peers.record_peers(hvd.allgather_object(peers.this_process()), self.rank)
         # Last collective issued in each graph being traced (see module docstring).
         self._last: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -241,6 +250,10 @@ class HorovodCommunicator:
 
     def barrier(self) -> None:
         self._ordered(lambda: self._hvd.allreduce(tf.zeros([1]), op=self._hvd.Sum, name="barrier"))
+
+    def record_peers(self) -> None:
+        # Who every rank is, so that a failed collective can name the rank that is gone.
+        peers.record_peers(self._hvd.allgather_object(peers.this_process()), self.rank)
 
 
 def make_communicator(use_horovod: bool) -> Communicator:
