@@ -270,3 +270,30 @@ def test_make_optimizers_compiles_only_the_sgd_embedding_update():
     assert not sgd.jit_compile
     _, adam = make_optimizers("adam", 0.1, jit_embedding_update=True)
     assert not getattr(adam, "jit_compile", False)
+
+
+def test_compiled_sgd_update_takes_only_fixed_size_updates():
+    # A table whose update changes size from step to step (a row-split table's routed
+    # ids, a multi-hot table's valid ids) would be recompiled by XLA at every step.
+    fixed_table = tf.Variable(tf.zeros((ROWS, DIM)))
+    varying_table = tf.Variable(tf.zeros((ROWS, DIM)))
+    optimizer = SparseSGD(0.5, jit_compile=True)
+
+    @tf.function(input_signature=[tf.TensorSpec([4], tf.int32), tf.TensorSpec([None], tf.int32)])
+    def step(fixed_ids, varying_ids):
+        optimizer.apply_gradients(
+            [
+                (tf.IndexedSlices(tf.ones((4, DIM)), fixed_ids), fixed_table),
+                (
+                    tf.IndexedSlices(tf.ones((tf.size(varying_ids), DIM)), varying_ids),
+                    varying_table,
+                ),
+            ]
+        )
+
+    step(tf.constant([0, 1, 1, 2]), tf.constant([3, 3, 4]))
+    step(tf.constant([0, 0, 0, 0]), tf.constant([5]))
+    ((compiled_tables),) = optimizer._compiled
+    assert compiled_tables == (id(fixed_table),)
+    np.testing.assert_allclose(fixed_table.numpy()[:3, 0], [-2.5, -1.0, -0.5])
+    np.testing.assert_allclose(varying_table.numpy()[3:6, 0], [-1.0, -0.5, -0.5])
