@@ -145,8 +145,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--spark_master needs --engine spark")
     try:
         config = config_from_args(args)
-        if args.engine == "spark" and config.schema is not None:
-            raise ValueError("--schema runs on the local engine only (drop --engine spark)")
         if args.engine == "spark":
             _run_spark(config, args.spark_master)
         else:

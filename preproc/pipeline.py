@@ -158,6 +158,16 @@ class _Step:
         self.timings[self.name] = round(time.perf_counter() - self.start, 3)
 
 
+def reject_log(config: PreprocConfig, workdir: WorkDir) -> RejectLog:
+    """The run's ``rejects.tsv``, open for the units' rejects in unit order (both engines)."""
+    return RejectLog(
+        workdir.output(REJECTS_FILE),
+        fail=config.on_bad_row == "fail",
+        reasons=config.row_format.reasons,
+        header=config.schema is not None and config.schema.header,
+    )
+
+
 def _count_pass(
     config: PreprocConfig,
     workdir: WorkDir,
@@ -172,12 +182,7 @@ def _count_pass(
         )
         for u in todo
     ]
-    log = RejectLog(
-        workdir.output(REJECTS_FILE),
-        fail=config.on_bad_row == "fail",
-        reasons=config.row_format.reasons,
-        header=config.schema is not None and config.schema.header,
-    )
+    log = reject_log(config, workdir)
     unit_rows = []
     results = workers.map(count_unit, tasks)
     completed = False

@@ -41,9 +41,9 @@ from preproc import pipeline
 from preproc.assemble import column_files, num_shuffle_buckets, record_columns
 from preproc.config import PreprocConfig
 from preproc.count_pass import UnitSummary
-from preproc.pipeline import Engine, PassesResult, check_rows_accepted
-from preproc.rejects import REJECTS_FILE, RejectLog
-from preproc.schema import NUM_CATEGORICAL
+from preproc.pipeline import Engine, PassesResult, check_rows_accepted, reject_log
+from preproc.rejects import RejectLog
+from preproc.row_format import RowFormat
 from preproc.spark import tasks
 from preproc.spark.session import spark_context
 from preproc.splits import plan_splits
@@ -76,16 +76,15 @@ def _reject_log(
 ) -> RejectLog:
     """``rejects.tsv`` in unit order; only units with rejects send their lines."""
     summaries = parsed.filter(tasks.is_result).map(tasks.unit_summary)
-    log = RejectLog(workdir.output(REJECTS_FILE), fail=config.on_bad_row == "fail")
+    log = reject_log(config, workdir)
     completed = False
     try:
-        for unit, (index, lines, rows, rejected) in zip(units, totals, strict=True):
+        for unit, (index, lines, rows, rejected, truncated) in zip(units, totals, strict=True):
             if rejected:
                 (summary,) = sc.runJob(summaries, list, [index])
             else:
-                summary = UnitSummary(
-                    index, lines, rows, np.zeros(0, np.int64), np.zeros(0, np.uint8), []
-                )
+                empty = np.zeros(0, np.int64), np.zeros(0, np.uint8)
+                summary = UnitSummary(index, lines, rows, *empty, [], truncated)
             log.add(unit, summary)
         completed = True
     finally:
@@ -95,19 +94,20 @@ def _reject_log(
 
 def _vocabularies(sc, parsed, config: PreprocConfig, workdir: WorkDir) -> list[tuple]:
     """Per table (sorted values, ids) for the lookups and its statistics; writes vocab/."""
+    num_tables = config.row_format.num_tables
     results = (
         parsed.filter(tasks.is_result)
         .flatMap(tasks.table_counts)
         # Tables are spread over at most one partition per core: a task per table
         # would cost more than the merge of a small table.
-        .repartitionAndSortWithinPartitions(min(NUM_CATEGORICAL, sc.defaultParallelism))
+        .repartitionAndSortWithinPartitions(min(num_tables, sc.defaultParallelism))
         .mapPartitions(
             functools.partial(tasks.table_vocabularies, thresholds=config.frequency_thresholds)
         )
         .collect()
     )
     results.sort(key=lambda r: r[0])
-    if [r[0] for r in results] != list(range(NUM_CATEGORICAL)):
+    if [r[0] for r in results] != list(range(num_tables)):
         raise RuntimeError(f"vocabularies of tables {[r[0] for r in results]} came back")
     for table, vocab, sorted_values, sorted_ids, stats in results:
         save_table(workdir, table, vocab, sorted_values, sorted_ids, stats)
@@ -117,19 +117,21 @@ def _vocabularies(sc, parsed, config: PreprocConfig, workdir: WorkDir) -> list[t
 class _SplitFiles:
     """The split files, appended to in file order under ``.tmp`` names."""
 
-    def __init__(self, workdir: WorkDir, cat_dtypes: tuple[str, ...]) -> None:
-        self.workdir, self.cat_dtypes = workdir, cat_dtypes
+    def __init__(
+        self, workdir: WorkDir, cat_dtypes: tuple[str, ...], row_format: RowFormat
+    ) -> None:
+        self.workdir, self.cat_dtypes, self.row_format = workdir, cat_dtypes, row_format
         self.rows = dict.fromkeys(SPLITS, 0)
         self.files = {}
         for split in SPLITS:
             os.makedirs(os.path.join(workdir.root, split), exist_ok=True)
             self.files[split] = [
                 open(workdir.split_file(split, name) + ".tmp", "wb")  # noqa: SIM115
-                for name, *_ in column_files(cat_dtypes)
+                for name, *_ in column_files(cat_dtypes, row_format)
             ]
 
     def write(self, split: str, records: np.ndarray) -> None:
-        columns = record_columns(records, self.cat_dtypes)
+        columns = record_columns(records, self.cat_dtypes, self.row_format)
         for f, data in zip(self.files[split], columns, strict=True):
             f.write(data)
         self.rows[split] += records.size
@@ -142,7 +144,7 @@ class _SplitFiles:
         if expected is not None and self.rows != expected:
             raise RuntimeError(f"rows written per split {self.rows}, expected {expected}")
         for split in SPLITS:
-            for name, *_ in column_files(self.cat_dtypes):
+            for name, *_ in column_files(self.cat_dtypes, self.row_format):
                 path = self.workdir.split_file(split, name)
                 if expected is None:
                     os.remove(path + ".tmp")
@@ -166,7 +168,7 @@ def _write_splits(
         .repartitionAndSortWithinPartitions(plan.total_partitions, tasks.output_partition)
         .mapPartitionsWithIndex(functools.partial(tasks.finish_partition, plan=plan))
     )
-    files = _SplitFiles(workdir, plan.cat_dtypes)
+    files = _SplitFiles(workdir, plan.cat_dtypes, plan.row_format)
     completed = False
     try:
         total = sum(split_rows.values())
@@ -192,7 +194,7 @@ def _spark_passes(sc, config: PreprocConfig, workdir: WorkDir, timings: dict) ->
     units = plan_units(list(config.input_files), config.unit_bytes)
     started = time.perf_counter()
     if not units:  # only empty files: nothing for Spark to do
-        log = RejectLog(workdir.output(REJECTS_FILE), fail=False)
+        log = reject_log(config, workdir)
         log.close(True)
         check_rows_accepted(config, log)
     from pyspark import StorageLevel
@@ -201,6 +203,7 @@ def _spark_passes(sc, config: PreprocConfig, workdir: WorkDir, timings: dict) ->
         tasks.parse_units,
         labeled=config.labeled,
         numerical_transform=config.numerical_transform,
+        row_format=config.row_format,
     )
     parsed = sc.parallelize(units, len(units)).mapPartitionsWithIndex(parse)
     parsed.persist(StorageLevel.MEMORY_AND_DISK)
@@ -218,7 +221,7 @@ def _spark_passes(sc, config: PreprocConfig, workdir: WorkDir, timings: dict) ->
         cat_dtypes = tuple(categorical_dtype(c).name for c in cardinalities)
         started = _step(timings, "vocabulary_s", started)
 
-        unit_rows = [rows for _, _, rows, _ in totals]
+        unit_rows = [rows for _, _, rows, _, _ in totals]
         ranges = plan_splits(list(config.input_files), units, unit_rows, config.test_fraction)
         split_rows = dict.fromkeys(SPLITS, 0)
         for unit_ranges in ranges:
@@ -228,7 +231,12 @@ def _spark_passes(sc, config: PreprocConfig, workdir: WorkDir, timings: dict) ->
             split_rows["train"], config.shuffle_bucket_rows, config.shuffle
         )
         plan = tasks.plan_outputs(
-            ranges, num_buckets, config.shuffle_bucket_rows, cat_dtypes, config.seed
+            ranges,
+            num_buckets,
+            config.shuffle_bucket_rows,
+            cat_dtypes,
+            config.seed,
+            config.row_format,
         )
         lookups = [(v[2], v[3]) for v in vocabularies]
         del vocabularies

@@ -23,7 +23,7 @@ import numpy as np
 from models.data.feature_spec import SPLITS
 from preproc.assemble import permute_bucket
 from preproc.count_pass import UnitParser, UnitResult, UnitSummary
-from preproc.schema import record_dtype
+from preproc.row_format import CRITEO, RowFormat
 from preproc.transform_pass import unit_outputs
 from preproc.units import Unit
 from preproc.vocab import VocabLookup, build_vocab, merge_counts
@@ -33,13 +33,17 @@ ROWS, RESULT = "rows", "result"
 
 
 def parse_units(
-    partition: int, units: Iterable[Unit], labeled: bool, numerical_transform: str
+    partition: int,
+    units: Iterable[Unit],
+    labeled: bool,
+    numerical_transform: str,
+    row_format: RowFormat,
 ) -> Iterator[tuple]:
     """Pass 1: ``(ROWS, unit, parsed rows)`` per block, then ``(RESULT, unit, UnitResult)``."""
     for unit in units:
         if unit.index != partition:
             raise RuntimeError(f"unit {unit.index} landed in partition {partition}")
-        parser = UnitParser(unit, labeled, numerical_transform)
+        parser = UnitParser(unit, labeled, numerical_transform, row_format)
         for rows in parser:
             yield ROWS, unit.index, rows
         yield RESULT, unit.index, parser.result
@@ -49,10 +53,17 @@ def is_result(element: tuple) -> bool:
     return element[0] == RESULT
 
 
-def unit_totals(element: tuple) -> tuple[int, int, int, int]:
-    """(unit, lines, accepted rows, rejected lines) of a ``RESULT`` element."""
+def unit_totals(element: tuple) -> tuple[int, int, int, int, np.ndarray | None]:
+    """(unit, lines, accepted rows, rejected lines, per-table truncated multi-hot rows
+    or None) of a ``RESULT`` element."""
     summary = element[2].summary
-    return element[1], summary.num_lines, summary.num_rows, summary.reject_codes.size
+    return (
+        element[1],
+        summary.num_lines,
+        summary.num_rows,
+        summary.reject_codes.size,
+        summary.truncated,
+    )
 
 
 def unit_summary(element: tuple) -> UnitSummary:
@@ -91,6 +102,7 @@ class OutputPlan:
         num_buckets: shuffle buckets of ``train`` (0: it keeps input order).
         cat_dtypes: categorical dtypes of the records.
         seed: the shuffle seed.
+        row_format: the run's row layout (Criteo's or a schema's).
     """
 
     ranges: tuple[tuple[tuple[str, int, int], ...], ...]
@@ -101,6 +113,7 @@ class OutputPlan:
     num_buckets: int
     cat_dtypes: tuple[str, ...]
     seed: int
+    row_format: RowFormat = CRITEO
 
     @property
     def total_partitions(self) -> int:
@@ -122,6 +135,7 @@ def plan_outputs(
     ordered_rows: int,
     cat_dtypes: tuple[str, ...],
     seed: int,
+    row_format: RowFormat = CRITEO,
 ) -> OutputPlan:
     """Output partitions in file order and each unit's first row in every split."""
     split_rows = dict.fromkeys(SPLITS, 0)
@@ -145,6 +159,7 @@ def plan_outputs(
         num_buckets=num_buckets,
         cat_dtypes=cat_dtypes,
         seed=seed,
+        row_format=row_format,
     )
 
 
@@ -212,7 +227,7 @@ def transform_unit(
     ``.value`` is read only here, on the executor.
     """
     tables = _lookups(lookups_key, lookups.value)
-    dtype = record_dtype([np.dtype(d) for d in plan.cat_dtypes])
+    dtype = plan.row_format.record_dtype([np.dtype(d) for d in plan.cat_dtypes])
     blocks = (rows for kind, _, rows in elements if kind == ROWS)
     offsets = dict(plan.split_offsets[partition])
     segment = 0
@@ -224,6 +239,7 @@ def transform_unit(
         plan.num_buckets,
         plan.seed,
         partition,
+        plan.row_format,
     ):
         if counts is not None:
             ends = np.cumsum(counts)
@@ -253,7 +269,7 @@ def finish_partition(
     permuted as one array; an ordered range streams through, piece by piece."""
     if plan.is_bucket(partition):
         parts = [piece for _, piece in pieces]
-        dtype = record_dtype([np.dtype(d) for d in plan.cat_dtypes])
+        dtype = plan.row_format.record_dtype([np.dtype(d) for d in plan.cat_dtypes])
         rows = np.concatenate(parts) if parts else np.empty(0, dtype)
         yield partition, permute_bucket(rows, plan.seed, partition)
         return

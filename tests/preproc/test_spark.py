@@ -25,6 +25,7 @@ from preproc.config import PreprocConfig, parse_thresholds
 from preproc.rejects import BadRowError
 from preproc.spark.engine import run as run_spark
 from preproc.spark.session import spark_context
+from preproc.user_schema import read_schema
 from tests.preproc.helpers import (
     LABELED_SAMPLES,
     preprocess,
@@ -32,6 +33,7 @@ from tests.preproc.helpers import (
     sample_lines,
     tree_bytes,
 )
+from tools.generate_clicks import generate as generate_clicks
 from tools.generate_criteo import generate
 
 pytestmark = pytest.mark.spark
@@ -181,3 +183,62 @@ def test_interrupted_spark_run_resumes_with_the_local_engine(tmp_path, monkeypat
     preprocess(inputs, tmp_path / "out", shuffle_bucket_rows=100)
     preprocess(inputs, tmp_path / "fresh", shuffle_bucket_rows=100)
     assert tree_bytes(tmp_path / "out") == tree_bytes(tmp_path / "fresh")
+
+
+def _clicks_with_bad_rows(path: Path, seed: int) -> Path:
+    """A click CSV (quoted fields, missing floats, multi-hot tags) with bad rows spread
+    in and appended, and a row with more tags than the hotness; returns its schema."""
+    schema = generate_clicks(str(path), 2500, seed=seed, max_tags=4)
+    lines = path.read_bytes().split(b"\n")[:-1]
+    middle = [
+        b"1,2.5,1,u1,plain,cat_1",  # a column short
+        b'0,1,1,u2,"item 3, red",cat_2,t1,t2',  # a column too many
+        b"7,1,1,u3,plain,cat_3,t1",  # label 7
+        b"x,1,1,u3,plain,cat_3,t1",  # non-numeric label
+    ]
+    # Kept, its tags truncated to 4, in a unit without rejects (its summary stays remote).
+    long_tags = b"1,1,1,u4,plain,cat_4,t1|t2|t3|t4|t5|t6"
+    unclosed = b'1,1,1,u5,"item 5, red,cat_5,t1'  # unclosed quote, the last line
+    rows = [*lines[:900], *middle, *lines[900:1800], long_tags, *lines[1800:], unclosed]
+    path.write_bytes(b"\n".join(rows) + b"\n")
+    return schema
+
+
+def test_schema_csv_multi_hot_bad_rows(tmp_path):
+    raw = tmp_path / "raw"
+    first = raw / "clicks_a.csv"
+    schema = read_schema(_clicks_with_bad_rows(first, seed=1))
+    generate_clicks(str(raw / "clicks_b.csv"), 1500, seed=2, max_tags=4)
+    inputs = [str(first), str(raw / "clicks_b.csv")]
+    options = {
+        "schema": schema,
+        "frequency_thresholds": (2, 1, 3, 2),
+        "unit_bytes": 32 << 10,
+        "shuffle_bucket_rows": 700,
+        "seed": 9,
+    }
+    meta = assert_same_output(inputs, tmp_path, **options)
+    rejected = {k: v for k, v in meta["rows_rejected"].items() if v}
+    assert rejected == {"field_count": 2, "bad_label": 2, "unclosed_quote": 1}
+    assert meta["rows_read"] == 2500 + 1500 + 6 == meta["rows_written"] + 5
+    assert meta["multi_hot_truncated_rows"] == {"tags": 1}
+    rejects = (tmp_path / "spark" / "rejects.tsv").read_text().splitlines()[1:]
+    # Line 1 is the header; 899 rows (lines 2..900) come before the bad ones.
+    assert [int(r.split("\t")[1]) for r in rejects] == [901, 902, 903, 904, 2507]
+    failing = {**options, "on_bad_row": "fail"}
+    with pytest.raises(BadRowError) as local_error:
+        preprocess(inputs, tmp_path / "local_fail", **failing)
+    with pytest.raises(BadRowError) as spark_error:
+        preprocess_spark(inputs, tmp_path / "spark_fail", **failing)
+    assert str(spark_error.value) == str(local_error.value)
+    assert str(local_error.value).startswith(f"{first}:901: field_count")
+
+
+def test_command_line_schema_with_spark_engine(tmp_path, capsys):
+    data = tmp_path / "clicks.csv"
+    schema = generate_clicks(str(data), 400, seed=3, max_tags=2)
+    common = ["--schema", str(schema), "--input_files", str(data), "--frequency_threshold", "1"]
+    assert main([*common, "--output_dir", str(tmp_path / "local")]) == 0
+    assert main([*common, "--output_dir", str(tmp_path / "spark"), "--engine", "spark"]) == 0
+    assert "rows read 400 = written 400" in capsys.readouterr().out
+    assert tree_bytes(tmp_path / "local") == tree_bytes(tmp_path / "spark")
