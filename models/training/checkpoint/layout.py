@@ -6,9 +6,11 @@ import json
 import os
 import re
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 FORMAT_VERSION = 1
 METADATA_FILE = "checkpoint.json"
@@ -120,3 +122,31 @@ def verify_checksum(file: Path, expected: int | None, what: str) -> None:
             f"{file}: checksum mismatch ({what}): CRC-32 {crc:08x}, {METADATA_FILE} recorded "
             f"{expected:08x}; the file changed after it was saved (damaged copy or storage)"
         )
+
+
+def open_saved_array(
+    directory: Path, relative: str, arrays: Mapping[str, Any], what: str
+) -> np.ndarray:
+    """Memory-maps one saved array after checking it against its metadata entry.
+
+    The entry must exist, the file must load as the shape and dtype recorded, and
+    its CRC-32 must match (streamed: the file is read, never held). Callers check
+    the array against what the model needs.
+    """
+    file = directory / relative
+    expected = arrays.get(relative)
+    if expected is None:
+        raise CheckpointError(f"{directory / METADATA_FILE}: no entry for {relative} ({what})")
+    try:
+        array = np.load(file, mmap_mode="r", allow_pickle=False)
+    except FileNotFoundError as err:
+        raise CheckpointError(f"{file}: missing ({what})") from err
+    except (OSError, ValueError, EOFError) as err:
+        raise CheckpointError(f"{file}: corrupt array file ({what}): {err}") from err
+    if list(array.shape) != expected["shape"] or array.dtype.str != expected["dtype"]:
+        raise CheckpointError(
+            f"{file}: holds {array.dtype.str}{list(array.shape)} but {METADATA_FILE} "
+            f"says {expected['dtype']}{expected['shape']} ({what})"
+        )
+    verify_checksum(file, expected.get("crc32"), what)
+    return array

@@ -15,9 +15,9 @@ from models.training.checkpoint.layout import (
     METADATA_FILE,
     MODEL_DIM_KEYS,
     CheckpointError,
+    open_saved_array,
     read_metadata,
     resolve_checkpoint,
-    verify_checksum,
 )
 from models.training.checkpoint.row_shards import read_rows, saved_pieces
 from models.training.checkpoint.state import (
@@ -170,22 +170,7 @@ def _dim_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> li
 
 def _open_array(directory: Path, relative: str, arrays: Mapping[str, Any], target: Any, what: str):
     """Memory-maps one saved array and checks it against ``target`` (a variable)."""
-    file = directory / relative
-    if relative not in arrays:
-        raise CheckpointError(f"{directory / METADATA_FILE}: no entry for {relative} ({what})")
-    try:
-        array = np.load(file, mmap_mode="r", allow_pickle=False)
-    except FileNotFoundError as err:
-        raise CheckpointError(f"{file}: missing ({what})") from err
-    except (OSError, ValueError, EOFError) as err:
-        raise CheckpointError(f"{file}: corrupt array file ({what}): {err}") from err
-    expected = arrays[relative]
-    if list(array.shape) != expected["shape"] or array.dtype.str != expected["dtype"]:
-        raise CheckpointError(
-            f"{file}: holds {array.dtype.str}{list(array.shape)} but {METADATA_FILE} "
-            f"says {expected['dtype']}{expected['shape']} ({what})"
-        )
-    verify_checksum(file, expected.get("crc32"), what)
+    array = open_saved_array(directory, relative, arrays, what)
     shape = [int(d) for d in target.shape]
     if list(array.shape) != shape:
         raise CheckpointError(f"{what}: checkpoint shape {list(array.shape)}, model {shape}")

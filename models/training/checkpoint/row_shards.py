@@ -26,8 +26,8 @@ import numpy as np
 from models.training.checkpoint.layout import (
     METADATA_FILE,
     CheckpointError,
+    open_saved_array,
     table_files,
-    verify_checksum,
 )
 
 # One saved piece of a table: (first row, end row, files by "weights"/slot name).
@@ -147,23 +147,7 @@ def _open(
     dtype: np.dtype,
     what: str,
 ) -> np.ndarray:
-    file = directory / relative
-    expected = arrays.get(relative)
-    if expected is None:
-        raise CheckpointError(f"{directory / METADATA_FILE}: no entry for {relative} ({what})")
-    try:
-        array = np.load(file, mmap_mode="r", allow_pickle=False)
-    except FileNotFoundError as err:
-        raise CheckpointError(f"{file}: missing ({what})") from err
-    except (OSError, ValueError, EOFError) as err:
-        raise CheckpointError(f"{file}: corrupt array file ({what}): {err}") from err
-    if list(array.shape) != expected["shape"] or array.dtype.str != expected["dtype"]:
-        raise CheckpointError(
-            f"{file}: holds {array.dtype.str}{list(array.shape)} but {METADATA_FILE} "
-            f"says {expected['dtype']}{expected['shape']} ({what})"
-        )
-    # Streams the file (16 MiB at a time): the whole piece is read from disk, never held.
-    verify_checksum(file, expected.get("crc32"), what)
+    array = open_saved_array(directory, relative, arrays, what)
     if list(array.shape) != shape or array.dtype != dtype:
         raise CheckpointError(
             f"{what}: checkpoint piece {relative} is {array.dtype}{list(array.shape)}, "
