@@ -10,7 +10,8 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from tqdm import tqdm
 
@@ -285,6 +286,27 @@ def check_rows_accepted(config: PreprocConfig, log: RejectLog) -> None:
         )
 
 
+def plan_split_rows(
+    config: PreprocConfig, units: Sequence[Any], unit_rows: Sequence[int]
+) -> tuple[list, dict[str, int], int]:
+    """Each unit's row ranges per split, the rows of each split, and the number of
+    shuffle buckets of ``train``.
+
+    Both engines call this once pass 1 has counted every unit's rows. The bucket
+    count depends on the row count only, never on the workers.
+    """
+    ranges = plan_splits(list(config.input_files), units, list(unit_rows), config.test_fraction)
+    split_rows = dict.fromkeys(SPLITS, 0)
+    for unit_ranges in ranges:
+        for split, lo, hi in unit_ranges:
+            split_rows[split] += hi - lo
+    return (
+        ranges,
+        split_rows,
+        num_shuffle_buckets(split_rows["train"], config.shuffle_bucket_rows, config.shuffle),
+    )
+
+
 def _passes(
     config: PreprocConfig, workdir: WorkDir, workers: Workers, hook: TaskHook, timings: dict
 ) -> PassesResult:
@@ -300,15 +322,7 @@ def _passes(
     cardinalities = [s["vocab_size"] + 1 for s in stats]
     cat_dtypes = tuple(categorical_dtype(c).name for c in cardinalities)
 
-    ranges = plan_splits(list(config.input_files), units, unit_rows, config.test_fraction)
-    split_rows = dict.fromkeys(SPLITS, 0)
-    for unit_ranges in ranges:
-        for split, lo, hi in unit_ranges:
-            split_rows[split] += hi - lo
-    # The bucket count depends on the row count only, never on the workers.
-    num_buckets = num_shuffle_buckets(
-        split_rows["train"], config.shuffle_bucket_rows, config.shuffle
-    )
+    ranges, split_rows, num_buckets = plan_split_rows(config, units, unit_rows)
     with _Step(timings, "pass2_transform_s"):
         _transform_pass(
             config, workdir, workers, units, unit_rows, ranges, cat_dtypes, num_buckets, hook

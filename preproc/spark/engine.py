@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 from models.data.feature_spec import SPLITS, categorical_dtype
 from preproc import pipeline
-from preproc.assemble import column_files, num_shuffle_buckets, record_columns
+from preproc.assemble import column_files, record_columns
 from preproc.config import PreprocConfig
 from preproc.count_pass import UnitSummary
 from preproc.pipeline import Engine, PassesResult, check_rows_accepted, reject_log
@@ -46,7 +46,6 @@ from preproc.rejects import RejectLog
 from preproc.row_format import RowFormat
 from preproc.spark import tasks
 from preproc.spark.session import spark_context
-from preproc.splits import plan_splits
 from preproc.units import Unit, plan_units
 from preproc.vocab_pass import save_table
 from preproc.workdir import WorkDir
@@ -222,14 +221,7 @@ def _spark_passes(sc, config: PreprocConfig, workdir: WorkDir, timings: dict) ->
         started = _step(timings, "vocabulary_s", started)
 
         unit_rows = [rows for _, _, rows, _, _ in totals]
-        ranges = plan_splits(list(config.input_files), units, unit_rows, config.test_fraction)
-        split_rows = dict.fromkeys(SPLITS, 0)
-        for unit_ranges in ranges:
-            for split, lo, hi in unit_ranges:
-                split_rows[split] += hi - lo
-        num_buckets = num_shuffle_buckets(
-            split_rows["train"], config.shuffle_bucket_rows, config.shuffle
-        )
+        ranges, split_rows, num_buckets = pipeline.plan_split_rows(config, units, unit_rows)
         plan = tasks.plan_outputs(
             ranges,
             num_buckets,
