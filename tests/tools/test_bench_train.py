@@ -9,8 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tools.bench_train import PlainDotInteraction, flops_per_sample, main
+from tools.bench_train.bound import step_matmuls
 from tools.bench_train.processes import child_argv, format_processes, summarize_processes
 
 
@@ -36,6 +38,22 @@ def test_tiny_flops_per_sample_by_hand() -> None:
     count = flops_per_sample(2, 4, (8, 4), (6, 1), 3)
     assert (count.bottom_mlp_macs, count.top_mlp_macs, count.interaction_macs) == (56, 48, 36)
     assert count.training_flops == 6 * (56 + 48 + 36)
+
+
+def test_step_matmuls_are_the_counted_flops_with_the_step_layouts() -> None:
+    # F = 2, D = 4, N = 3, B = 5: bottom 3-8-4, top 7-6-1 (as above).
+    shapes = step_matmuls(5, 2, 4, (8, 4), (6, 1), 3)
+    count = flops_per_sample(2, 4, (8, 4), (6, 1), 3)
+    # Everything counted but the first layer's input gradient (3 x 8), which no one needs.
+    assert sum(s.flops for s in shapes) == 5 * (count.training_flops - 2 * 3 * 8)
+    by_name = {s.name: s for s in shapes}
+    assert "bottom0 3x8 dX" not in by_name and "top0 7x6 dX" in by_name
+    for shape in shapes:
+        out = shape.product(tf.float32)()
+        expected = ([shape.batch] if shape.batch else []) + [shape.m, shape.n]
+        assert out.shape == expected, shape.name
+    assert by_name["top0 7x6 dW"].m == 7 and by_name["top0 7x6 dW"].k == 5  # X^T dY
+    assert by_name["interaction backward"].count == 2
 
 
 def test_plain_interaction_is_the_lower_triangle_row_by_row() -> None:
@@ -90,6 +108,13 @@ def test_tiny_run_reports_every_figure(tmp_path: Path, capsys: pytest.CaptureFix
         assert run["ratio_ours_over_plain"] == pytest.approx(np.median(np.divide(ours, plain)))
         assert run["ratio_of_medians"] == pytest.approx(np.median(ours) / np.median(plain))
         assert run["ours_fraction_of_bound"] == pytest.approx(np.median(ours) / bound)
+        shapes = run["shapes_bound_rounds"]
+        assert len(shapes) == 2 and min(shapes) > 0
+        assert run["shapes_bound_samples_per_s"] == pytest.approx(np.median(shapes))
+        assert run["ours_fraction_of_shapes_bound"] == pytest.approx(
+            np.median(ours) / np.median(shapes)
+        )
+        assert len(run["shapes_ms"]) == 3 * 4 - 1 + 2  # 4 layers, 2 interaction products
         parts = run["profile"]["part_ms"]
         assert parts["backward (difference)"] == pytest.approx(
             parts["forward + backward"] - parts["forward + loss"]
@@ -104,8 +129,12 @@ def test_tiny_run_reports_every_figure(tmp_path: Path, capsys: pytest.CaptureFix
     assert set(targets) == {
         "fp32_ours_over_plain_keras",
         "bf16_ours_over_plain_keras",
+        "fp32_ours_over_bound",
+        "bf16_ours_over_bound",
         "pipeline_over_fastest_step",
     }
+    assert targets["bf16_ours_over_plain_keras"]["target"] == 1.5
+    assert targets["fp32_ours_over_bound"]["target"] == 0.85
     fastest = max(r["ours_samples_per_s"] for r in results["precisions"].values())
     assert targets["pipeline_over_fastest_step"]["value"] == pytest.approx(
         results["pipeline_samples_per_s"] / fastest
@@ -170,6 +199,11 @@ def test_spread_over_processes_by_hand() -> None:
     table = format_processes(summarize_processes(runs), 3)
     assert "fp32      ours                 7        11       11     1.57            1.20" in table
     assert "ratio of medians 1.38; in-process ratios min 1.00, median 1.25, max 1.38" in table
+    # Slowest 7 over fastest 11 = 0.64 < 0.85; ratio of medians 1.38 >= 1.2.
+    slowest = fp32["targets"]["slowest_over_fastest"]
+    assert slowest == {"target": 0.85, "value": 7 / 11, "met": False}
+    assert fp32["targets"]["ratio_of_medians"]["met"] is True
+    assert "fp32      target slowest_over_fastest: 0.64 (>= 0.85) NOT MET" in table
 
 
 def test_processes_run_fresh_children_and_spread_their_figures(

@@ -18,9 +18,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from tools.bench_train.report import TARGET_RATIO
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Flags of the parent only: each child writes its own JSON file and runs once.
 _PARENT_FLAGS = ("--processes", "--json")
+# Throughput that holds in every process: the slowest within 15% of the fastest.
+TARGET_SLOWEST_OVER_FASTEST = 0.85
 
 
 class ChildFailedError(RuntimeError):
@@ -83,7 +87,10 @@ def summarize_processes(runs: Sequence[dict[str, Any]]) -> dict[str, dict[str, A
     (samples/s); ``ratio_of_medians`` is the median of ours over the median of
     plain Keras across processes; ``in_process_ratio`` spreads each child's own
     ratio (median of its per-round ratios); ``rounds_max_over_min`` is, per
-    child, its fastest round over its slowest (1.0 = steady inside the process).
+    child, its fastest round over its slowest (1.0 = steady inside the process);
+    ``fraction_of_bound`` and ``fraction_of_shapes_bound`` spread each child's
+    median over its bounds. ``targets``: the slowest process within 15% of the
+    fastest, and the ratio of medians at least ``TARGET_RATIO``.
     """
     summary: dict[str, dict[str, Any]] = {}
     for precision in runs[0]["precisions"]:
@@ -100,7 +107,24 @@ def summarize_processes(runs: Sequence[dict[str, Any]]) -> dict[str, dict[str, A
                 for name in ("ours", "plain_keras")
             },
         }
+        for key in ("fraction_of_bound", "fraction_of_shapes_bound"):
+            if all(f"ours_{key}" in c for c in children):
+                summary[precision][key] = _spread([c[f"ours_{key}"] for c in children])
+        summary[precision]["targets"] = _targets(precision, summary[precision])
     return summary
+
+
+def _targets(precision: str, entry: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    slowest = entry["ours"]["min"] / entry["ours"]["max"]
+    targets = {"slowest_over_fastest": {"target": TARGET_SLOWEST_OVER_FASTEST, "value": slowest}}
+    if precision in TARGET_RATIO:
+        targets["ratio_of_medians"] = {
+            "target": TARGET_RATIO[precision],
+            "value": entry["ratio_of_medians"],
+        }
+    for target in targets.values():
+        target["met"] = target["value"] >= target["target"]
+    return targets
 
 
 def format_processes(summary: dict[str, dict[str, Any]], processes: int) -> str:
@@ -125,4 +149,17 @@ def format_processes(summary: dict[str, dict[str, Any]], processes: int) -> str:
             f"in-process ratios min {ratio['min']:.2f}, median {ratio['median']:.2f}, "
             f"max {ratio['max']:.2f}"
         )
+        for key, label in (("fraction_of_bound", "bound"), ("fraction_of_shapes_bound", "shapes")):
+            if key in entry:
+                spread = entry[key]
+                lines.append(
+                    f"{precision:<10}ours / {label}: min {spread['min']:.0%}, "
+                    f"median {spread['median']:.0%}, max {spread['max']:.0%}"
+                )
+        for name, target in entry["targets"].items():
+            verdict = "MET" if target["met"] else "NOT MET"
+            lines.append(
+                f"{precision:<10}target {name}: {target['value']:.2f} "
+                f"(>= {target['target']}) {verdict}"
+            )
     return "\n".join(lines)

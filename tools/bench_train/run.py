@@ -12,7 +12,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from tools.bench_train.bound import flops_per_sample, matmul_gflops
+from tools.bench_train.bound import StepMatmuls, flops_per_sample, matmul_gflops, step_matmuls
 from tools.bench_train.plain_keras import build_plain_keras, train_plain_keras
 from tools.bench_train.report import summarize_rounds, targets
 from tools.bench_train.setup import (
@@ -34,22 +34,30 @@ def compare(
     model: keras.Model,
     batches: tf.data.Dataset,
     matmul: Callable[[], float],
+    shapes_bound: Callable[[], float],
 ) -> dict[str, list[float]]:
     """Warms both models up, then alternates timed windows of ours and of plain Keras.
 
-    Each round measures the matmul rate (``matmul()``, GFLOP/s), a window of
-    ours and one of plain Keras, so that ratios and fractions of the compute
-    bound compare figures taken at the same machine speed (other jobs and
-    clock changes make it drift by 2x here). Returns the per-round lists
-    ``ours``, ``plain_keras`` (samples/s) and ``matmul_gflops``.
+    Each round measures the matmul rate (``matmul()``, GFLOP/s), the bound of
+    the step's own products (``shapes_bound()``, samples/s), a window of ours
+    and one of plain Keras, so that ratios and fractions of the bounds compare
+    figures taken at the same machine speed (other jobs and clock changes
+    make it drift by 2x here). Returns the per-round lists ``ours``,
+    ``plain_keras``, ``shapes_bound`` (samples/s) and ``matmul_gflops``.
     """
     b = config.batch_size
     if config.warmup_steps:
         train_ours(setup, batches, config.warmup_steps, b)
         train_plain_keras(model, batches, config.warmup_steps, b)
-    rounds: dict[str, list[float]] = {"ours": [], "plain_keras": [], "matmul_gflops": []}
+    rounds: dict[str, list[float]] = {
+        "ours": [],
+        "plain_keras": [],
+        "matmul_gflops": [],
+        "shapes_bound": [],
+    }
     for _ in range(config.steps // config.window_steps):
         rounds["matmul_gflops"].append(matmul())
+        rounds["shapes_bound"].append(shapes_bound())
         rounds["ours"].append(train_ours(setup, batches, config.window_steps, b))
         rounds["plain_keras"].append(train_plain_keras(model, batches, config.window_steps, b))
     return rounds
@@ -92,6 +100,14 @@ def run_benchmark(
         "load_average_1min_start": os.getloadavg()[0],
     }
     log(f"training FLOP per sample: {flops.training_flops / 1e6:.3f} M ({flops})")
+    shapes = step_matmuls(
+        config.batch_size,
+        len(config.cardinalities),
+        config.embedding_dim,
+        config.bottom_mlp_dims,
+        config.top_mlp_dims,
+        config.num_numerical,
+    )
     for precision in precisions:
         gflops = matmul_gflops(PRECISIONS[precision][1], *matmul_dims, matmul_repeats)
         results["matmul"][precision] = {"gflops_at_start": gflops}
@@ -103,15 +119,22 @@ def run_benchmark(
         setup = build_ours(config, precision)
         model = build_plain_keras(config, precision)
         dtype = PRECISIONS[precision][1]
+        products = StepMatmuls(shapes, dtype)
         rounds = compare(
-            config, setup, model, batches, lambda d=dtype: matmul_gflops(d, *matmul_dims, 3)
+            config,
+            setup,
+            model,
+            batches,
+            lambda d=dtype: matmul_gflops(d, *matmul_dims, 3),
+            lambda p=products: config.batch_size / sum(p.seconds(3).values()),
         )
         for name, values in rounds.items():
             log(f"{precision} rounds, {name}: {[round(v) for v in values]}")
         entry: dict[str, Any] = {f"{name}_rounds": values for name, values in rounds.items()}
+        entry["shapes_ms"] = {name: 1e3 * t for name, t in products.seconds(5).items()}
         if profile_steps:
             entry["profile"] = profile_ours(setup, batches, profile_steps, trace_dir)
-        del setup, model
+        del setup, model, products
         _release_memory()
         entry.update(summarize_rounds(rounds, flops.training_flops))
         results["matmul"][precision].update(
