@@ -43,14 +43,23 @@ class NonFiniteError(RuntimeError):
 
 
 def all_finite(tensors: Sequence[Any]) -> tf.Tensor:
-    """True when every value of ``tensors`` (dense, ``IndexedSlices`` or None) is finite."""
-    flags = [tf.constant(True)]
+    """True when every value of ``tensors`` (dense, ``IndexedSlices`` or None) is finite.
+
+    Checked through one float32 sum per tensor and their total: a NaN or Inf
+    anywhere makes the total NaN or Inf (Inf - Inf is NaN too). The sums read
+    each gradient once and write nothing per element, where ``is_finite``
+    writes a boolean per value and reads it back (about 1.4x the time over
+    the reference model's gradients). The one difference: finite gradients
+    whose sum overflows float32 (beyond 3.4e38) count as non-finite, and a
+    step with such gradients has diverged anyway.
+    """
+    sums = [tf.constant(0.0)]
     for tensor in tensors:
         if tensor is None:
             continue
         values = tensor.values if isinstance(tensor, tf.IndexedSlices) else tensor
-        flags.append(tf.reduce_all(tf.math.is_finite(values)))
-    return tf.reduce_all(tf.stack(flags))
+        sums.append(tf.reduce_sum(tf.cast(values, tf.float32)))
+    return tf.math.is_finite(tf.add_n(sums))
 
 
 @dataclasses.dataclass(frozen=True)

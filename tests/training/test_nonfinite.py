@@ -24,6 +24,11 @@ def test_all_finite_sees_dense_sparse_and_missing_gradients() -> None:
     assert not bool(all_finite([tf.ones([2]), bad]))
     assert not bool(all_finite([tf.constant([0.0, np.nan])]))
     assert bool(all_finite([]))
+    # Opposite infinities in different tensors, and a NaN among large values.
+    assert not bool(all_finite([tf.constant([np.inf]), tf.constant([-np.inf])]))
+    assert not bool(all_finite([tf.constant([3e38, np.nan, -3e38])]))
+    assert not bool(all_finite([tf.constant([1.0, np.inf], tf.bfloat16)]))
+    assert bool(all_finite([tf.constant([3e38, -3e38, 1.0])]))
 
 
 def test_stop_mode_stops_at_the_first_non_finite_step_naming_it() -> None:
