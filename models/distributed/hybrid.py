@@ -16,15 +16,10 @@ vector per table), so the all-to-all carries pooled vectors, the same bytes
 as for a single-valued table.
 
 Row-split tables (larger than one rank's budget, held as row ranges by
-several ranks) are looked up from each rank's own slice instead: its ids are
-routed to the ranks holding their rows (all-to-all of ids), each owner
-gathers its rows, and the vectors return by the reverse all-to-all
-(:mod:`models.distributed.routing`)::
-
-    ids of split tables [b, S] -route-> all-to-all -> local gather -> all-to-all back -> [b, S, D]
-
-Every rank therefore reads the split tables' columns (its slice of them) as
-well as those of the whole tables it owns: :attr:`HybridParallel.input_tables`.
+several ranks) are looked up from each rank's own slice instead, by routing
+their ids to the rows' owners (:mod:`models.distributed.row_split`). Every
+rank therefore reads the split tables' columns (its slice of them) as well as
+those of the whole tables it owns: :attr:`HybridParallel.input_tables`.
 
 The backward pass runs the reverse all-to-all, so each owner receives the
 gradient of its tables from every rank's slice and applies it locally
@@ -55,7 +50,8 @@ import tensorflow as tf
 from models.data.slicing import batch_slice
 from models.distributed.comm import Communicator
 from models.distributed.placement import Placement
-from models.distributed.routing import SplitLayout, local_rows, route_ids, unroute
+from models.distributed.routing import SplitLayout
+from models.distributed.row_split import RowSplitLookup, check_split_model
 
 _HALF_DTYPES = (tf.float16, tf.bfloat16)
 
@@ -116,29 +112,8 @@ class HybridParallel:
                 "build the model with table_ids=placement.tables_per_rank[rank]"
             )
         layout = SplitLayout.from_placement(placement, comm.rank)
+        check_split_model(model, layout, comm.rank)
         hotness = getattr(model, "hotness", (1,) * num_tables)
-        multi_hot_split = [t for t in layout.tables if hotness[t] != 1]
-        if multi_hot_split:
-            raise ValueError(
-                f"tables {multi_hot_split} are multi-hot (hotness "
-                f"{[hotness[t] for t in multi_hot_split]}) and split by rows over ranks; "
-                "row-split tables take one id per row: give the ranks enough memory "
-                "(--tf_mlu_memory_limit_gb) to hold them whole"
-            )
-        local_tables = [t for t, *_ in layout.local]
-        held_twice = sorted({t for t in local_tables if local_tables.count(t) > 1})
-        if held_twice:
-            raise ValueError(f"rank {comm.rank} holds several row ranges of tables {held_twice}")
-        wrong = [
-            (t, (start, end))
-            for t, start, end, _ in layout.local
-            if (model.tables[t].row_start, model.tables[t].row_end) != (start, end)
-        ]
-        if wrong:
-            raise ValueError(
-                f"rank {comm.rank}: the placement gives it rows {wrong} (table, [start, end)) "
-                "but its model holds other rows; build it with row_ranges=parallel.row_ranges"
-            )
         if isinstance(global_batch_size, bool) or not isinstance(global_batch_size, int):
             raise ValueError(f"global_batch_size must be an integer, got {global_batch_size!r}")
         if global_batch_size < comm.size:
@@ -155,6 +130,7 @@ class HybridParallel:
         self.transport_dtype = compute_dtype if compute_dtype in _HALF_DTYPES else tf.float32
         self.owned_tables: tuple[int, ...] = placement.tables_per_rank[comm.rank]
         self._split = layout
+        self._split_lookup = RowSplitLookup(model, comm, layout, self.transport_dtype)
         split = set(layout.tables)
         whole_per_rank = [
             tuple(t for t in tables if t not in split) for tables in placement.tables_per_rank
@@ -297,49 +273,6 @@ class HybridParallel:
         # axis before the interaction's own concatenation.
         return [vector for piece in pieces for vector in tf.unstack(piece, axis=1)]
 
-    def _split_lookup(self, ids: tf.Tensor) -> list[tf.Tensor]:
-        """Vectors of the split tables for this rank's slice (world size > 1).
-
-        Args:
-            ids: ``[b, S]`` this rank's rows of the split tables' columns.
-
-        Returns:
-            S tensors ``[b, D]`` in the transport dtype, in split-table order.
-        """
-        layout, dim = self._split, self.embedding_dim
-        count = len(layout.tables)
-        virtual = tf.cast(ids, tf.int64) + tf.constant(layout.bases, tf.int64)
-        routed = route_ids(
-            tf.reshape(virtual, [-1]),
-            tf.constant(layout.starts, tf.int64),
-            tf.constant(layout.ranks, tf.int32),
-            self.comm.size,
-        )
-        received, received_counts = self.comm.alltoall_with_splits(
-            routed.ids, routed.counts, name="split_ids"
-        )
-        vectors = self._gather_local_rows(received)
-        back = self.comm.alltoall(
-            tf.cast(vectors, self.transport_dtype), received_counts, name="split_embeddings"
-        )
-        vectors = tf.reshape(unroute(back, routed.order), [-1, count, dim])
-        return tf.unstack(vectors, num=count, axis=1)
-
-    def _gather_local_rows(self, ids: tf.Tensor) -> tf.Tensor:
-        """``[m, D]`` float32 rows of this rank's shards for virtual ``ids [m]``."""
-        local = self._split.local
-        if not local:  # no shard here, so nothing was routed here
-            return tf.zeros([0, self.embedding_dim], tf.float32)
-        tables = [self.model.tables[t] for t, *_ in local]
-        if len(local) == 1:
-            return tables[0](ids - local[0][3])
-        shard, rows = local_rows(ids, tf.constant([v for *_, v in local], tf.int64))
-        positions = tf.dynamic_partition(tf.range(tf.size(ids)), shard, len(local))
-        parts = tf.dynamic_partition(rows, shard, len(local))
-        return tf.dynamic_stitch(
-            positions, [table(part) for table, part in zip(tables, parts, strict=True)]
-        )
-
     def reduce_gradients(
         self, embedding_grads: Sequence[Any], dense_grads: Sequence[Any]
     ) -> tuple[list[Any], list[Any]]:
@@ -461,15 +394,9 @@ class HybridParallel:
     def split_alltoall_bytes_per_step(self) -> int:
         """Most bytes all ranks send for the split tables in one training step.
 
-        Each id of a split table crosses once as an int64 and its vector twice
-        (forward and backward) when its row is on another rank; ids whose row
-        is local stay. The bound assumes every id is remote; the actual volume
-        depends on how the batch's ids fall on the row ranges.
+        See :meth:`RowSplitLookup.alltoall_bytes_per_step`.
         """
-        if self.comm.size == 1 or not self._split.tables:
-            return 0
-        per_id = 8 + 2 * self.embedding_dim * self.transport_dtype.size
-        return self.global_batch_size * len(self._split.tables) * per_id
+        return self._split_lookup.alltoall_bytes_per_step(self.global_batch_size)
 
     def describe(self) -> str:
         """Placement and communication volume, for the start-of-run log."""

@@ -15,7 +15,7 @@ One lookup of the split tables, on every rank::
 The functions here are pure TensorFlow ops (graph-compatible, no
 communication); :class:`SplitLayout` derives the virtual id space from a
 :class:`~models.distributed.placement.Placement`, and
-:class:`~models.distributed.hybrid.HybridParallel` runs the exchanges.
+:class:`~models.distributed.row_split.RowSplitLookup` runs the exchanges.
 """
 
 from __future__ import annotations
