@@ -19,6 +19,13 @@ import sys
 import threading
 from typing import Any
 
+from models.huge_pages import restart_with_huge_pages
+
+if __name__ == "__main__":
+    # Before TensorFlow allocates anything: glibc reads its tunables at start-up.
+    restart_with_huge_pages()
+
+# The imports below follow the restart on purpose (pyproject: E402 ignored here).
 import tensorflow as tf
 from absl import app
 from absl import flags as absl_flags

@@ -34,6 +34,7 @@ import keras
 
 from models.data.criteo import CRITEO_FT15_CARDINALITIES
 from models.device import apply_threading
+from models.huge_pages import restart_with_huge_pages
 from tools.bench_train.bound import (
     FlopCount,
     dcnv2_flops_per_sample,
@@ -250,4 +251,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    restart_with_huge_pages()  # as dlrm_main.py does: measure the default set-up
     sys.exit(main())

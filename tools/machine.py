@@ -4,7 +4,8 @@ Every benchmark prints `format_machine(describe_machine())` above its report and
 stores the dict in its JSON output, so a figure always names the machine it was
 measured on. Throughput on CPU depends on what the vector units support (AVX-512
 and its bfloat16 instructions, AMX tiles), on the cores this process may use, on
-oneDNN being on, and on the memory allocator; these are the fields.
+oneDNN being on, and on the memory allocator and its use of transparent huge pages
+(`models.huge_pages`); these are the fields.
 
 Reads ``/proc/cpuinfo``, ``/proc/meminfo`` and ``/proc/self/maps`` on Linux; elsewhere
 the CPU name comes from `platform.processor()` and flags, memory and allocator
@@ -20,6 +21,8 @@ import platform
 import sys
 from pathlib import Path
 from typing import Any
+
+from models.huge_pages import huge_pages_state
 
 # The instruction sets that decide the matmul rate of fp32 and bf16 steps.
 KEY_CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16")
@@ -151,6 +154,7 @@ def describe_machine(with_tensorflow: bool = True) -> dict[str, Any]:
         "tensorflow": _tensorflow_version(with_tensorflow),
         "onednn": _onednn(with_tensorflow),
         "allocator": detect_allocator(_read("/proc/self/maps"), os.environ.get("LD_PRELOAD", "")),
+        "huge_pages": huge_pages_state(),
         "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "platform": sys.platform,
     }
@@ -183,7 +187,8 @@ def format_machine(info: dict[str, Any]) -> str:
             f"{_unknown(info['usable_cpus'])} usable; "
             f"{_unknown(info['memory_gib'], '{:.1f}')} GiB",
             f"software: Python {info['python']}, TensorFlow {_unknown(info['tensorflow'])}, "
-            f"oneDNN {onednn_text}; allocator {info['allocator']}; "
+            f"oneDNN {onednn_text}; allocator {info['allocator']} "
+            f"({info.get('huge_pages', 'huge pages not recorded')}); "
             f"load average {_unknown(info['load_average_1min'], '{:.2f}')} at start",
         ]
     )

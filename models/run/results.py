@@ -8,6 +8,7 @@ from typing import Any
 from models.config import Config, config_path_for, write_config
 from models.device import DeviceSetup
 from models.distributed.hybrid import HybridParallel
+from models.huge_pages import huge_pages_state
 from models.run.data import RunData
 from models.training.optimizers import SparseOptimizer
 from models.training.results_log import ResultsLogger
@@ -45,6 +46,7 @@ def log_parameters(
             "precision_policy": device.policy_name,
             "loss_scale_applied": device.loss_scale,
             "embedding_update_xla": bool(getattr(embedding_optimizer, "jit_compile", False)),
+            "huge_pages": huge_pages_state(),
             "cardinalities": list(data.cardinalities),
             "placement": placement.to_dict(),
             "alltoall_bytes_per_step": parallel.alltoall_bytes_per_step(),

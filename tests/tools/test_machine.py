@@ -92,6 +92,7 @@ def test_this_machine_is_described_without_tensorflow() -> None:
     assert info["logical_cpus"] >= 1
     assert info["usable_cpus"] is None or 1 <= info["usable_cpus"] <= info["logical_cpus"]
     assert info["cpu_flags"] is None or set(info["cpu_flags"]) <= set(machine.KEY_CPU_FLAGS)
+    assert info["huge_pages"].startswith("transparent huge pages ")
 
 
 def _info(**changes: object) -> dict:
@@ -105,6 +106,7 @@ def _info(**changes: object) -> dict:
         "tensorflow": "2.21.0",
         "onednn": {"built_in": True, "TF_ENABLE_ONEDNN_OPTS": None, "enabled": True},
         "allocator": "glibc malloc",
+        "huge_pages": "transparent huge pages madvise, malloc huge pages on",
         "load_average_1min": 0.5,
         "platform": "linux",
     }
@@ -116,7 +118,8 @@ def test_header_names_cpu_flags_cores_software() -> None:
         "machine: AMD EPYC 9654 96-Core Processor; avx2 avx512f avx512_bf16 "
         "(no avx512_fp16 amx_tile amx_bf16); 4 logical CPUs, 2 usable; 23.5 GiB",
         "software: Python 3.11.7, TensorFlow 2.21.0, oneDNN on (TF_ENABLE_ONEDNN_OPTS=unset; "
-        "version not exposed by TensorFlow); allocator glibc malloc; load average 0.50 at start",
+        "version not exposed by TensorFlow); allocator glibc malloc (transparent huge pages "
+        "madvise, malloc huge pages on); load average 0.50 at start",
     ]
     off = {"built_in": True, "TF_ENABLE_ONEDNN_OPTS": "0", "enabled": False}
     header = machine.format_machine(
