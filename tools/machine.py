@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -101,13 +102,61 @@ def _usable_cpus() -> int | None:
     return None
 
 
-def _onednn(with_tensorflow: bool) -> dict[str, Any]:
-    """What is knowable of oneDNN: built into TensorFlow, the opt-out variable, on or off.
+_ONEDNN_PROBE = "import tensorflow as tf; tf.matmul(tf.ones([8, 8]), tf.ones([8, 8])).numpy()"
 
-    TensorFlow does not expose the oneDNN version it bundles, so it is not
-    reported. ``built_in`` uses TensorFlow's private ``IsMklEnabled`` (None if
-    missing or TensorFlow not loaded); oneDNN's ops are on when it is built in
-    and ``TF_ENABLE_ONEDNN_OPTS`` is not "0" (the default of x86 Linux builds).
+
+def parse_onednn_verbose(text: str) -> dict[str, Any]:
+    """Version, CPU runtime, threads and ISA from oneDNN's verbose ``info`` lines."""
+    found: dict[str, Any] = {"version": None, "runtime": None, "threads": None, "isa": None}
+    for line in text.splitlines():
+        fields = line.strip().split(",")
+        if fields[0] != "onednn_verbose" or "info" not in fields:
+            continue
+        rest = fields[fields.index("info") + 1 :]
+        if rest and rest[0].startswith("oneDNN v"):
+            found["version"] = rest[0].split()[1].lstrip("v")
+        elif rest[:1] == ["cpu"]:
+            for item in rest[1:]:
+                key, _, value = item.partition(":")
+                if key == "runtime":
+                    found["runtime"] = value
+                elif key == "nthr" and value.isdigit():
+                    found["threads"] = int(value)
+                elif key == "isa":
+                    found["isa"] = value
+    return found
+
+
+def _onednn_verbose() -> dict[str, Any]:
+    """oneDNN's own report, from one small matmul in a child process with ONEDNN_VERBOSE=1.
+
+    A child because oneDNN reads the variable once and would then log every
+    primitive of this process. About 3 s (TensorFlow's import).
+    """
+    env = {**os.environ, "ONEDNN_VERBOSE": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", _ONEDNN_PROBE],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return parse_onednn_verbose("")
+    return parse_onednn_verbose(done.stdout)
+
+
+def _onednn(with_tensorflow: bool) -> dict[str, Any]:
+    """oneDNN: built into TensorFlow, the opt-out variable, on or off, and its own report.
+
+    ``built_in`` uses TensorFlow's private ``IsMklEnabled`` (None if missing or
+    TensorFlow not loaded); oneDNN's ops are on when it is built in and
+    ``TF_ENABLE_ONEDNN_OPTS`` is not "0" (the default of x86 Linux builds).
+    TensorFlow does not expose the bundled oneDNN's version; when oneDNN is on,
+    ``version``, ``runtime``, ``threads`` and ``isa`` (the instruction set its
+    kernels use here) come from its verbose mode in a child process.
     """
     env = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
     built_in: bool | None = None
@@ -119,7 +168,8 @@ def _onednn(with_tensorflow: bool) -> dict[str, Any]:
         except ImportError:
             built_in = None
     enabled = None if built_in is None else built_in and env != "0"
-    return {"built_in": built_in, "TF_ENABLE_ONEDNN_OPTS": env, "enabled": enabled}
+    report = _onednn_verbose() if enabled else parse_onednn_verbose("")
+    return {"built_in": built_in, "TF_ENABLE_ONEDNN_OPTS": env, "enabled": enabled, **report}
 
 
 def _tensorflow_version(with_tensorflow: bool) -> str | None:
@@ -177,9 +227,14 @@ def format_machine(info: dict[str, Any]) -> str:
     env = f"TF_ENABLE_ONEDNN_OPTS={onednn['TF_ENABLE_ONEDNN_OPTS'] or 'unset'}"
     if onednn["built_in"] is None:
         onednn_text = f"not checked ({env})"
-    else:
+    elif not onednn["enabled"] or not onednn.get("version"):
         state = "on" if onednn["enabled"] else "off"
-        onednn_text = f"{state} ({env}; version not exposed by TensorFlow)"
+        onednn_text = f"{state} ({env}; version not reported)"
+    else:
+        onednn_text = (
+            f"{onednn['version']} on ({env}; {onednn.get('runtime')} runtime, "
+            f"{onednn.get('threads')} threads, ISA {onednn.get('isa')})"
+        )
     return "\n".join(
         [
             f"machine: {_unknown(info['cpu_model'])}; {flag_text}; "

@@ -85,6 +85,29 @@ def test_allocator_from_maps() -> None:
     assert machine.detect_allocator(None) == "unknown"
 
 
+ONEDNN_VERBOSE = """\
+onednn_verbose,v1,info,oneDNN v3.7.3 (commit N/A)
+onednn_verbose,v1,info,cpu,runtime:threadpool,nthr:2
+onednn_verbose,v1,info,cpu,isa:Intel AVX-512 with Intel DL Boost and bfloat16 support
+onednn_verbose,v1,info,gpu,runtime:none
+onednn_verbose,v1,primitive,exec,cpu,matmul,brg:avx512_core,undef,src:f32,,,8x8:8x8,0.1
+"""
+
+
+def test_onednn_verbose_info_lines_are_parsed() -> None:
+    assert machine.parse_onednn_verbose(ONEDNN_VERBOSE) == {
+        "version": "3.7.3",
+        "runtime": "threadpool",
+        "threads": 2,
+        "isa": "Intel AVX-512 with Intel DL Boost and bfloat16 support",
+    }
+    # Older oneDNN writes no "v1" field; nothing printed leaves every field unknown.
+    old = "onednn_verbose,info,oneDNN v3.1.0 (commit abc)\nonednn_verbose,info,cpu,isa:AVX2\n"
+    assert machine.parse_onednn_verbose(old)["version"] == "3.1.0"
+    assert machine.parse_onednn_verbose(old)["isa"] == "AVX2"
+    assert set(machine.parse_onednn_verbose("").values()) == {None}
+
+
 def test_this_machine_is_described_without_tensorflow() -> None:
     info = machine.describe_machine(with_tensorflow=False)
     json.dumps(info)  # JSON-ready
@@ -118,7 +141,7 @@ def test_header_names_cpu_flags_cores_software() -> None:
         "machine: AMD EPYC 9654 96-Core Processor; avx2 avx512f avx512_bf16 "
         "(no avx512_fp16 amx_tile amx_bf16); 4 logical CPUs, 2 usable; 23.5 GiB",
         "software: Python 3.11.7, TensorFlow 2.21.0, oneDNN on (TF_ENABLE_ONEDNN_OPTS=unset; "
-        "version not exposed by TensorFlow); allocator glibc malloc (transparent huge pages "
+        "version not reported); allocator glibc malloc (transparent huge pages "
         "madvise, malloc huge pages on); load average 0.50 at start",
     ]
     off = {"built_in": True, "TF_ENABLE_ONEDNN_OPTS": "0", "enabled": False}
@@ -127,4 +150,13 @@ def test_header_names_cpu_flags_cores_software() -> None:
     )
     assert "; flags unknown; 4 logical CPUs, unknown usable; unknown GiB" in header
     assert "oneDNN off (TF_ENABLE_ONEDNN_OPTS=0;" in header
+    reported = {
+        "built_in": True,
+        "TF_ENABLE_ONEDNN_OPTS": None,
+        "enabled": True,
+        **machine.parse_onednn_verbose(ONEDNN_VERBOSE),
+    }
+    assert "oneDNN 3.7.3 on (TF_ENABLE_ONEDNN_OPTS=unset; threadpool runtime, 2 threads, ISA " in (
+        machine.format_machine(_info(onednn=reported))
+    )
     assert "; none of avx2 " in machine.format_machine(_info(cpu_flags=[]))
