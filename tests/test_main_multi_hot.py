@@ -12,7 +12,7 @@ import tensorflow as tf
 import dlrm_main
 from models.config import ConfigError
 from models.data import feature_spec as fs
-from models.data.synthetic import synthetic_logits
+from models.data.synthetic_labels import synthetic_logits
 from models.data.writer import SplitArrays, write_dataset
 from models.distributed.comm import LocalCommunicator
 from models.dlrm import DLRM
@@ -195,10 +195,12 @@ def test_synthetic_multi_hot_with_zero_numericals_and_mean_pooling_trains(tmp_pa
         "--dataset_type=synthetic",
         "--synthetic_dataset_cardinalities=" + ",".join(map(str, CARDINALITIES)),
         "--synthetic_dataset_hotness=" + ",".join(map(str, HOTNESS)),
-        "--synthetic_dataset_train_batches=20",
+        # 40 steps: after 20, the AUC of seeds 3, 4, 5 was 0.52, 0.62, 0.59; after 40,
+        # 0.60, 0.71, 0.60 (256 evaluation rows).
+        "--synthetic_dataset_train_batches=40",
         "--synthetic_dataset_valid_batches=4",
         "--num_numerical_features=0",
         "--multi_hot_combiner=mean",
         f"--log_path={tmp_path / 'log.json'}",
     )
-    assert results["steps"] == 20 and results["auc"] > 0.55, results
+    assert results["steps"] == 40 and results["auc"] > 0.55, results

@@ -8,7 +8,8 @@ import pytest
 from models.data import feature_spec as fs
 from models.data.binary import BinaryDataset
 from models.data.metadata import DatasetError, load_metadata
-from models.data.synthetic import SyntheticDataset, id_effects, synthetic_logits
+from models.data.synthetic import SyntheticDataset
+from models.data.synthetic_labels import id_effects, synthetic_logits
 from models.data.writer import SplitArrays, write_dataset
 
 CARDINALITIES = (5, 300, 40000)
