@@ -1,10 +1,11 @@
 import numpy as np
 import pytest
+import tensorflow as tf
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 from models.data.criteo import BENCH_CARDINALITIES
-from models.data.synthetic import SyntheticDataset
+from models.data.synthetic import SyntheticDataset, round_to_float16
 from models.data.synthetic_labels import synthetic_logits
 
 CARDINALITIES = (1, 3, 50, 1000, 200_000)
@@ -239,3 +240,22 @@ def test_large_batches_are_not_periodic():
     assert len(np.unique(large)) > 5000
     for shift in (1024, 4096, 8192):
         assert (large[shift:] == large[:-shift]).mean() < 0.05
+
+
+def test_round_to_float16_equals_numpy_float16():
+    rng = np.random.default_rng(3)
+    # Random float32 bit patterns over float16's whole finite range, its
+    # subnormals, exact ties, and the boundaries between binades.
+    magnitudes = np.concatenate(
+        [
+            rng.uniform(0, 65504, 100_000),
+            rng.uniform(0, 2**-14, 100_000),
+            np.exp(rng.uniform(np.log(2**-26), np.log(65504), 100_000)),
+            (np.arange(1, 4096) + 0.5) * 2.0**-24,  # ties between subnormals
+            (1 + (np.arange(1024) + 0.5) / 1024) * 2.0,  # ties between normals
+            [0, 2**-25, 2**-14, 2**-14 * (1 - 2**-12), 1, 2 - 2**-11, 65504],
+        ]
+    ).astype(np.float32)
+    values = np.concatenate([magnitudes, -magnitudes])
+    want = values.astype(np.float16).astype(np.float32)
+    np.testing.assert_array_equal(round_to_float16(tf.constant(values)).numpy(), want)
