@@ -5,7 +5,9 @@
 - ``metadata``: ``load_metadata`` (every supported layout, file sizes
   validated), ``check_cardinalities``;
 - ``binary``: ``BinaryDataset``, whole batches of one split for one rank;
-- ``synthetic``: ``SyntheticDataset``, the same element structure, generated;
+- ``synthetic``: ``SyntheticDataset``, the same element structure, generated
+  with TensorFlow ops; ``synthetic_labels``: its label model (numpy reference
+  and TensorFlow port);
 - ``slicing``: ``batch_slice``, the data-parallel slice rule shared with
   ``models/distributed``;
 - ``writer``, ``pipeline``: a numpy writer for tests and benchmarks, the

@@ -45,7 +45,7 @@ def round_to_float16(values: tf.Tensor) -> tf.Tensor:
 
     What ``tf.cast`` through float16 and back gives for finite ``|values| <=
     65504``, without a float16 tensor: on CPUs without AVX512-FP16,
-    TensorFlow's oneDNN build logs an error line for every float16 cast.
+    TensorFlow's oneDNN build logs an error line at the first float16 cast.
     """
     bits = tf.bitcast(values, tf.int32)
     lowest_kept = tf.bitwise.bitwise_and(tf.bitwise.right_shift(bits, _FLOAT32_BITS_DROPPED), 1)
