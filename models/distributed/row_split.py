@@ -11,6 +11,13 @@ gathers its rows, and the vectors return by the reverse all-to-all
 
     ids of split tables [b, S] -route-> all-to-all -> local gather -> all-to-all back -> [b, S, D]
 
+A multi-hot split table (``h`` id columns, padded with negative ids) sends
+only its valid ids, and the requesting rank pools the vectors that come back
+with the table's combiner (sum or mean over the bag, zeros for an empty bag),
+as :func:`~models.layers.pooling.pooled_lookup` does for a whole table. The
+exchange carries one id and one vector per valid id; padding never leaves the
+rank, so it never reaches a row or an optimizer slot.
+
 The backward pass runs the same exchange in reverse: the vectors' gradients
 go back to the owners, and the local gather turns them into
 ``IndexedSlices`` of the owner's shard.
@@ -32,18 +39,9 @@ def check_split_model(model: Any, layout: SplitLayout, rank: int) -> None:
     """Refuses a model whose row ranges are not those ``layout`` gives ``rank``.
 
     Raises:
-        ValueError: a split table is multi-hot, a rank holds several ranges of
-            one table, or the model holds other rows than the placement says.
+        ValueError: a rank holds several ranges of one table, or the model
+            holds other rows than the placement says.
     """
-    hotness = getattr(model, "hotness", (1,) * model.num_tables)
-    multi_hot_split = [t for t in layout.tables if hotness[t] != 1]
-    if multi_hot_split:
-        raise ValueError(
-            f"tables {multi_hot_split} are multi-hot (hotness "
-            f"{[hotness[t] for t in multi_hot_split]}) and split by rows over ranks; "
-            "row-split tables take one id per row: give the ranks enough memory "
-            "(--tf_mlu_memory_limit_gb) to hold them whole"
-        )
     local_tables = [t for t, *_ in layout.local]
     held_twice = sorted({t for t in local_tables if local_tables.count(t) > 1})
     if held_twice:
@@ -78,23 +76,74 @@ class RowSplitLookup:
         self.layout = layout
         self.transport_dtype = transport_dtype
         self.embedding_dim = int(model.embedding_dim)
+        hotness = getattr(model, "hotness", (1,) * model.num_tables)
+        combiners = getattr(model, "combiners", ("sum",) * model.num_tables)
+        self.hotness = tuple(int(hotness[t]) for t in layout.tables)
+        self.combiners = tuple(combiners[t] for t in layout.tables)
 
     def __call__(self, ids: tf.Tensor) -> list[tf.Tensor]:
         """Vectors of the split tables for this rank's slice.
 
         Args:
-            ids: ``[b, S]`` this rank's rows of the split tables' columns.
+            ids: ``[b, C]`` this rank's rows of the split tables' columns
+                (``hotness`` columns per table, in split-table order).
 
         Returns:
-            S tensors ``[b, D]`` in the transport dtype, in split-table order.
+            S tensors ``[b, D]`` in the transport dtype, in split-table order;
+            a multi-hot table's bags pooled.
         """
-        layout, dim = self.layout, self.embedding_dim
-        count = len(layout.tables)
-        virtual = tf.cast(ids, tf.int64) + tf.constant(layout.bases, tf.int64)
+        if all(h == 1 for h in self.hotness):
+            return self._one_hot(ids)
+        return self._pooled(ids)
+
+    def _one_hot(self, ids: tf.Tensor) -> list[tf.Tensor]:
+        """Every split table single-valued: one id per row and table, no pooling."""
+        count = len(self.layout.tables)
+        virtual = tf.cast(ids, tf.int64) + tf.constant(self.layout.bases, tf.int64)
+        vectors = self._exchange(tf.reshape(virtual, [-1]))
+        vectors = tf.reshape(vectors, [-1, count, self.embedding_dim])
+        return tf.unstack(vectors, num=count, axis=1)
+
+    def _pooled(self, ids: tf.Tensor) -> list[tf.Tensor]:
+        """Some split table multi-hot: its valid ids only, pooled per bag on return."""
+        count = len(self.layout.tables)
+        rows = tf.shape(ids, out_type=tf.int64)[0]
+        virtual, bags, valid_counts, column = [], [], [], 0
+        for k, (h, base) in enumerate(zip(self.hotness, self.layout.bases, strict=True)):
+            table_ids = ids[:, column : column + h]
+            column += h
+            if h == 1:  # single-valued: every id is a row (no padding)
+                positions = tf.range(rows)
+                valid = table_ids[:, 0]
+                valid_counts.append(None)
+            else:
+                mask = table_ids >= 0
+                where = tf.where(mask)  # row-major: a bag's ids in column order
+                positions = where[:, 0]
+                valid = tf.gather_nd(table_ids, where)
+                valid_counts.append(tf.reduce_sum(tf.cast(mask, tf.float32), axis=1))
+            virtual.append(tf.cast(valid, tf.int64) + base)
+            # Bag index: (row, table) flattened row-major, as [b, S] would be.
+            bags.append(positions * count + k)
+        vectors = self._exchange(tf.concat(virtual, axis=0))
+        # Pooled in float32, as a whole table's owner pools its float32 rows.
+        pooled = tf.math.unsorted_segment_sum(
+            tf.cast(vectors, tf.float32), tf.concat(bags, axis=0), rows * count
+        )
+        pooled = tf.unstack(tf.reshape(pooled, [-1, count, self.embedding_dim]), count, axis=1)
+        out = []
+        for vector, combiner, valid_count in zip(pooled, self.combiners, valid_counts, strict=True):
+            if valid_count is not None and combiner == "mean":
+                vector = vector / tf.maximum(valid_count, 1.0)[:, None]
+            out.append(tf.cast(vector, self.transport_dtype))
+        return out
+
+    def _exchange(self, virtual: tf.Tensor) -> tf.Tensor:
+        """``[n, D]`` vectors (transport dtype) of virtual ids ``[n]``, in their order."""
         routed = route_ids(
-            tf.reshape(virtual, [-1]),
-            tf.constant(layout.starts, tf.int64),
-            tf.constant(layout.ranks, tf.int32),
+            virtual,
+            tf.constant(self.layout.starts, tf.int64),
+            tf.constant(self.layout.ranks, tf.int32),
             self.comm.size,
         )
         received, received_counts = self.comm.alltoall_with_splits(
@@ -104,8 +153,7 @@ class RowSplitLookup:
         back = self.comm.alltoall(
             tf.cast(vectors, self.transport_dtype), received_counts, name="split_embeddings"
         )
-        vectors = tf.reshape(unroute(back, routed.order), [-1, count, dim])
-        return tf.unstack(vectors, num=count, axis=1)
+        return unroute(back, routed.order)
 
     def _gather_local_rows(self, ids: tf.Tensor) -> tf.Tensor:
         """``[m, D]`` float32 rows of this rank's shards for virtual ``ids [m]``."""
@@ -127,10 +175,11 @@ class RowSplitLookup:
 
         Each id of a split table crosses once as an int64 and its vector twice
         (forward and backward) when its row is on another rank; ids whose row
-        is local stay. The bound assumes every id is remote; the actual volume
-        depends on how the batch's ids fall on the row ranges.
+        is local stay. The bound assumes every id is remote and every bag of a
+        multi-hot table full (``hotness`` ids per row; padding is not sent);
+        the actual volume depends on how the batch's ids fall on the row ranges.
         """
         if self.comm.size == 1 or not self.layout.tables:
             return 0
         per_id = 8 + 2 * self.embedding_dim * self.transport_dtype.size
-        return global_batch_size * len(self.layout.tables) * per_id
+        return global_batch_size * sum(self.hotness) * per_id

@@ -6,6 +6,7 @@
                                                         (with the launch topology)
 ``python -m tests.distributed.hvd_program split DIR``   tables split by rows, per optimizer
 ``python -m tests.distributed.hvd_program multi_hot DIR``  multi-hot parity, per optimizer
+``python -m tests.distributed.hvd_program split_multi_hot DIR``  multi-hot tables split by rows
 ``python -m tests.distributed.hvd_program loop DIR``    trains until killed (rank-death test)
 """
 
@@ -110,6 +111,16 @@ def multi_hot(comm: HorovodCommunicator, out_dir: Path) -> None:
     print(f"rank {comm.rank}: multi-hot runs written", flush=True)
 
 
+def split_multi_hot(comm: HorovodCommunicator, out_dir: Path) -> None:
+    """Multi-hot tables split by rows: DIR/split_multi_hot_{opt}_rank{r}.npz."""
+    from tests.distributed.parity_setup import MULTI_HOT, run_hybrid, split_multi_hot_placement
+
+    for optimizer in ("sgd", "adagrad", "adam"):
+        result = run_hybrid(comm, split_multi_hot_placement(), optimizer, MULTI_HOT)
+        np.savez(out_dir / f"split_multi_hot_{optimizer}_rank{comm.rank}.npz", **result)
+    print(f"rank {comm.rank}: split multi-hot runs written", flush=True)
+
+
 def loop(comm: HorovodCommunicator, out_dir: Path) -> None:
     """Trains forever; reports how a collective fails once a peer is gone."""
     from tests.distributed import parity_setup as ps
@@ -139,6 +150,8 @@ def main(argv: list[str]) -> None:
         split(comm, Path(argv[2]))
     elif mode == "multi_hot":
         multi_hot(comm, Path(argv[2]))
+    elif mode == "split_multi_hot":
+        split_multi_hot(comm, Path(argv[2]))
     elif mode == "loop":
         loop(comm, Path(argv[2]))
     else:

@@ -116,6 +116,13 @@ def _multi_hot_batches(
             if h > 1:
                 ids[np.arange(h) >= rng.integers(0, h + 1, rows)[:, None]] = -1
             columns.append(ids)
+        # Bags with ids on both sides of the row boundaries of
+        # split_multi_hot_placement (table 0 at row 4, table 1 at row 5, table 3
+        # at row 6), a repeated id and an empty bag, in both ranks' slices.
+        for start in (0, rows // 2) if rows >= 8 else ():
+            columns[0][start : start + 4] = [[3], [4], [4], [3]]
+            columns[1][start : start + 4] = [[4, 5, 5], [5, -1, 4], [-1, -1, -1], [3, 0, -1]]
+            columns[3][start : start + 4] = [[5, 6], [12, -1], [-1, -1], [6, 6]]
         categorical = np.concatenate(columns, axis=1).astype(np.int32)
         labels = ((numerical[:, :1] + (categorical[:, 1:2] % 2)) > 0.5).astype(np.float32)
         batches.append((numerical, categorical, labels))
@@ -156,6 +163,17 @@ def split_placement() -> Placement:
     rows = DIM * 4
     pieces = [(0, 0, 4, 0), (0, 4, 7, 1), (1, 0, 11, 0), (2, 0, 5, 1)]
     pieces += [(3, 0, 6, 1), (3, 6, 13, 0), (4, 0, 3, 0)]
+    shards = tuple(Shard(t, a, b, (b - a) * rows, r) for t, a, b, r in pieces)
+    return Placement(2, tuple(sizes), shards)
+
+
+def split_multi_hot_placement() -> Placement:
+    """Two ranks; table 0 (one-hot) and the multi-hot tables 1 (mean of 3) and 3
+    (sum of 2) split by rows, with :data:`MULTI_HOT` hotness."""
+    sizes = embedding_table_bytes(CARDINALITIES, DIM)
+    rows = DIM * 4
+    pieces = [(0, 0, 4, 0), (0, 4, 7, 1), (1, 0, 5, 1), (1, 5, 11, 0), (2, 0, 5, 1)]
+    pieces += [(3, 0, 6, 0), (3, 6, 13, 1), (4, 0, 3, 0)]
     shards = tuple(Shard(t, a, b, (b - a) * rows, r) for t, a, b, r in pieces)
     return Placement(2, tuple(sizes), shards)
 

@@ -104,18 +104,20 @@ def test_multi_hot_tables_on_two_ranks_match_one_process(tmp_path):
             np.testing.assert_allclose(rank["predictions"], reference["predictions"], rtol=rtol)
 
 
-@pytest.mark.slow
-def test_tables_split_by_rows_match_one_process(tmp_path):
-    """Tables 0 and 3 split over the two ranks: ids routed to their rows' ranks.
+def _assert_split_parity(
+    tmp_path: Path, prefix: str, placement, hotness: tuple[int, ...] | None = None
+) -> list[dict[str, np.ndarray]]:
+    """Checks a split run (``{prefix}_{optimizer}_rank{r}.npz``) against one process.
 
-    The batches hold duplicate ids and ids on both sides of each row boundary
-    in both ranks' slices (``parity_setup.make_batches``).
+    Per optimizer: per-step losses, predictions, dense weights and every
+    rank's rows of every table it holds; each rank's variables and slots have
+    its shard's shape only, and the ranks together hold every row once.
+    Returns the reference runs by optimizer.
     """
-    _run("tests.distributed.hvd_program", "split", str(tmp_path))
-    placement = ps.split_placement()
+    references = {}
     for optimizer, rtol in (("sgd", 1e-5), ("adagrad", 1e-5), ("adam", 1e-4)):
-        reference = ps.run_reference(optimizer)
-        ranks = [dict(np.load(tmp_path / f"split_{optimizer}_rank{r}.npz")) for r in range(2)]
+        reference = references[optimizer] = ps.run_reference(optimizer, hotness)
+        ranks = [dict(np.load(tmp_path / f"{prefix}_{optimizer}_rank{r}.npz")) for r in range(2)]
         for rank, result in enumerate(ranks):
             np.testing.assert_allclose(result["losses"], reference["losses"], rtol=rtol)
             np.testing.assert_allclose(
@@ -143,9 +145,56 @@ def test_tables_split_by_rows_match_one_process(tmp_path):
             rows = sorted(tuple(r[f"table_{table}_rows"]) for r in ranks)
             assert rows[0][0] == 0 and rows[0][1] == rows[1][0]
             assert rows[1][1] == ps.CARDINALITIES[table]
-        # The split tables' boundary rows were trained (differ from the start).
-        initial = ps.build_model().embedding_variables[0].numpy()
+    return references
+
+
+@pytest.mark.slow
+def test_tables_split_by_rows_match_one_process(tmp_path):
+    """Tables 0 and 3 split over the two ranks: ids routed to their rows' ranks.
+
+    The batches hold duplicate ids and ids on both sides of each row boundary
+    in both ranks' slices (``parity_setup.make_batches``).
+    """
+    _run("tests.distributed.hvd_program", "split", str(tmp_path))
+    references = _assert_split_parity(tmp_path, "split", ps.split_placement())
+    # The split tables' boundary rows were trained (differ from the start).
+    initial = ps.build_model().embedding_variables[0].numpy()
+    for reference in references.values():
         assert not np.allclose(initial[3:5], reference["table_0"][3:5])
+
+
+@pytest.mark.slow
+def test_multi_hot_tables_split_by_rows_match_one_process(tmp_path):
+    """Multi-hot tables 1 (mean) and 3 (sum) and one-hot table 0 split by rows.
+
+    Only valid ids travel; the requesting rank pools the returned vectors. The
+    bags hold ids on both sides of each boundary, repeats, padding and empty
+    bags in both ranks' slices (``parity_setup.make_batches``).
+    """
+    _run("tests.distributed.hvd_program", "split_multi_hot", str(tmp_path))
+    (_, categorical, _), *_ = ps.make_batches(ps.TRAIN_BATCHES, seed=1, hotness=ps.MULTI_HOT)
+    assert (categorical[:, 1:4] == -1).all(axis=1).any()  # an empty bag of table 1
+    placement = ps.split_multi_hot_placement()
+    assert placement.split_tables == (0, 1, 3)
+    references = _assert_split_parity(tmp_path, "split_multi_hot", placement, ps.MULTI_HOT)
+    initial = ps.build_model(hotness=ps.MULTI_HOT).embedding_variables
+    for reference in references.values():
+        # Rows on both sides of the boundaries of tables 1 and 3 were trained.
+        assert not np.allclose(initial[1].numpy()[4:6], reference["table_1"][4:6])
+        assert not np.allclose(initial[3].numpy()[5:7], reference["table_3"][5:7])
+    # Rows no batch names stay as they were under every optimizer: padding
+    # moves no row. Padding (-1) of table 1 offset into the shared id space
+    # would be table 0's last row 6; table 1's id 7 is never drawn either.
+    train = ps.make_batches(ps.TRAIN_BATCHES, seed=1, hotness=ps.MULTI_HOT)
+    assert not any((c[:, 0] == 6).any() or (c[:, 1:4] == 7).any() for _, c, _ in train)
+    for optimizer in ("sgd", "adagrad", "adam"):
+        rank0, rank1 = (
+            dict(np.load(tmp_path / f"split_multi_hot_{optimizer}_rank{r}.npz")) for r in range(2)
+        )
+        assert rank0["table_1_rows"].tolist() == [5, 11]
+        assert rank1["table_0_rows"].tolist() == [4, 7]
+        np.testing.assert_array_equal(rank0["table_1"][7 - 5], initial[1].numpy()[7])
+        np.testing.assert_array_equal(rank1["table_0"][6 - 4], initial[0].numpy()[6])
 
 
 def test_two_local_host_names_run_as_two_nodes(tmp_path):

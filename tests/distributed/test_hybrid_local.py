@@ -14,6 +14,8 @@ from models.data.slicing import batch_slice
 from models.distributed.comm import Communicator, LocalCommunicator
 from models.distributed.hybrid import HybridParallel, slice_sizes
 from models.distributed.placement import plan_placement
+from models.distributed.routing import SplitLayout
+from models.distributed.row_split import RowSplitLookup
 from tests.distributed import parity_setup as ps
 
 REPO = Path(__file__).resolve().parents[2]
@@ -54,11 +56,50 @@ def test_world_one_matches_plain_model_with_multi_hot_tables(optimizer):
         np.testing.assert_allclose(hybrid[key], expected, rtol=1e-6, atol=1e-7, err_msg=key)
 
 
-def test_multi_hot_tables_cannot_be_split_by_rows():
-    placement = ps.split_placement()
-    model = ps.build_rank_model(placement, 0, hotness=(2, 1, 1, 1, 1))
-    with pytest.raises(ValueError, match=r"tables \[0\] are multi-hot .* split by rows"):
-        HybridParallel(model, _FakeComm(0, 2), placement, 16)
+def test_split_lookup_pools_multi_hot_bags_like_the_model():
+    """RowSplitLookup on one process (the all-to-alls are the identity) against
+    the model's own pooled lookup: values, and the gradient's rows."""
+    model = ps.build_model(hotness=ps.MULTI_HOT)
+    tables = (0, 1, 3)  # one-hot, mean of 3, sum of 2
+    base = np.cumsum([0, *(ps.CARDINALITIES[t] for t in tables)])
+    layout = SplitLayout(
+        tables,
+        tuple(int(b) for b in base[:-1]),
+        tuple(int(b) for b in base[:-1]),
+        (0, 0, 0),
+        tuple((t, 0, ps.CARDINALITIES[t], int(b)) for t, b in zip(tables, base, strict=False)),
+    )
+    lookup = RowSplitLookup(model, LocalCommunicator(), layout, tf.float32)
+    ids = tf.constant(
+        [[6, 4, 5, 5, 12, -1], [0, -1, -1, -1, -1, -1], [4, 10, -1, 0, 6, 6]], tf.int32
+    )
+    variables = [model.embedding_variables[t] for t in tables]
+    with tf.GradientTape(persistent=True) as tape:
+        split = lookup(ids)
+        whole = model.lookup(ids, tables)
+        weights = tf.constant(np.arange(1, 13, dtype=np.float32).reshape(3, 4))
+        split_loss = sum(tf.reduce_sum(v * weights * (k + 1)) for k, v in enumerate(split))
+        whole_loss = sum(tf.reduce_sum(v * weights * (k + 1)) for k, v in enumerate(whole))
+    table = {t: model.embedding_variables[t].numpy() for t in tables}
+    mean_0, mean_2 = (table[1][4] + 2 * table[1][5]) / 3, (table[1][10] + table[1][0]) / 2
+    expected_1 = [mean_0, np.zeros(ps.DIM), mean_2]
+    expected_3 = [table[3][12], np.zeros(ps.DIM), 2 * table[3][6]]
+    np.testing.assert_allclose(split[0].numpy(), table[0][[6, 0, 4]], rtol=1e-6)
+    np.testing.assert_allclose(split[1].numpy(), expected_1, rtol=1e-6)
+    np.testing.assert_allclose(split[2].numpy(), expected_3, rtol=1e-6)
+    split_grads = tape.gradient(split_loss, variables)
+    whole_grads = tape.gradient(whole_loss, variables)
+    for got, want in zip(split_grads, whole_grads, strict=True):
+        # Only the valid ids' rows get a gradient: padding names no row.
+        assert isinstance(got, tf.IndexedSlices)
+        assert sorted(got.indices.numpy().tolist()) == sorted(want.indices.numpy().tolist())
+        np.testing.assert_allclose(
+            tf.convert_to_tensor(got).numpy(), tf.convert_to_tensor(want).numpy(), rtol=1e-6
+        )
+    # The split lookup bounds its bytes by full bags: 16 rows x (1 + 3 + 2) ids.
+    assert lookup.alltoall_bytes_per_step(16) == 0  # one rank sends nothing
+    two = RowSplitLookup(model, _FakeComm(0, 2), layout, tf.float32)
+    assert two.alltoall_bytes_per_step(16) == 16 * 6 * (8 + 2 * ps.DIM * 4)
 
 
 def test_owned_tables_and_byte_counts_for_two_ranks():

@@ -6,9 +6,11 @@ on 1 process, and one saved on 1 process and continued with the split, must
 both give the per-step losses and final weights (tables, Adagrad
 accumulators, MLPs, dense optimizer) of one uninterrupted single-process run.
 A mixed-precision (bfloat16) run with the split trains like the float32 one.
+The same save on 2 ranks and continuation on 1 holds with table 0 multi-hot
+(3 ids per row, mean-pooled by the requesting rank).
 
-Cost: two in-process runs and one ``horovodrun`` holding the three 2-rank
-runs, about a minute and a half on two cores.
+Cost: four in-process runs and one ``horovodrun`` holding the four 2-rank
+runs, about two minutes on two cores.
 """
 
 from __future__ import annotations
@@ -42,6 +44,11 @@ ARGS = [
     "--synthetic_dataset_cardinalities=" + ",".join(map(str, CARDINALITIES)),
     "--optimizer=adagrad",
 ]
+# Table 0 multi-hot: 3 ids per row, the bag's mean.
+MULTI_HOT = [
+    "--synthetic_dataset_hotness=" + ",".join(["3"] + ["1"] * (len(CARDINALITIES) - 1)),
+    "--multi_hot_combiner=mean",
+]
 RTOL, ATOL = 1e-5, 1e-7
 
 
@@ -71,6 +78,8 @@ def runs(tmp_path_factory) -> Path:
         ]
 
     dlrm_main.main(["dlrm_main.py", *args("one", f"--checkpoint_every_n_steps={SAVE_STEP}")])
+    every = f"--checkpoint_every_n_steps={SAVE_STEP}"
+    dlrm_main.main(["dlrm_main.py", *args("mh_one", *MULTI_HOT, every)])
     two_rank_runs = [
         args(
             "one_then_split",
@@ -80,6 +89,13 @@ def runs(tmp_path_factory) -> Path:
         ),
         args("split_then_one", "--use_horovod", SPLIT_LIMIT, f"--max_steps={SAVE_STEP}"),
         args("split_amp", "--use_horovod", SPLIT_LIMIT, "--amp"),
+        args(
+            "mh_split_then_one",
+            *MULTI_HOT,
+            "--use_horovod",
+            SPLIT_LIMIT,
+            f"--max_steps={SAVE_STEP}",
+        ),
     ]
     (root / "runs.json").write_text(json.dumps(two_rank_runs))
     run_horovod(
@@ -87,11 +103,15 @@ def runs(tmp_path_factory) -> Path:
     )
     resumed = f"--restore_checkpoint_path={root / 'split_then_one'}"
     dlrm_main.main(["dlrm_main.py", *args("split_then_one.resumed", resumed)])
+    resumed = f"--restore_checkpoint_path={root / 'mh_split_then_one'}"
+    dlrm_main.main(["dlrm_main.py", *args("mh_split_then_one.resumed", *MULTI_HOT, resumed)])
     return root
 
 
-def _assert_same_training(root: Path, name: str, losses: dict[int, float]) -> None:
-    reference = _losses(root / "one.json")
+def _assert_same_training(
+    root: Path, name: str, losses: dict[int, float], reference_run: str = "one"
+) -> None:
+    reference = _losses(root / f"{reference_run}.json")
     assert sorted(losses) == sorted(reference) == list(range(1, FINAL_STEP + 1))
     np.testing.assert_allclose(
         [losses[s] for s in sorted(losses)],
@@ -99,12 +119,12 @@ def _assert_same_training(root: Path, name: str, losses: dict[int, float]) -> No
         rtol=RTOL,
         err_msg=f"{name}: per-step losses",
     )
-    _, expected = _checkpoint(root / "one", FINAL_STEP)
+    _, expected = _checkpoint(root / reference_run, FINAL_STEP)
     _, actual = _checkpoint(root / name, FINAL_STEP)
     assert actual.keys() == expected.keys() and "tables/table_0.accumulator.npy" in expected
     for key, value in expected.items():
         np.testing.assert_allclose(actual[key], value, rtol=RTOL, atol=ATOL, err_msg=key)
-    _, initial = _checkpoint(root / "one", SAVE_STEP)
+    _, initial = _checkpoint(root / reference_run, SAVE_STEP)
     assert not np.allclose(initial["tables/table_0.npy"], expected["tables/table_0.npy"])
 
 
@@ -162,3 +182,23 @@ def test_mixed_precision_with_a_split_table_trains_like_float32(runs: Path) -> N
     np.testing.assert_allclose(
         arrays["tables/table_0.npy"], reference["tables/table_0.npy"], rtol=0.05, atol=1e-3
     )
+
+
+def test_multi_hot_split_table_saved_on_two_ranks_continues_on_one(runs: Path) -> None:
+    params = _parameters(runs / "mh_split_then_one.json")
+    assert params["placement"]["split_tables"] == {"0": [[0, 1000, 0], [1000, 2000, 1]]}
+    # Three ids per row of table 0, each an id out and a vector back and forth at most.
+    assert params["split_alltoall_bytes_per_step_max"] == 63 * 3 * (8 + 2 * 4 * 4)
+    saved, _ = _checkpoint(runs / "mh_split_then_one", SAVE_STEP)
+    assert saved["world_size"] == 2
+    assert [(s["rows"], s["rank"]) for s in saved["table_shards"]["0"]] == [
+        ([0, 1000], 0),
+        ([1000, 2000], 1),
+    ]
+    losses = {
+        **_losses(runs / "mh_split_then_one.json"),
+        **_losses(runs / "mh_split_then_one.resumed.json"),
+    }
+    _assert_same_training(runs, "mh_split_then_one", losses, reference_run="mh_one")
+    # The multi-hot run is another training than the one-hot one.
+    assert _losses(runs / "mh_one.json")[FINAL_STEP] != _losses(runs / "one.json")[FINAL_STEP]
