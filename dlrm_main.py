@@ -104,15 +104,32 @@ def run(config: Config) -> dict[str, Any]:
 def dataset_error_in(error: tf.errors.OpError) -> str | None:
     """The DatasetError message carried by a TensorFlow error, if any.
 
-    Batches are read inside `tf.data` (numpy_function), so a bad file found mid-run
+    Batches are read inside `tf.data` (graph checks), so a bad file found mid-run
     (an id outside its table, a label byte other than 0/1, a NaN numerical) reaches the
     training loop as an InvalidArgumentError whose text holds the original message
-    (as the data of a failed assertion, `[DatasetError: ...]`, see models/data/pipeline.py).
+    (as the data of a failed assertion, `[DatasetError: ...]`, see models/data/sequential.py).
     """
     match = re.search(r"\[DatasetError: ([^\n]*)\]", error.message) or re.search(
         r"DatasetError: ([^\n]*)", error.message
     )
-    return match.group(1).strip() if match else None
+    # A file cut since the split was opened, met by TensorFlow's record reader
+    # (models/data/sequential.py) before our own length check.
+    cut = re.search(
+        r"header \((\d+) bytes\) and footer \((\d+) bytes\), input file \"([^\"]+)\" "
+        r"has body length (-?\d+) bytes, which is not an exact multiple",
+        error.message,
+    )
+    if cut and not match:
+        header, footer, path, body = cut.groups()
+        size = int(header) + int(footer) + int(body)
+        return (
+            f"{path}: short read, the file now ends at byte {size}, inside a batch "
+            "(was it truncated after the dataset was opened?)"
+        )
+    if not match:
+        return None
+    # The assertion prints its data C-escaped (a quote as \', a backslash doubled).
+    return re.sub(r"\\(.)", r"\1", match.group(1).strip())
 
 
 def _grace_on_terminate() -> None:

@@ -25,6 +25,7 @@ import tensorflow as tf
 from models.data import feature_spec as fs
 from models.data import pipeline
 from models.data.metadata import DatasetError, DatasetMetadata, load_metadata
+from models.data.sequential import FileColumns, SplitLayout, sequential_dataset
 from models.data.slicing import batch_slice
 
 
@@ -150,10 +151,51 @@ class BinaryDataset:
         """The batches of one epoch from ``start_batch`` on (to resume mid-epoch).
 
         ``epoch`` only matters with ``shuffle``: it selects the batch order.
+        In file order the batches are read by TensorFlow ops alone
+        (``sequential``); a shuffled order needs random access, which
+        TensorFlow's readers lack, so it reads with ``read_batch``.
         """
         order = pipeline.batch_order(self.num_batches, start_batch, self.shuffle, self.seed, epoch)
-        return pipeline.make_dataset(
-            order, self.read_batch, self.element_spec, self.prefetch_batches, self.parallel_batches
+        if self.shuffle:
+            return pipeline.make_dataset(
+                order,
+                self.read_batch,
+                self.element_spec,
+                self.prefetch_batches,
+                self.parallel_batches,
+            )
+        return sequential_dataset(
+            self._layout(),
+            self.element_spec,
+            self.num_batches,
+            start_batch,
+            self.prefetch_batches,
+            self.parallel_batches,
+        )
+
+    def _layout(self) -> SplitLayout:
+        """The files of this split and rank, for the TensorFlow reader."""
+        metadata = self.metadata
+        files = metadata.spec.split_files(metadata.root, self.split)
+        num_numerical = metadata.num_numerical_features
+        return SplitLayout(
+            rows=self.num_rows,
+            global_batch_size=self.global_batch_size,
+            rank=self.rank,
+            world_size=self.world_size,
+            label=FileColumns(files.label, fs.LABEL_DTYPE, 1),
+            numerical=(
+                FileColumns(files.numerical, fs.NUMERICAL_DTYPE, num_numerical)
+                if num_numerical and files.numerical is not None
+                else None
+            ),
+            categorical=tuple(
+                FileColumns(files.categorical[t], metadata.categorical_dtypes[t], h)
+                for t, h in zip(self.table_ids, self.hotness, strict=True)
+            ),
+            tables=self.table_ids,
+            cardinalities=tuple(metadata.cardinalities[t] for t in self.table_ids),
+            check_ids=self.check_ids,
         )
 
     def read_batch(self, index: int) -> pipeline.BatchArrays:
