@@ -105,6 +105,7 @@ class BinaryDataset:
         else:
             self.num_batches = math.ceil(self.num_rows / global_batch_size)
         self.hotness = tuple(metadata.spec.hotness[t] for t in self.table_ids)
+        self._sequential: dict[int, tf.data.Dataset] = {}
         # Keys: "label", "numerical", or the table index.
         self._paths: dict[str | int, Path] = {}
         self._fds: dict[str | int, int] = {}
@@ -164,14 +165,18 @@ class BinaryDataset:
                 self.prefetch_batches,
                 self.parallel_batches,
             )
-        return sequential_dataset(
-            self._layout(),
-            self.element_spec,
-            self.num_batches,
-            start_batch,
-            self.prefetch_batches,
-            self.parallel_batches,
-        )
+        # Building traces the graph functions (seconds for 26 tables): keep what
+        # was built, e.g. for the evaluation split iterated at every evaluation.
+        if start_batch not in self._sequential:
+            self._sequential[start_batch] = sequential_dataset(
+                self._layout(),
+                self.element_spec,
+                self.num_batches,
+                start_batch,
+                self.prefetch_batches,
+                self.parallel_batches,
+            )
+        return self._sequential[start_batch]
 
     def _layout(self) -> SplitLayout:
         """The files of this split and rank, for the TensorFlow reader."""

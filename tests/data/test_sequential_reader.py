@@ -103,9 +103,14 @@ def test_multi_hot_columns_and_padding(tmp_path):
 
 def test_file_order_runs_no_python_and_shuffled_order_reads_with_read_batch(dataset_factory):
     root, _ = dataset_factory()
-    plain = BinaryDataset(root, "train", 4).as_dataset()
+    data = BinaryDataset(root, "train", 4)
+    plain = data.as_dataset()
     assert "FixedLengthRecordDataset" in _graph_ops(plain)
     assert "PyFunc" not in _graph_ops(plain)
+    # Built once per start batch, iterated any number of times.
+    assert data.as_dataset(epoch=3) is plain and data.as_dataset(start_batch=1) is not plain
+    _assert_same(_elements(plain), _elements(plain))
+    assert len(_elements(plain)) == 6
     data = BinaryDataset(root, "train", 4, shuffle=True, seed=5)
     shuffled = data.as_dataset(epoch=2, start_batch=1)
     order = pipeline.batch_order(len(data), 1, True, 5, 2)

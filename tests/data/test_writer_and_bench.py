@@ -39,13 +39,14 @@ def test_bench_prints_every_pipeline(tmp_path, capsys):
     argv = ["--rows", "9000", "--batch_sizes", "2048", "--world_size", "2"]
     assert bench_input.main([*argv, "--work_dir", str(tmp_path)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    rows = [line.split() for line in lines if line.split()[-5:-4] == ["2048"]]
-    assert [" ".join(row[:-5]) for row in rows] == [
-        "binary, tf.data",
-        "binary, numpy read_batch",
+    rows = [line.split() for line in lines if line.split()[-6:-5] == ["2048"]]
+    assert [" ".join(row[:-6]) for row in rows] == [
+        "binary, TF ops (in order)",
+        "binary, preadv (shuffled)",
+        "binary, read_batch alone",
         "synthetic powerlaw, tf.data",
         "synthetic constant, tf.data",
     ]
-    assert [int(row[-4]) for row in rows] == [5, 5, 4, 4]  # batches: ceil and floor of 9000/2048
+    assert [int(row[-5]) for row in rows] == [5, 5, 5, 4, 4]  # ceil and floor of 9000/2048
     assert all(float(row[-2].replace(",", "")) > 0 for row in rows)
     assert list(tmp_path.iterdir()) == []  # the temporary dataset is removed
