@@ -6,10 +6,14 @@ padded with ``feature_spec.PAD_ID``; one column for a single-valued table).
 Each rank
 reads the categorical files of the tables it owns for the whole global batch
 (the embedding lookups are model parallel) and only its data-parallel slice
-(``batch_slice``) of ``label.bin`` and ``numerical.bin``. Files are read with
-``os.preadv`` straight into numpy buffers at computed offsets: one system
-call per file per batch, no per-sample Python, and thread safe without locks
-because no file position is shared.
+(``batch_slice``) of ``label.bin`` and ``numerical.bin``.
+
+Two read paths give the same elements: ``as_dataset`` in file order uses
+TensorFlow ops alone (``sequential``: one whole-batch record per file and
+batch, no Python per batch); ``read_batch`` reads with ``os.preadv`` straight
+into numpy buffers at computed offsets (one system call per file per batch,
+thread safe without locks because no file position is shared) and serves the
+shuffled batch order, which needs the random access TensorFlow's readers lack.
 """
 
 from __future__ import annotations

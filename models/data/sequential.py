@@ -9,8 +9,12 @@ assertion whose data is the one-line ``DatasetError: ...`` message
 (``dlrm_main.dataset_error_in`` prints it).
 
 TensorFlow's reader cannot seek: ``header_bytes`` reads through the skipped
-prefix (about 0.1 s per GiB from the page cache), and a file's body must be
-a whole number of records. Hence:
+prefix (about 0.1 s per GiB from the page cache, measured on a 1 GiB file),
+and a file's body must be a whole number of records. Hence:
+
+- the label and numerical records hold the whole global batch (the other
+  ranks' rows could not be skipped without reading them); each rank keeps
+  its ``batch_slice``;
 
 - resuming at batch ``k`` reads through ``k`` batches of each file once;
 - a short last batch is a second reader over the file's tail, whose
