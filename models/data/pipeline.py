@@ -1,8 +1,9 @@
 """Shared tf.data plumbing of the binary and synthetic datasets.
 
 Both produce whole batches (no per-sample Python; the binary reader with
-numpy through ``make_dataset``, the synthetic generator with TensorFlow ops,
-using ``batch_order`` and ``element_spec`` only) and expose them through the
+TensorFlow ops in file order and with numpy through ``make_dataset`` in a
+shuffled order, the synthetic generator with TensorFlow ops, using
+``batch_order`` and ``element_spec`` only) and expose them through the
 same element structure (DEVELOPERS.md, "Input
 element"): ``({"numerical": float32 [b, N], "categorical": int32 [B, C]},
 labels float32 [b, 1])``, where ``C`` is the sum of the hotness of the tables
