@@ -34,6 +34,7 @@ from models.data.binary import BinaryDataset
 from models.data.criteo import BENCH_CARDINALITIES
 from models.data.synthetic import SyntheticDataset
 from models.data.writer import SplitArrays, write_metadata, write_split
+from models.huge_pages import restart_with_huge_pages
 from tools.machine import describe_machine, format_machine
 
 TARGET_SAMPLES_PER_SECOND = 460_000
@@ -179,4 +180,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    restart_with_huge_pages()  # as dlrm_main.py does: measure the default set-up
     sys.exit(main())
