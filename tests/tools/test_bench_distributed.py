@@ -3,6 +3,8 @@
 import json
 import subprocess
 
+import pytest
+
 from models.data.criteo import BENCH_CARDINALITIES
 from tools import bench_distributed
 
@@ -46,14 +48,20 @@ def test_summary_reads_placement_alltoall_and_throughput(tmp_path):
     }
 
 
-def test_main_prints_the_machine_and_writes_the_rows(tmp_path, monkeypatch, capsys):
+def _fake_jobs(monkeypatch, commands: list[list[str]]) -> None:
+    """Replaces the benchmark jobs with ones that write the log dlrm_main would write.
+
+    Throughput: 1000 / world samples/s, 10% more with ``top_first``.
+    """
     real_run = subprocess.run
 
-    def fake_run(cmd, **kwargs):  # a job that writes the log dlrm_main would write
+    def fake_run(cmd, **kwargs):
         logs = [a.split("=", 1)[1] for a in cmd if a.startswith("--log_path=")]
         if not logs:  # not a benchmark job (e.g. `uname -p` while TensorFlow is imported)
             return real_run(cmd, **kwargs)
+        commands.append(cmd)
         log, world = logs[0], 2 if "--use_horovod" in cmd else 1
+        speed = 1.1 if "top_first" in cmd else 1.0
         entries = [
             {
                 "type": "LOG",
@@ -65,13 +73,17 @@ def test_main_prints_the_machine_and_writes_the_rows(tmp_path, monkeypatch, caps
                 },
             },
             {"type": "RESULT", "step": "RESULT",
-             "data": {"throughput": 1000.0 / world, "mean_step_time_ms": 4.0 * world}},
+             "data": {"throughput": speed * 1000.0 / world, "mean_step_time_ms": 4.0 * world}},
         ]  # fmt: skip
         with open(log, "w") as f:
             f.writelines(json.dumps(e) + "\n" for e in entries)
         return subprocess.CompletedProcess(cmd, 0, "", "")
 
     monkeypatch.setattr(bench_distributed.subprocess, "run", fake_run)
+
+
+def test_main_prints_the_machine_and_writes_the_rows(tmp_path, monkeypatch, capsys):
+    _fake_jobs(monkeypatch, [])
     out = tmp_path / "dist.json"
     assert bench_distributed.main(["--ranks", "1,2", "--json", str(out)]) == 0
     printed = capsys.readouterr().out
@@ -89,3 +101,27 @@ def test_a_larger_first_table_and_a_memory_limit_force_a_split(tmp_path):
     cards = [3_000_000, *BENCH_CARDINALITIES[1:]]
     assert "--synthetic_dataset_cardinalities=" + ",".join(map(str, cards)) in cmd
     assert "--tf_mlu_memory_limit_gb=1.5" in cmd
+
+
+def test_dense_allreduce_variants_alternate_and_their_ratios_are_printed(
+    tmp_path, monkeypatch, capsys
+):
+    commands: list[list[str]] = []
+    _fake_jobs(monkeypatch, commands)
+    out = tmp_path / "dist.json"
+    argv = ["--ranks", "1,2", "--dense_allreduce", "grouped,top_first", "--repeats", "2"]
+    assert bench_distributed.main([*argv, "--json", str(out)]) == 0
+    # One process twice (no allreduce, no variant), then 2 ranks A, B, A, B.
+    variants = [r["dense_allreduce"] for r in json.loads(out.read_text())["runs"]]
+    assert variants == ["grouped", "grouped", "grouped", "top_first", "grouped", "top_first"]
+    programs = [c[c.index("--gloo") + 2 :][:3] if "--gloo" in c else c[1:2] for c in commands]
+    assert programs[3] == ["-m", "tools.bench_overlap", "top_first"]
+    assert programs[2][0].endswith("dlrm_main.py") and programs[0][0].endswith("dlrm_main.py")
+    printed = capsys.readouterr().out
+    assert "2 ranks, top_first / grouped: 1.100, 1.100 (median 1.100)" in printed
+
+
+def test_unknown_dense_allreduce_variant_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        bench_distributed.main(["--dense_allreduce", "grouped,overlapped"])
+    assert "--dense_allreduce takes distinct variants" in capsys.readouterr().err

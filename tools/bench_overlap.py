@@ -1,0 +1,102 @@
+"""``dlrm_main.py`` with a variant of the dense-gradient allreduce, for benchmarks only.
+
+    python -m tools.bench_overlap {grouped,top_first} [dlrm_main.py flags]
+
+``grouped`` runs ``dlrm_main.py`` as it is. Its collectives run in program
+order (``models/distributed/comm.py``): the forward all-to-all, the backward
+all-to-all of the embeddings' gradients (issued while the gradients are
+taken), then one grouped allreduce of every dense gradient and the step's
+non-finite flag, which waits for the last gradient of the step.
+
+``top_first`` takes the top MLP's gradients first (a tape gradient of their
+own; TensorFlow's graph optimiser merges the backward ops the two gradient
+calls share), issues their allreduce, then takes the other gradients: the
+top MLP's allreduce, most of the dense bytes, comes before the backward
+all-to-all in the order of collectives and runs while the interaction, the
+bottom MLP and the lookups' backward compute. The other dense gradients and
+the flag follow in a second allreduce.
+``tools.bench_distributed --dense_allreduce grouped,top_first`` times the
+two; it is not a ``dlrm_main.py`` option (README, Limitations: the measured
+difference).
+"""
+
+from __future__ import annotations
+
+import sys
+
+VARIANTS = ("grouped", "top_first")
+
+
+def top_first_step(self, features, labels):
+    """``TrainStep._step`` with the top MLP's gradients taken and reduced first."""
+    # TensorFlow is imported here: tools.bench_distributed reads VARIANTS without it.
+    import tensorflow as tf
+
+    from models.training.nonfinite import all_finite
+    from models.training.train_step import bce_with_logits
+
+    parallel = self._parallel
+    variables = self._dense_variables + self._embedding_variables
+    top_ids = {id(v) for v in parallel.model.top_mlp.trainable_variables}
+    top = [i for i, v in enumerate(variables) if id(v) in top_ids]
+    rest = [i for i in range(len(variables)) if id(variables[i]) not in top_ids]
+    with tf.GradientTape(persistent=True) as tape:
+        logits = parallel.forward(features["numerical"], features["categorical"])
+        loss = bce_with_logits(labels, logits)
+        scaled = self.guard.scale_loss(loss)
+    top_grads = self.guard.unscale(tape.gradient(scaled, [variables[i] for i in top]))
+    reduced_top = parallel.comm.grouped_allreduce(
+        top_grads, average=True, name="dense_gradients_top"
+    )
+    rest_grads = self.guard.unscale(tape.gradient(scaled, [variables[i] for i in rest]))
+    gradients: list = [None] * len(variables)
+    for i, g in zip(top, top_grads, strict=True):
+        gradients[i] = g
+    for i, g in zip(rest, rest_grads, strict=True):
+        gradients[i] = g
+    local_bad = tf.cast(
+        tf.logical_not(tf.logical_and(tf.math.is_finite(loss), all_finite(gradients))),
+        tf.float32,
+    )
+    num_dense = len(self._dense_variables)
+    # The top MLP's entries go as None: reduce_gradients leaves them out.
+    dense_in = [None if i in top else gradients[i] for i in range(num_dense)]
+    embedding_gradients, reduced = parallel.reduce_gradients(
+        gradients[num_dense:], [*dense_in, local_bad]
+    )
+    dense_gradients, any_bad = reduced[:-1], reduced[-1]
+    for i, value in zip(top, reduced_top, strict=True):
+        dense_gradients[i] = value
+    finite = tf.equal(any_bad, 0.0)
+
+    def apply() -> tf.Tensor:
+        self._dense_optimizer.apply_gradients(
+            zip(dense_gradients, self._dense_variables, strict=True)
+        )
+        self._embedding_optimizer.apply_gradients(
+            zip(embedding_gradients, self._embedding_variables, strict=True)
+        )
+        return tf.constant(True)
+
+    tf.cond(finite, apply, lambda: tf.constant(False))
+    self.guard.record(finite, loss)
+    return loss
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) < 2 or argv[1] not in VARIANTS:
+        raise SystemExit(f"usage: python -m tools.bench_overlap {{{','.join(VARIANTS)}}} FLAGS")
+    import dlrm_main
+    from models.training.train_step import TrainStep
+
+    if argv[1] == "top_first":
+        TrainStep._step = top_first_step
+    dlrm_main.main(["dlrm_main.py", *argv[2:]])
+
+
+if __name__ == "__main__":
+    # As dlrm_main.py does, before TensorFlow loads: both variants run the same set-up.
+    from models.huge_pages import restart_with_huge_pages
+
+    restart_with_huge_pages()
+    main(sys.argv)
