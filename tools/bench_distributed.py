@@ -36,6 +36,7 @@ import tempfile
 from pathlib import Path
 
 from models.data.criteo import BENCH_CARDINALITIES
+from models.huge_pages import restart_with_huge_pages
 from tools.bench_overlap import VARIANTS
 from tools.machine import describe_machine, format_machine
 
@@ -231,4 +232,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    restart_with_huge_pages()  # its header then shows the state its dlrm_main jobs run with
     sys.exit(main())
