@@ -34,6 +34,7 @@ import tensorflow as tf
 
 from models.data import feature_spec as fs
 from models.data import pipeline
+from models.data.float16 import float16_bits_to_float32
 from models.data.slicing import batch_slice
 
 _READ_BUFFER_BYTES = 1 << 20
@@ -140,7 +141,7 @@ def _decoder(layout: SplitLayout, rows: int) -> Callable[..., pipeline.Element]:
         label_bytes = arrays[0][offset : offset + local, 0]
         checks = [_check_labels(layout.label.path, label_bytes, first + offset, local)]
         if layout.numerical is not None:
-            numerical = tf.cast(arrays[1][offset : offset + local], tf.float32)
+            numerical = float16_bits_to_float32(arrays[1][offset : offset + local])
             checks.append(_check_finite(layout.numerical.path, numerical, first + offset))
         else:
             numerical = tf.zeros([local, 0], tf.float32)
@@ -183,7 +184,13 @@ def _columns(arrays: list[tf.Tensor], rows: int) -> tf.Tensor:
 
 
 def _decode(file: FileColumns, record: tf.Tensor, rows: int) -> tf.Tensor:
-    dtype = tf.uint8 if file.dtype == fs.LABEL_DTYPE else tf.as_dtype(file.dtype.newbyteorder("="))
+    """The record's items as a ``[rows, width]`` tensor; float16 items as their int16 bits."""
+    if file.dtype == fs.LABEL_DTYPE:
+        dtype = tf.uint8
+    elif file.dtype == np.float16:  # no float16 tensor: see models.data.float16
+        dtype = tf.int16
+    else:
+        dtype = tf.as_dtype(file.dtype.newbyteorder("="))
     return tf.reshape(tf.io.decode_raw(record, dtype, little_endian=True), [rows, file.width])
 
 

