@@ -66,6 +66,8 @@ def train(job: Job) -> dict[str, Any]:
         jit_compile=xla_mode(config.device.enable_xla, comm.size, job.device) == "step",
         guard=StepGuard(run.on_nonfinite, job.device.loss_scale),
     )
+    if state.loss_scale is not None:  # a float16 run resumed: continue with its scale
+        step_fn.guard.load_scale_state(state.loss_scale)
     settings = LoopSettings(
         epochs=run.epochs,
         steps_per_epoch=len(train_split),
@@ -82,6 +84,7 @@ def train(job: Job) -> dict[str, Any]:
         if not out.save_checkpoint_path:
             return
         state.step, state.epoch, state.batch = step, epoch, batch
+        state.loss_scale = step_fn.guard.scale_state()
         try:
             path = ckpt.save_checkpoint(out.save_checkpoint_path, state, comm)
         except OSError as error:

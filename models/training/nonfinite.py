@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import tensorflow as tf
@@ -156,6 +156,27 @@ class StepGuard(tf.Module):
             scale = tf.where(bad, tf.maximum(self._scale / 2.0, self._min_scale), self._scale)
             self._scale.assign(tf.where(grow, scale * 2.0, scale))
             self._good.assign(tf.where(grow, tf.constant(0, tf.int64), good))
+
+    def scale_state(self) -> dict[str, Any] | None:
+        """The dynamic loss scale as a checkpoint records it (None without scaling).
+
+        Waits for the device. With it, a resumed float16 run continues with
+        the scale and the count of finite steps towards its next doubling that
+        the interrupted run had, so it takes the same steps.
+        """
+        if not self.scaled:
+            return None
+        return {"scale": float(self._scale.numpy()), "good_steps": int(self._good.numpy())}
+
+    def load_scale_state(self, saved: Mapping[str, Any]) -> None:
+        """Sets the loss scale from a `scale_state` record (checked by the checkpoint restore).
+
+        Ignored without scaling: a float32 or bfloat16 run resuming a float16
+        checkpoint starts unscaled, as it always does.
+        """
+        if self.scaled:
+            self._scale.assign(float(saved["scale"]))
+            self._good.assign(int(saved["good_steps"]))
 
     def state(self) -> GuardState:
         """The recorded counts (waits for the device)."""

@@ -627,3 +627,30 @@ def test_row_ranges_that_do_not_cover_a_table_fail_the_save(tmp_path):
     with pytest.raises(CheckpointError, match=r"table 1: saved row ranges .* \(at row 3\)"):
         run_ranks(2, lambda comm: save_checkpoint(tmp_path, states[comm.rank], comm))
     assert list_checkpoints(tmp_path) == []
+
+
+def test_the_dynamic_loss_scale_is_saved_and_restored(tmp_path: Path) -> None:
+    keras.utils.set_random_seed(0)
+    state = TrainingState(DLRM(CARDINALITIES, num_numerical_features=3, **DIMS), range(4))
+    state.loss_scale = {"scale": 256.0, "good_steps": 17}
+    path = save_checkpoint(tmp_path / "scaled", state, LocalComm())
+    assert json.loads((path / "checkpoint.json").read_text())["loss_scale"] == {
+        "scale": 256.0,
+        "good_steps": 17,
+    }
+    resumed = TrainingState(DLRM(CARDINALITIES, num_numerical_features=3, **DIMS), range(4))
+    restore_checkpoint(tmp_path / "scaled", resumed, LocalComm())
+    assert resumed.loss_scale == {"scale": 256.0, "good_steps": 17}
+
+    state.loss_scale = None  # float32 or bfloat16: nothing saved, nothing restored
+    restore_checkpoint(
+        save_checkpoint(tmp_path / "plain", state, LocalComm()), resumed, LocalComm()
+    )
+    assert resumed.loss_scale is None
+
+    meta_file = path / "checkpoint.json"
+    meta = json.loads(meta_file.read_text())
+    meta["loss_scale"] = {"scale": -1.0, "good_steps": 3}
+    meta_file.write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=r"checkpoint\.json: loss_scale .* finite positive"):
+        restore_checkpoint(tmp_path / "scaled", resumed, LocalComm())

@@ -102,3 +102,14 @@ def test_scaling_multiplies_the_loss_and_divides_dense_and_sparse_gradients() ->
 def test_invalid_settings_are_named(kwargs, message) -> None:
     with pytest.raises(ValueError, match=message):
         StepGuard(**kwargs)
+
+
+def test_a_loaded_scale_state_continues_the_scale_and_its_growth_count() -> None:
+    guard = StepGuard("stop", loss_scale=1024.0, growth_interval=3)
+    guard.load_scale_state({"scale": 2.0, "good_steps": 2})
+    assert guard.scale_state() == {"scale": 2.0, "good_steps": 2}
+    _steps(guard, [(True, 0.5)])  # the third finite step in a row: the scale doubles
+    assert guard.scale_state() == {"scale": 4.0, "good_steps": 0}
+    unscaled = StepGuard("stop")
+    unscaled.load_scale_state({"scale": 2.0, "good_steps": 2})  # a bf16 run: ignored
+    assert unscaled.scale_state() is None and unscaled.state().loss_scale is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -116,6 +117,7 @@ def restore_checkpoint(
     iterations = saved_opt.get("embedding_iterations")
     if state.embedding_optimizer is not None and iterations is not None:
         state.embedding_optimizer.iterations.assign(iterations)
+    state.loss_scale = _loss_scale(directory, metadata.get("loss_scale"))
     position = metadata["data_position"]
     state.step, state.epoch, state.batch = (
         int(metadata["step"]),
@@ -130,6 +132,23 @@ def restore_checkpoint(
         world_size=int(metadata["world_size"]),
         format_version=int(metadata["format_version"]),
     )
+
+
+def _loss_scale(directory: Path, saved: Any) -> dict[str, Any] | None:
+    """The saved dynamic loss scale, checked: a finite scale > 0 and a count >= 0."""
+    if saved is None:
+        return None
+    try:
+        scale, good = float(saved["scale"]), int(saved["good_steps"])
+        valid = scale > 0 and math.isfinite(scale) and good >= 0
+    except (TypeError, KeyError, ValueError):
+        valid = False
+    if not valid:
+        raise CheckpointError(
+            f"{directory / METADATA_FILE}: loss_scale {saved!r} is not a finite positive "
+            "scale with a count of good steps"
+        )
+    return {"scale": scale, "good_steps": good}
 
 
 def _check_batch_size(directory: Path, position: Mapping[str, Any], batch_size: int | None):

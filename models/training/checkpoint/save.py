@@ -105,6 +105,7 @@ def save_checkpoint(
             data_position=_data_position(state),
             model=dims,
             **({} if state.model_config is None else {"model_config": dict(state.model_config)}),
+            **({} if state.loss_scale is None else {"loss_scale": dict(state.loss_scale)}),
             optimizers={
                 "embedding": optimizer_name(state.embedding_optimizer),
                 "embedding_iterations": (

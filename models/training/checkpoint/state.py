@@ -54,6 +54,9 @@ class TrainingState:
         model_config: the run's model configuration (JSON-compatible), saved
             as ``model_config`` so that eval, inference and export can rebuild
             the model from the checkpoint alone (``models/run/checkpoint_model.py``).
+        loss_scale: the dynamic loss scale of a float16 run
+            (`StepGuard.scale_state`), saved as ``loss_scale``; set from the
+            checkpoint on restore (None when it has none).
     """
 
     model: Any
@@ -66,6 +69,7 @@ class TrainingState:
     global_batch_size: int | None = None
     model_config: Mapping[str, Any] | None = None
     row_ranges: Mapping[int, tuple[int, int]] = dataclasses.field(default_factory=dict)
+    loss_scale: Mapping[str, Any] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
