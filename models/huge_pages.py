@@ -92,9 +92,12 @@ def restart_with_huge_pages() -> None:
     the top and this time returns here.
     """
     tunables = huge_pages_tunables(os.environ, _kernel_thp_mode(), glibc_version())
-    if tunables is None:
+    if tunables is None or not sys.executable:  # embedded interpreters have no executable
         return
     sys.stdout.flush()
     sys.stderr.flush()
     env = {**os.environ, "GLIBC_TUNABLES": tunables}
-    os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
+    try:
+        os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
+    except OSError as error:  # e.g. a sandbox refusing exec: run on without huge pages
+        print(f"huge pages: could not restart ({error}); running without", file=sys.stderr)

@@ -105,3 +105,18 @@ def test_the_restart_keeps_the_command_line_and_gets_huge_pages() -> None:
     assert kept["tunables"] is None and kept["state"].endswith("malloc huge pages off")
     assert kept["argv"] == ["--flag", "a b"]
     assert kept["huge_kib"] < restarted["huge_kib"]
+
+
+def test_a_refused_exec_runs_on_without_huge_pages(monkeypatch, capsys) -> None:
+    import models.huge_pages as huge_pages
+
+    def refuse(*args) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(huge_pages, "_kernel_thp_mode", lambda: "madvise")
+    monkeypatch.setattr(huge_pages, "glibc_version", lambda: (2, 36))
+    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+    monkeypatch.delenv(OPT_OUT, raising=False)
+    monkeypatch.setattr(huge_pages.os, "execve", refuse)
+    huge_pages.restart_with_huge_pages()  # returns instead of raising
+    assert "huge pages: could not restart (" in capsys.readouterr().err
