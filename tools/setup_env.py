@@ -16,53 +16,24 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import re
 import shutil
 import subprocess
 import sys
-import sysconfig
-import tarfile
 import tempfile
 from pathlib import Path
+
+if __package__:  # run as `python -m tools.setup_env` or imported (the tests)
+    from .horovod_build import setup_horovod
+    from .setup_common import SetupError, log, probe, run
+else:  # run as a script by tools/setup_env.sh: tools/ is sys.path[0]
+    from horovod_build import setup_horovod
+    from setup_common import SetupError, log, probe, run
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "dlrm_tf2"
 DEFAULT_TF_PACKAGE = "tensorflow-cpu==2.21.0"
-DEFAULT_HOROVOD_VERSION = "0.28.1"
-HOROVOD_BUILD_TOOLS = ("cmake", "setuptools", "wheel", "packaging")
-HOROVOD_BUILD_ENV = {
-    "HOROVOD_WITH_TENSORFLOW": "1",
-    "HOROVOD_WITH_GLOO": "1",
-    "HOROVOD_WITHOUT_MPI": "1",
-    "HOROVOD_WITHOUT_PYTORCH": "1",
-    "HOROVOD_WITHOUT_MXNET": "1",
-    # Horovod 0.28.1's CMakeLists predate CMake 4, which refuses policies < 3.5.
-    "CMAKE_POLICY_VERSION_MINIMUM": "3.5",
-}
 _PROBE_TF = "import tensorflow as tf; print(tf.__version__)"
-_PROBE_HVD = "import horovod, horovod.tensorflow; print(horovod.__version__)"
-
-
-class SetupError(RuntimeError):
-    """A set-up step failed; the message says which and what to do."""
-
-
-def log(message: str) -> None:
-    print(f"[setup] {message}", flush=True)
-
-
-def probe(python: str | Path, code: str) -> str | None:
-    """Runs `code` with `python`; returns its last stdout line, or None if it failed."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    try:
-        out = subprocess.run(
-            [str(python), "-c", code], capture_output=True, text=True, env=env, timeout=300
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    lines = out.stdout.strip().splitlines()
-    return lines[-1].strip() if out.returncode == 0 and lines else None
 
 
 def detect_tensorflow(python: str | Path) -> str | None:
@@ -152,92 +123,6 @@ def split_requirements(
 def constraints_for(preinstalled: dict[str, str]) -> str:
     """A pip constraints file pinning every preinstalled package to its version."""
     return "".join(f"{name}=={version}\n" for name, version in sorted(preinstalled.items()))
-
-
-def gpu_operations() -> str:
-    """Collective backends to compile into Horovod: "gloo", or "gloo-nccl" with a GPU.
-
-    A CUDA toolkit alone is not enough (machines without a GPU may ship one, and
-    Horovod's CMake then fails on a partial toolkit), so NCCL is chosen only when
-    `nvidia-smi -L` lists a GPU, or when DLRM_HOROVOD_GPU_OPERATIONS=NCCL asks for it.
-    """
-    requested = os.environ.get("DLRM_HOROVOD_GPU_OPERATIONS", "").upper()
-    if requested:
-        if requested not in ("NCCL", "NONE"):
-            raise SetupError(f"DLRM_HOROVOD_GPU_OPERATIONS must be NCCL or NONE, got {requested!r}")
-        return "gloo-nccl" if requested == "NCCL" else "gloo"
-    try:
-        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired):
-        return "gloo"
-    return "gloo-nccl" if out.returncode == 0 and "GPU" in out.stdout else "gloo"
-
-
-def horovod_cache_key(
-    horovod_version: str, tf_version: str, python_version: str, machine: str, gpu_ops: str
-) -> str:
-    """Directory name of a cached Horovod wheel.
-
-    A wheel built against one TensorFlow does not load with another (the C++ ABI of
-    the framework library changes), so the key names both versions, the interpreter,
-    the architecture and the collective backends compiled in.
-    """
-    for part in (horovod_version, tf_version, python_version, machine, gpu_ops):
-        if not part or "/" in part or " " in part:
-            raise SetupError(f"invalid Horovod cache key part {part!r}")
-    return f"horovod-{horovod_version}-tf{tf_version}-py{python_version}-{machine}-{gpu_ops}"
-
-
-def patch_horovod_cmake(text: str) -> tuple[str, int]:
-    """Drops the XLA op source from horovod/tensorflow/CMakeLists.txt.
-
-    Its XLA includes no longer exist in TensorFlow 2.21; the ops it registers are
-    only used with XLA-compiled Horovod collectives, which this project does not use.
-
-    Returns:
-      (patched text, number of lines removed).
-    """
-    kept, removed = [], 0
-    for line in text.splitlines(keepends=True):
-        if "xla_mpi_ops.cc" in line:
-            removed += 1
-        else:
-            kept.append(line)
-    return "".join(kept), removed
-
-
-def summarise_check_build(text: str) -> str:
-    """One line out of `horovodrun --check-build`: enabled items of each section."""
-    sections: dict[str, list[str]] = {}
-    current = None
-    for line in text.splitlines():
-        line = line.strip()
-        if line.startswith("Available ") and line.endswith(":"):
-            current = line.removeprefix("Available ").removesuffix(":")
-            sections[current] = []
-        elif current and line.startswith("[X]"):
-            sections[current].append(line[3:].strip())
-    return "; ".join(f"{name}: {', '.join(items) or 'none'}" for name, items in sections.items())
-
-
-def missing_build_tools() -> list[str]:
-    """Debian packages missing to compile Horovod (empty when all are there)."""
-    missing = []
-    if not (shutil.which("c++") or shutil.which("g++")):
-        missing.append("g++")
-    if not shutil.which("make"):
-        missing.append("make")
-    if not (Path(sysconfig.get_paths()["include"]) / "Python.h").exists():
-        missing.append(f"python{sys.version_info[0]}.{sys.version_info[1]}-dev")
-    return missing
-
-
-def run(step: str, cmd: list[str], hint: str, env: dict | None = None, cwd=None) -> None:
-    """Runs a command of set-up step `step`; on failure raises with the hint."""
-    log(f"{step}: {' '.join(cmd)}")
-    result = subprocess.run(cmd, env=env, cwd=cwd)
-    if result.returncode != 0:
-        raise SetupError(f"step '{step}' failed (exit {result.returncode}): {hint}")
 
 
 class Environment:
@@ -349,123 +234,6 @@ def setup_spark(env: Environment) -> None:
         )
     else:
         log("spark: PySpark installed (requirements-spark.txt)")
-
-
-def build_horovod_wheel(env: Environment, version: str, gpu_ops: str, out_dir: Path) -> Path:
-    missing = missing_build_tools()
-    if missing:
-        raise SetupError(
-            "step 'horovod build' needs a C++ toolchain and Python headers; missing: "
-            f"{', '.join(missing)} (Debian: apt-get install {' '.join(missing)} cmake)"
-        )
-    run(
-        "horovod build tools",
-        env.pip("install", "-q", *HOROVOD_BUILD_TOOLS),
-        "pip could not install cmake/setuptools/wheel/packaging",
-    )
-    with tempfile.TemporaryDirectory(prefix="horovod-build-") as tmp:
-        tmp_path = Path(tmp)
-        run(
-            "horovod sdist",
-            env.pip(
-                "download",
-                "-q",
-                "--no-deps",
-                "--no-binary",
-                ":all:",
-                f"horovod=={version}",
-                "-d",
-                str(tmp_path),
-            ),
-            f"could not download the horovod=={version} sdist from PyPI",
-        )
-        sdists = list(tmp_path.glob("horovod-*.tar.gz"))
-        if len(sdists) != 1:
-            raise SetupError(f"step 'horovod sdist': expected one sdist, found {sdists}")
-        with tarfile.open(sdists[0]) as tar:
-            tar.extractall(tmp_path, filter="data")
-        src = tmp_path / f"horovod-{version}"
-        cmake_file = src / "horovod" / "tensorflow" / "CMakeLists.txt"
-        patched, removed = patch_horovod_cmake(cmake_file.read_text())
-        cmake_file.write_text(patched)
-        log(f"horovod build: removed {removed} xla_mpi_ops.cc line(s) from {cmake_file.name}")
-        build_env = dict(os.environ, **HOROVOD_BUILD_ENV)
-        build_env["PATH"] = f"{env.venv / 'bin'}{os.pathsep}{build_env.get('PATH', '')}"
-        if gpu_ops == "gloo-nccl":
-            build_env["HOROVOD_GPU_OPERATIONS"] = "NCCL"
-        wheel_dir = tmp_path / "wheel"
-        run(
-            "horovod build",
-            env.pip("wheel", "--no-build-isolation", "--no-deps", "-w", str(wheel_dir), str(src)),
-            "the Horovod build failed (see the compiler output above); it needs g++, make, "
-            "cmake and the TensorFlow headers of the installed TensorFlow",
-            env=build_env,
-        )
-        wheels = list(wheel_dir.glob("horovod-*.whl"))
-        if len(wheels) != 1:
-            raise SetupError(f"step 'horovod build': expected one wheel, found {wheels}")
-        # Rename into place only once complete so an interrupted build leaves no cache entry.
-        staging = out_dir.with_name(out_dir.name + ".tmp")
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-        shutil.copy2(wheels[0], staging / wheels[0].name)
-        shutil.rmtree(out_dir, ignore_errors=True)
-        staging.rename(out_dir)
-    return out_dir / wheels[0].name
-
-
-def write_horovodrun(path: Path, python: Path) -> None:
-    """A ``horovodrun`` launcher in the venv for a Horovod the image preinstalled.
-
-    The image's own ``horovodrun`` may not be on PATH (or may run another
-    interpreter); this one is what ``horovodrun`` does, with the venv's Python,
-    so activating the venv is enough for the run scripts and the tests.
-    """
-    path.write_text(f'#!/bin/sh\nexec "{python}" -m horovod.runner.launch "$@"\n')
-    path.chmod(0o755)
-
-
-def setup_horovod(env: Environment, tf_version: str) -> None:
-    found = probe(env.python, _PROBE_HVD)
-    if found is None:
-        version = os.environ.get("DLRM_HOROVOD_VERSION", DEFAULT_HOROVOD_VERSION)
-        gpu_ops = gpu_operations()
-        key = horovod_cache_key(
-            version, tf_version, platform.python_version(), platform.machine(), gpu_ops
-        )
-        cached = env.cache_dir / "wheels" / key
-        wheels = sorted(cached.glob("horovod-*.whl"))
-        if wheels:
-            log(f"horovod: installing cached wheel {wheels[0]}")
-            wheel = wheels[0]
-        else:
-            log(f"horovod: no cached wheel for {key}; building from source (a few minutes)")
-            wheel = build_horovod_wheel(env, version, gpu_ops, cached)
-            log(f"horovod: cached {wheel}")
-        # With its declared dependencies (cloudpickle, psutil, pyyaml, packaging).
-        run(
-            "horovod install",
-            env.pip("install", "-q", str(wheel)),
-            f"could not install {wheel} or its dependencies; remove {cached} to force a rebuild",
-        )
-        found = probe(env.python, _PROBE_HVD)
-        if found is None:
-            raise SetupError(
-                f"step 'horovod': the installed wheel does not import; remove {cached} and rerun"
-            )
-    else:
-        log("horovod: horovod.tensorflow already imports")
-    horovodrun = env.venv / "bin" / "horovodrun"
-    if not horovodrun.exists():
-        write_horovodrun(horovodrun, env.python)
-        log(f"horovod: wrote {horovodrun} (the preinstalled Horovod, run by the venv's Python)")
-    cmd = [str(horovodrun), "--check-build"]
-    result = subprocess.run(
-        cmd, capture_output=True, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    )
-    if result.returncode != 0:
-        raise SetupError(f"step 'horovod check': {' '.join(cmd)} failed: {result.stderr.strip()}")
-    log(f"horovod {found}: {summarise_check_build(result.stdout)}")
 
 
 def setup_shellcheck() -> None:
