@@ -32,7 +32,6 @@ def top_first_step(self, features, labels):
     # TensorFlow is imported here: tools.bench_distributed reads VARIANTS without it.
     import tensorflow as tf
 
-    from models.training.nonfinite import all_finite
     from models.training.train_step import bce_with_logits
 
     parallel = self._parallel
@@ -54,33 +53,16 @@ def top_first_step(self, features, labels):
         gradients[i] = g
     for i, g in zip(rest, rest_grads, strict=True):
         gradients[i] = g
-    local_bad = tf.cast(
-        tf.logical_not(tf.logical_and(tf.math.is_finite(loss), all_finite(gradients))),
-        tf.float32,
-    )
     num_dense = len(self._dense_variables)
     # The top MLP's entries go as None: reduce_gradients leaves them out.
     dense_in = [None if i in top else gradients[i] for i in range(num_dense)]
     embedding_gradients, reduced = parallel.reduce_gradients(
-        gradients[num_dense:], [*dense_in, local_bad]
+        gradients[num_dense:], [*dense_in, self.nonfinite_flag(loss, gradients)]
     )
-    dense_gradients, any_bad = reduced[:-1], reduced[-1]
+    dense_gradients = reduced[:-1]
     for i, value in zip(top, reduced_top, strict=True):
         dense_gradients[i] = value
-    finite = tf.equal(any_bad, 0.0)
-
-    def apply() -> tf.Tensor:
-        self._dense_optimizer.apply_gradients(
-            zip(dense_gradients, self._dense_variables, strict=True)
-        )
-        self._embedding_optimizer.apply_gradients(
-            zip(embedding_gradients, self._embedding_variables, strict=True)
-        )
-        return tf.constant(True)
-
-    tf.cond(finite, apply, lambda: tf.constant(False))
-    self.guard.record(finite, loss)
-    return loss
+    return self.apply_if_finite(loss, dense_gradients, embedding_gradients, reduced[-1])
 
 
 def main(argv: list[str]) -> None:

@@ -91,17 +91,32 @@ class TrainStep:
             # Scaling keeps small float16 gradients of the dense part from flushing to 0.
             scaled = self.guard.scale_loss(loss)
         gradients = self.guard.unscale(tape.gradient(scaled, variables))
-        # 1 where this rank's loss or gradients hold a NaN/Inf. It rides the dense
-        # allreduce (no extra collective), so every rank takes the same decision.
-        local_bad = tf.cast(
-            tf.logical_not(tf.logical_and(tf.math.is_finite(loss), all_finite(gradients))),
-            tf.float32,
-        )
         num_dense = len(self._dense_variables)
         embedding_gradients, reduced = self._parallel.reduce_gradients(
-            gradients[num_dense:], [*gradients[:num_dense], local_bad]
+            gradients[num_dense:], [*gradients[:num_dense], self.nonfinite_flag(loss, gradients)]
         )
-        dense_gradients, any_bad = reduced[:-1], reduced[-1]
+        return self.apply_if_finite(loss, reduced[:-1], embedding_gradients, reduced[-1])
+
+    def nonfinite_flag(self, loss: tf.Tensor, gradients: Sequence[Any]) -> tf.Tensor:
+        """1.0 where this rank's loss or gradients hold a NaN/Inf, else 0.0.
+
+        It rides the dense allreduce (no extra collective), so that every rank
+        takes the same decision in `apply_if_finite`.
+        """
+        finite = tf.logical_and(tf.math.is_finite(loss), all_finite(gradients))
+        return tf.cast(tf.logical_not(finite), tf.float32)
+
+    def apply_if_finite(
+        self,
+        loss: tf.Tensor,
+        dense_gradients: Sequence[Any],
+        embedding_gradients: Sequence[Any],
+        any_bad: tf.Tensor,
+    ) -> tf.Tensor:
+        """Applies both updates unless ``any_bad`` (the reduced flag) is set; records the step.
+
+        Returns ``loss``.
+        """
         finite = tf.equal(any_bad, 0.0)
 
         def apply() -> tf.Tensor:
