@@ -46,6 +46,7 @@ from tools.bench_train.setup import (
     BenchConfig,
     bench_batches,
     build_ours,
+    config_from_args,
     train_ours,
 )
 from tools.machine import describe_machine, format_machine
@@ -224,22 +225,7 @@ def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(sys.argv[1:] if argv is None else argv)
     apply_threading(args.inter_op, args.intra_op)  # before TensorFlow runs any op
-    config = BenchConfig(
-        cardinalities=tuple(min(n, args.max_rows) for n in CRITEO_FT15_CARDINALITIES)[
-            : args.num_tables
-        ],
-        batch_size=args.batch_size,
-        embedding_dim=args.embedding_dim,
-        bottom_mlp_dims=args.bottom_mlp_dims,
-        top_mlp_dims=args.top_mlp_dims,
-        num_cross_layers=args.num_cross_layers,
-        cross_layer_projection_dim=args.cross_layer_projection_dim,
-        warmup_steps=args.warmup_steps,
-        steps=args.steps,
-        window_steps=args.window_steps,
-        distinct_batches=args.distinct_batches,
-        seed=args.seed,
-    )
+    config = config_from_args(args)
     machine = describe_machine()
     print(format_machine(machine))
     results = {"machine": machine, **run(config, args.precisions, matmul_dims=args.matmul_dims)}

@@ -242,3 +242,15 @@ def test_failing_child_is_reported_without_traceback(
     monkeypatch.setattr(sys, "executable", shutil.which("false"))  # every child exits 1
     assert main([*TINY, "--processes=2"]) == 1
     assert capsys.readouterr().err == "error: --processes: process 1 of 2 exited with 1\n"
+
+
+def test_the_config_takes_every_flag_named_like_a_field() -> None:
+    from tools.bench_train.cli import _parse_args
+    from tools.bench_train.setup import config_from_args
+
+    config = config_from_args(
+        _parse_args(["--num_tables=2", "--max_rows=9", "--xla", "--pipeline_batches=3", "--seed=4"])
+    )
+    assert config.cardinalities == (9, 9)
+    assert (config.xla, config.pipeline_batches, config.seed) == (True, 3, 4)
+    assert config.model_type == "dlrm"  # no such flag here: the field's default

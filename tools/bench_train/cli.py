@@ -19,7 +19,7 @@ from tools.bench_train.processes import (
 )
 from tools.bench_train.report import format_report
 from tools.bench_train.run import run_benchmark
-from tools.bench_train.setup import PRECISIONS, BenchConfig
+from tools.bench_train.setup import PRECISIONS, config_from_args
 from tools.machine import describe_machine, format_machine
 
 
@@ -114,22 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.processes:
         return _main_over_processes(argv, args)
     apply_threading(args.inter_op, args.intra_op)  # before TensorFlow runs any op
-    config = BenchConfig(
-        cardinalities=tuple(min(n, args.max_rows) for n in CRITEO_FT15_CARDINALITIES)[
-            : args.num_tables
-        ],
-        batch_size=args.batch_size,
-        embedding_dim=args.embedding_dim,
-        bottom_mlp_dims=args.bottom_mlp_dims,
-        top_mlp_dims=args.top_mlp_dims,
-        warmup_steps=args.warmup_steps,
-        steps=args.steps,
-        window_steps=args.window_steps,
-        distinct_batches=args.distinct_batches,
-        pipeline_batches=args.pipeline_batches,
-        seed=args.seed,
-        xla=args.xla,
-    )
+    config = config_from_args(args)
     results = run_benchmark(
         config,
         args.precisions,

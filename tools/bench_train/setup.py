@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import time
 from collections.abc import Callable
@@ -11,6 +12,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from models.data.criteo import CRITEO_FT15_CARDINALITIES
 from models.data.synthetic import SyntheticDataset
 from models.device import resolve_device, xla_available
 from models.distributed.comm import LocalCommunicator
@@ -47,6 +49,21 @@ class BenchConfig:
     pipeline_batches: int = 30
     seed: int = 0
     xla: bool = False
+
+
+def config_from_args(args: argparse.Namespace) -> BenchConfig:
+    """The `BenchConfig` of a benchmark's command line.
+
+    Tables: the first ``--num_tables`` Criteo threshold-15 tables capped at
+    ``--max_rows``; every other field from the flag of the same name when
+    the command has one, else the field's default.
+    """
+    fields = {field.name for field in dataclasses.fields(BenchConfig)} - {"cardinalities"}
+    cardinalities = tuple(min(n, args.max_rows) for n in CRITEO_FT15_CARDINALITIES)
+    return BenchConfig(
+        cardinalities=cardinalities[: args.num_tables],
+        **{name: value for name, value in vars(args).items() if name in fields},
+    )
 
 
 def bench_batches(config: BenchConfig) -> tf.data.Dataset:
