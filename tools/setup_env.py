@@ -24,11 +24,11 @@ import tempfile
 from pathlib import Path
 
 if __package__:  # run as `python -m tools.setup_env` or imported (the tests)
-    from .horovod_build import setup_horovod
-    from .setup_common import SetupError, log, probe, run
+    from .setup_common import Environment, SetupError, log, normalise, probe, run
+    from .setup_horovod import setup_horovod
 else:  # run as a script by tools/setup_env.sh: tools/ is sys.path[0]
-    from horovod_build import setup_horovod
-    from setup_common import SetupError, log, probe, run
+    from setup_common import Environment, SetupError, log, normalise, probe, run
+    from setup_horovod import setup_horovod
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "dlrm_tf2"
@@ -90,10 +90,6 @@ def requirement_name(line: str) -> str | None:
     return normalise(match.group(0))
 
 
-def normalise(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 def split_requirements(
     lines: list[str], preinstalled: dict[str, str]
 ) -> tuple[list[str], dict[str, str]]:
@@ -123,44 +119,6 @@ def split_requirements(
 def constraints_for(preinstalled: dict[str, str]) -> str:
     """A pip constraints file pinning every preinstalled package to its version."""
     return "".join(f"{name}=={version}\n" for name, version in sorted(preinstalled.items()))
-
-
-class Environment:
-    """The virtualenv being prepared."""
-
-    def __init__(self, venv: Path, cache_dir: Path) -> None:
-        self.venv = venv
-        self.cache_dir = cache_dir
-        self.python = venv / "bin" / "python"
-
-    def pip(self, *args: str) -> list[str]:
-        return [str(self.python), "-m", "pip", "--disable-pip-version-check", *args]
-
-    def create(self, base_python: str, system_site_packages: bool) -> None:
-        cfg = self.venv / "pyvenv.cfg"
-        if cfg.exists() and self.python.exists():
-            shares = "include-system-site-packages = true" in cfg.read_text()
-            if shares != system_site_packages:
-                raise SetupError(
-                    f"virtualenv {self.venv} was created "
-                    f"{'with' if shares else 'without'} the system site-packages, but the base "
-                    f"Python {'has no' if shares else 'has a'} TensorFlow now; remove it "
-                    f"(rm -r {self.venv}) or set DLRM_VENV to another path"
-                )
-            log(f"virtualenv: reusing {self.venv}")
-            return
-        cmd = [base_python, "-m", "venv", str(self.venv)]
-        if system_site_packages:
-            cmd.insert(3, "--system-site-packages")
-        run("virtualenv", cmd, "install the venv module (Debian: apt-get install python3-venv)")
-
-    def installed(self) -> dict[str, str]:
-        out = subprocess.run(
-            self.pip("list", "--format=json"), capture_output=True, text=True, check=False
-        )
-        if out.returncode != 0:
-            raise SetupError(f"step 'pip list' failed: {out.stderr.strip()}")
-        return {normalise(p["name"]): p["version"] for p in json.loads(out.stdout)}
 
 
 def setup_tensorflow(env: Environment, base_tf: str | None) -> str:

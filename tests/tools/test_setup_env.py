@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tools import horovod_build, setup_env
+from tools import setup_env, setup_horovod
 
 
 def test_requirement_name_normalises_and_skips_comments():
@@ -40,15 +40,15 @@ def test_constraints_pin_every_preinstalled_package():
 
 
 def test_cache_key_names_every_ingredient():
-    key = horovod_build.horovod_cache_key("0.28.1", "2.21.0", "3.11.7", "x86_64", "gloo")
+    key = setup_horovod.horovod_cache_key("0.28.1", "2.21.0", "3.11.7", "x86_64", "gloo")
     assert key == "horovod-0.28.1-tf2.21.0-py3.11.7-x86_64-gloo"
-    other_tf = horovod_build.horovod_cache_key("0.28.1", "2.20.0", "3.11.7", "x86_64", "gloo")
-    with_nccl = horovod_build.horovod_cache_key("0.28.1", "2.21.0", "3.11.7", "x86_64", "gloo-nccl")
+    other_tf = setup_horovod.horovod_cache_key("0.28.1", "2.20.0", "3.11.7", "x86_64", "gloo")
+    with_nccl = setup_horovod.horovod_cache_key("0.28.1", "2.21.0", "3.11.7", "x86_64", "gloo-nccl")
     assert len({key, other_tf, with_nccl}) == 3
     with pytest.raises(setup_env.SetupError, match="invalid"):
-        horovod_build.horovod_cache_key("0.28.1", "", "3.11.7", "x86_64", "gloo")
+        setup_horovod.horovod_cache_key("0.28.1", "", "3.11.7", "x86_64", "gloo")
     with pytest.raises(setup_env.SetupError, match="invalid"):
-        horovod_build.horovod_cache_key("0.28.1", "2.21/0", "3.11.7", "x86_64", "gloo")
+        setup_horovod.horovod_cache_key("0.28.1", "2.21/0", "3.11.7", "x86_64", "gloo")
 
 
 def test_patch_removes_only_the_xla_source_line():
@@ -59,11 +59,11 @@ def test_patch_removes_only_the_xla_source_line():
         add_library(x)
         """
     )
-    patched, removed = horovod_build.patch_horovod_cmake(text)
+    patched, removed = setup_horovod.patch_horovod_cmake(text)
     assert removed == 1
     assert "xla_mpi_ops" not in patched
     assert "/mpi_ops.cc" in patched and "add_library(x)" in patched
-    assert horovod_build.patch_horovod_cmake(patched) == (patched, 0)
+    assert setup_horovod.patch_horovod_cmake(patched) == (patched, 0)
 
 
 def test_check_build_summary_lists_enabled_items_per_section():
@@ -83,7 +83,7 @@ def test_check_build_summary_lists_enabled_items_per_section():
             [ ] NCCL
         """
     )
-    assert horovod_build.summarise_check_build(out) == (
+    assert setup_horovod.summarise_check_build(out) == (
         "Frameworks: TensorFlow; Controllers: Gloo; Tensor Operations: none"
     )
 
@@ -127,16 +127,16 @@ def test_existing_venv_with_other_site_packages_mode_is_refused(tmp_path):
 def test_gpu_operations_need_a_gpu_not_just_a_toolkit(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.delenv("DLRM_HOROVOD_GPU_OPERATIONS", raising=False)
-    assert horovod_build.gpu_operations() == "gloo"  # no nvidia-smi at all
+    assert setup_horovod.gpu_operations() == "gloo"  # no nvidia-smi at all
     _fake_python(tmp_path, "exit 9").rename(tmp_path / "nvidia-smi")
-    assert horovod_build.gpu_operations() == "gloo"  # nvidia-smi present, no GPU
+    assert setup_horovod.gpu_operations() == "gloo"  # nvidia-smi present, no GPU
     _fake_python(tmp_path, "echo 'GPU 0: NVIDIA A100 (UUID: x)'").rename(tmp_path / "nvidia-smi")
-    assert horovod_build.gpu_operations() == "gloo-nccl"
+    assert setup_horovod.gpu_operations() == "gloo-nccl"
     monkeypatch.setenv("DLRM_HOROVOD_GPU_OPERATIONS", "none")
-    assert horovod_build.gpu_operations() == "gloo"
+    assert setup_horovod.gpu_operations() == "gloo"
     monkeypatch.setenv("DLRM_HOROVOD_GPU_OPERATIONS", "mpi")
     with pytest.raises(setup_env.SetupError, match="NCCL or NONE"):
-        horovod_build.gpu_operations()
+        setup_horovod.gpu_operations()
 
 
 def test_vendor_stack_is_tensorflow_keras_horovod_and_their_direct_requirements():
@@ -154,7 +154,7 @@ def test_vendor_stack_is_tensorflow_keras_horovod_and_their_direct_requirements(
 def test_written_horovodrun_launches_the_importable_horovod(tmp_path):
     # An image whose Horovod is preinstalled gets a horovodrun in the venv.
     launcher = tmp_path / "horovodrun"
-    horovod_build.write_horovodrun(launcher, Path(sys.executable))
+    setup_horovod.write_horovodrun(launcher, Path(sys.executable))
     assert launcher.stat().st_mode & stat.S_IXUSR
     import horovod
 
@@ -186,9 +186,9 @@ def test_setup_env_runs_as_a_script_with_one_error_class(tmp_path):
     # Horovod step must raise the very SetupError that main() catches.
     tools_dir = Path(setup_env.__file__).parent
     code = (
-        f"import sys; sys.path.insert(0, {str(tools_dir)!r}); import setup_env, horovod_build; "
-        "assert horovod_build.SetupError is setup_env.SetupError; "
-        "assert setup_env.setup_horovod is horovod_build.setup_horovod; print('ok')"
+        f"import sys; sys.path.insert(0, {str(tools_dir)!r}); import setup_env, setup_horovod; "
+        "assert setup_horovod.SetupError is setup_env.SetupError; "
+        "assert setup_env.setup_horovod is setup_horovod.setup_horovod; print('ok')"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=60

@@ -15,15 +15,11 @@ import sysconfig
 import tarfile
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if __package__:  # imported as tools.horovod_build
-    from .setup_common import SetupError, log, probe, run
+if __package__:  # imported as tools.setup_horovod
+    from .setup_common import Environment, SetupError, log, probe, run
 else:  # imported by tools/setup_env.py run as a script: tools/ is sys.path[0]
-    from setup_common import SetupError, log, probe, run
-
-if TYPE_CHECKING:
-    from tools.setup_env import Environment
+    from setup_common import Environment, SetupError, log, probe, run
 
 DEFAULT_HOROVOD_VERSION = "0.28.1"
 HOROVOD_BUILD_TOOLS = ("cmake", "setuptools", "wheel", "packaging")
