@@ -144,8 +144,7 @@ def build_horovod_wheel(env: Environment, version: str, gpu_ops: str, out_dir: P
         sdists = list(tmp_path.glob("horovod-*.tar.gz"))
         if len(sdists) != 1:
             raise SetupError(f"step 'horovod sdist': expected one sdist, found {sdists}")
-        with tarfile.open(sdists[0]) as tar:
-            tar.extractall(tmp_path, filter="data")
+        extract_sdist(sdists[0], tmp_path)
         src = tmp_path / f"horovod-{version}"
         cmake_file = src / "horovod" / "tensorflow" / "CMakeLists.txt"
         patched, removed = patch_horovod_cmake(cmake_file.read_text())
@@ -174,6 +173,42 @@ def build_horovod_wheel(env: Environment, version: str, gpu_ops: str, out_dir: P
         shutil.rmtree(out_dir, ignore_errors=True)
         staging.rename(out_dir)
     return out_dir / wheels[0].name
+
+
+def extract_sdist(archive: Path, dest: Path) -> None:
+    """Unpacks a source archive into `dest`, refusing members that would land outside it.
+
+    ``extractall(filter="data")`` does this, but exists only from Python 3.11.4 and
+    3.10.12 (Debian 12 ships 3.11.2), so older interpreters get the same checks here:
+    regular files, directories and links whose path and target stay inside `dest`.
+    """
+    with tarfile.open(archive) as tar:
+        if hasattr(tarfile, "data_filter"):
+            try:
+                tar.extractall(dest, filter="data")
+            except tarfile.FilterError as error:
+                raise SetupError(
+                    f"step 'horovod sdist': refusing to unpack {archive.name}: {error}"
+                ) from error
+            return
+        root = dest.resolve()
+        for member in tar.getmembers():
+            target = (root / member.name).resolve()
+            link = None
+            if member.issym():
+                link = (target.parent / member.linkname).resolve()
+            elif member.islnk():
+                link = (root / member.linkname).resolve()
+            bad = not (member.isfile() or member.isdir() or member.issym() or member.islnk())
+            for path in (target, link):
+                if path is not None and path != root and root not in path.parents:
+                    bad = True
+            if bad:
+                raise SetupError(
+                    f"step 'horovod sdist': refusing to unpack {archive.name}: member "
+                    f"{member.name!r} is not a file, directory or link inside {dest}"
+                )
+        tar.extractall(dest)  # every member was checked above
 
 
 def write_horovodrun(path: Path, python: Path) -> None:

@@ -1,8 +1,10 @@
 """Unit tests of the set-up logic that does not need a network or a build."""
 
+import io
 import stat
 import subprocess
 import sys
+import tarfile
 import textwrap
 from pathlib import Path
 
@@ -195,3 +197,59 @@ def test_setup_env_runs_as_a_script_with_one_error_class(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "ok"
+
+
+def _sdist(path: Path, members: list[tuple[str, str | None]]) -> Path:
+    """A .tar.gz with regular files (name, None) and symlinks (name, target)."""
+    with tarfile.open(path, "w:gz") as tar:
+        for name, link in members:
+            info = tarfile.TarInfo(name)
+            if link is None:
+                data = b"int main() {}\n"
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+            else:
+                info.type, info.linkname = tarfile.SYMTYPE, link
+                tar.addfile(info)
+    return path
+
+
+@pytest.mark.parametrize("has_data_filter", [True, False], ids=["filter", "python<3.11.4"])
+def test_sdist_extraction_on_pythons_with_and_without_the_data_filter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, has_data_filter: bool
+) -> None:
+    if not has_data_filter:  # as on Debian 12's Python 3.11.2
+        monkeypatch.delattr(tarfile, "data_filter", raising=False)
+        monkeypatch.setattr(
+            tarfile.TarFile,
+            "extractall",
+            _no_filter_keyword(tarfile.TarFile.extractall),
+        )
+    good = _sdist(
+        tmp_path / "good.tar.gz",
+        [("horovod-0.28.1/setup.py", None), ("horovod-0.28.1/link.py", "setup.py")],
+    )
+    out = tmp_path / "out"
+    out.mkdir()
+    setup_horovod.extract_sdist(good, out)
+    assert (out / "horovod-0.28.1" / "setup.py").read_bytes() == b"int main() {}\n"
+    for bad in ([("../escape.py", None)], [("horovod-0.28.1/out", "../../escape.py")]):
+        archive = _sdist(tmp_path / "bad.tar.gz", bad)
+        with pytest.raises(setup_env.SetupError, match="refusing to unpack"):
+            setup_horovod.extract_sdist(archive, out)
+    # An absolute name is refused, or (the data filter) unpacked below `out`.
+    try:
+        setup_horovod.extract_sdist(_sdist(tmp_path / "abs.tar.gz", [("/abs/x.py", None)]), out)
+    except setup_env.SetupError as error:
+        assert "refusing to unpack" in str(error)
+    assert not Path("/abs/x.py").exists()
+    assert not (tmp_path / "escape.py").exists()
+
+
+def _no_filter_keyword(extractall):
+    def extract(self, path=".", members=None, *, numeric_owner=False, **kwargs):
+        if kwargs:  # Python 3.11.2 has no `filter` argument
+            raise TypeError(f"unexpected keyword argument {next(iter(kwargs))!r}")
+        return extractall(self, path, members, numeric_owner=numeric_owner, filter="fully_trusted")
+
+    return extract
