@@ -33,7 +33,34 @@ else:  # run as a script by tools/setup_env.sh: tools/ is sys.path[0]
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "dlrm_tf2"
 DEFAULT_TF_PACKAGE = "tensorflow-cpu==2.21.0"
+# Pythons DEFAULT_TF_PACKAGE has wheels for; a preinstalled TensorFlow may bring another.
+SUPPORTED_PYTHONS = ((3, 10), (3, 13))
+TESTED_PYTHONS = "3.11.2 (Debian 12), 3.11.7 and 3.13.5 (Debian 13)"
 _PROBE_TF = "import tensorflow as tf; print(tf.__version__)"
+
+
+def python_problem(version: tuple[int, ...], base_tf: str | None) -> str | None:
+    """Why the set-up cannot use a Python of this version, or None when it can."""
+    low, high = SUPPORTED_PYTHONS
+    if tuple(version[:2]) < low or (base_tf is None and tuple(version[:2]) > high):
+        found = ".".join(str(part) for part in version[:3])
+        return (
+            f"Python {found} is not supported: use Python {low[0]}.{low[1]} to "
+            f"{high[0]}.{high[1]} (tested: {TESTED_PYTHONS}), e.g. DLRM_PYTHON=python3.11"
+        )
+    return None
+
+
+def base_interpreter() -> str:
+    """The interpreter the virtualenv is made from: this one, or, when this one runs inside
+    a virtualenv (the project's own, first on PATH as in the Docker image, or another), the
+    interpreter that virtualenv was made from. A virtualenv made from a virtualenv's Python
+    is linked to the base interpreter anyway, so that is the one whose packages count."""
+    if sys.prefix != sys.base_prefix:
+        base = getattr(sys, "_base_executable", None)
+        if base and Path(base).exists():
+            return base
+    return sys.executable
 
 
 def detect_tensorflow(python: str | Path) -> str | None:
@@ -216,8 +243,12 @@ def main() -> int:
     cache_dir = Path(os.environ.get("DLRM_CACHE_DIR", DEFAULT_CACHE_DIR)).expanduser()
     env = Environment(venv, cache_dir)
     try:
-        base_tf = detect_tensorflow(sys.executable)
-        env.create(sys.executable, system_site_packages=base_tf is not None)
+        base_python = base_interpreter()
+        base_tf = detect_tensorflow(base_python)
+        problem = python_problem(sys.version_info, base_tf)
+        if problem:
+            raise SetupError(problem)
+        env.create(base_python, system_site_packages=base_tf is not None)
         tf_version = setup_tensorflow(env, base_tf)
         setup_requirements(env, base_tf)
         setup_spark(env)

@@ -253,3 +253,47 @@ def _no_filter_keyword(extractall):
         return extractall(self, path, members, numeric_owner=numeric_owner, filter="fully_trusted")
 
     return extract
+
+
+def test_a_python_the_set_up_cannot_use_is_named_with_the_versions_that_work() -> None:
+    assert setup_env.python_problem((3, 11, 2), None) is None  # Debian 12
+    assert setup_env.python_problem((3, 13, 5), None) is None  # Debian 13
+    for version in ((3, 9, 2), (3, 14, 0)):
+        message = setup_env.python_problem(version, None)
+        assert message.startswith(f"Python {'.'.join(map(str, version))} is not supported")
+        assert "use Python 3.10 to 3.13 (tested: 3.11.2" in message
+    # A preinstalled TensorFlow (vendor image) decides itself which newer Python it runs on.
+    assert setup_env.python_problem((3, 14, 0), "2.22.0") is None
+    assert setup_env.python_problem((3, 9, 2), "2.15.0") is not None
+
+
+def test_the_set_up_modules_parse_on_old_pythons_so_they_can_say_which_to_use() -> None:
+    import ast
+
+    for name in ("setup_env.py", "setup_common.py", "setup_horovod.py"):
+        source = (Path(setup_env.__file__).parent / name).read_text()
+        ast.parse(source, feature_version=(3, 7))  # raises SyntaxError otherwise
+
+
+def test_inside_a_virtualenv_the_base_interpreter_is_the_one_whose_packages_count(
+    tmp_path: Path,
+) -> None:
+    # As in the Docker image: the project's virtualenv is first on PATH, so `python3` is its
+    # Python; the set-up must look at the interpreter the virtualenv was made from.
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "v")], check=True)
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import setup_env; "
+        "print(setup_env.base_interpreter())"
+    )
+    tools = str(Path(setup_env.__file__).parent)
+    inside = subprocess.run(
+        [str(tmp_path / "v" / "bin" / "python"), "-c", code, tools],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    outside = subprocess.run(
+        [sys._base_executable, "-c", code, tools], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert Path(inside).resolve() == Path(sys._base_executable).resolve()
+    assert outside == sys._base_executable
