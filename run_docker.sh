@@ -20,11 +20,14 @@ CONTAINER_NAME="${CONTAINER_NAME:-dlrm_tf2_${USER:-user}}"
 SHM_SIZE="${SHM_SIZE:-64g}"
 CMD=("$@")
 [[ ${#CMD[@]} -eq 0 ]] && CMD=(bash)
+# A terminal only when there is one: CI, cron, nohup and schedulers run without.
+TTY=(-i)
+[[ -t 0 && -t 1 ]] && TTY=(-it)
 
 if docker container inspect "$CONTAINER_NAME" >/dev/null 2>&1; then
   # Created earlier: start it if stopped and attach, keeping its state.
   docker start "$CONTAINER_NAME" >/dev/null
-  exec docker exec -it "$CONTAINER_NAME" "${CMD[@]}"
+  exec docker exec "${TTY[@]}" "$CONTAINER_NAME" "${CMD[@]}"
 fi
 
 device_flags=()
@@ -43,7 +46,7 @@ case "$DEVICE" in
 esac
 
 mkdir -p "$DATA_DIR" "$RAW_DATA_DIR" "$MODEL_DIR"
-exec docker run -it --name "$CONTAINER_NAME" \
+exec docker run "${TTY[@]}" --name "$CONTAINER_NAME" \
   --network=host --ipc=host --shm-size="$SHM_SIZE" \
   "${device_flags[@]}" \
   -v "$RAW_DATA_DIR:$RAW_DATA_DIR" -v "$DATA_DIR:$DATA_DIR" -v "$MODEL_DIR:$MODEL_DIR" \
