@@ -10,6 +10,7 @@ Environment variables (see DEVELOPERS.md):
   DLRM_TF_PACKAGE       TensorFlow to install when none is importable
   DLRM_HOROVOD_VERSION  Horovod version built when `horovod.tensorflow` does not import
   DLRM_WITH_SPARK       1: also install requirements-spark.txt (the Spark engine of preproc)
+  DLRM_WITH_DOCKER      1: also install a Docker engine and debootstrap (the Docker test tier)
 """
 
 from __future__ import annotations
@@ -196,16 +197,16 @@ def setup_requirements(env: Environment, base_tf: str | None) -> None:
         os.unlink(constraints.name)
 
 
-def spark_requested(environ: dict[str, str]) -> bool:
-    """The Spark engine's packages are installed only on request (``DLRM_WITH_SPARK=1``)."""
-    value = environ.get("DLRM_WITH_SPARK", "").strip().lower()
+def requested(environ: dict[str, str], name: str) -> bool:
+    """Optional parts are installed only on request (``DLRM_WITH_SPARK=1``, ...)."""
+    value = environ.get(name, "").strip().lower()
     if value not in ("", "0", "1", "true", "false", "yes", "no"):
-        raise SetupError(f"DLRM_WITH_SPARK must be 1 or 0, got {value!r}")
+        raise SetupError(f"{name} must be 1 or 0, got {value!r}")
     return value in ("1", "true", "yes")
 
 
 def setup_spark(env: Environment) -> None:
-    if not spark_requested(dict(os.environ)):
+    if not requested(dict(os.environ), "DLRM_WITH_SPARK"):
         return
     run(
         "spark",
@@ -221,21 +222,42 @@ def setup_spark(env: Environment) -> None:
         log("spark: PySpark installed (requirements-spark.txt)")
 
 
-def setup_shellcheck() -> None:
-    if shutil.which("shellcheck"):
-        return
+def apt_install(step: str, packages: list[str], hint: str) -> bool:
+    """Installs Debian packages when this is root on Debian/Ubuntu; False when it cannot."""
     if shutil.which("apt-get") is None or os.geteuid() != 0:
-        log("shellcheck: missing; install it (Debian: apt-get install shellcheck) for the tests")
-        return
+        log(f"{step}: missing; {hint} (Debian: apt-get install {' '.join(packages)})")
+        return False
     quiet = {"stdout": subprocess.DEVNULL}
-    if subprocess.run(["apt-get", "install", "-y", "-q", "shellcheck"], **quiet).returncode:
+    cmd = ["apt-get", "install", "-y", "-q", *packages]
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    if subprocess.run(cmd, env=env, **quiet).returncode:
         subprocess.run(["apt-get", "update", "-q"], **quiet)
-        run(
-            "shellcheck",
-            ["apt-get", "install", "-y", "-q", "shellcheck"],
-            "apt-get install shellcheck failed",
+        run(step, cmd, f"apt-get install {' '.join(packages)} failed", env=env)
+    log(f"{step}: installed {', '.join(packages)} from the distribution")
+    return True
+
+
+def setup_shellcheck() -> None:
+    if not shutil.which("shellcheck"):
+        apt_install("shellcheck", ["shellcheck"], "the tests lint the shell scripts with it")
+
+
+def setup_docker() -> None:
+    """A Docker engine and debootstrap for the Docker tier of the tests (DLRM_WITH_DOCKER=1)."""
+    if not requested(dict(os.environ), "DLRM_WITH_DOCKER"):
+        return
+    missing = [
+        package
+        for package, command in (("docker.io", "dockerd"), ("debootstrap", "debootstrap"))
+        if not shutil.which(command)
+    ]
+    if missing and not apt_install("docker", missing, "the Docker tier of the tests needs them"):
+        raise SetupError(
+            f"DLRM_WITH_DOCKER=1: {', '.join(missing)} missing and not installable here "
+            "(needs root and apt-get)"
         )
-    log("shellcheck: installed from Debian")
+    if not missing:
+        log("docker: dockerd and debootstrap found")
 
 
 def main() -> int:
@@ -254,6 +276,7 @@ def main() -> int:
         setup_spark(env)
         setup_horovod(env, tf_version)
         setup_shellcheck()
+        setup_docker()
     except SetupError as error:
         print(f"[setup] ERROR: {error}", file=sys.stderr)
         return 1

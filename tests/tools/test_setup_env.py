@@ -165,13 +165,13 @@ def test_written_horovodrun_launches_the_importable_horovod(tmp_path):
     assert horovod.__version__ in done.stdout
 
 
-def test_spark_packages_only_on_request():
-    assert not setup_env.spark_requested({})
-    assert not setup_env.spark_requested({"DLRM_WITH_SPARK": "0"})
-    assert setup_env.spark_requested({"DLRM_WITH_SPARK": "1"})
-    assert setup_env.spark_requested({"DLRM_WITH_SPARK": "yes"})
+def test_optional_parts_only_on_request():
+    assert not setup_env.requested({}, "DLRM_WITH_DOCKER")
+    assert not setup_env.requested({"DLRM_WITH_SPARK": "0"}, "DLRM_WITH_SPARK")
+    assert setup_env.requested({"DLRM_WITH_SPARK": "1"}, "DLRM_WITH_SPARK")
+    assert setup_env.requested({"DLRM_WITH_SPARK": "yes"}, "DLRM_WITH_SPARK")
     with pytest.raises(setup_env.SetupError, match="DLRM_WITH_SPARK must be 1 or 0, got 'spark'"):
-        setup_env.spark_requested({"DLRM_WITH_SPARK": "spark"})
+        setup_env.requested({"DLRM_WITH_SPARK": "spark"}, "DLRM_WITH_SPARK")
 
 
 def test_spark_requirements_are_pinned_and_ci_asks_for_them():
