@@ -211,6 +211,17 @@ def extract_sdist(archive: Path, dest: Path) -> None:
         tar.extractall(dest)  # every member was checked above
 
 
+def install_horovod_wheel(
+    env: Environment, wheel: Path, cached: Path, replace: bool = False
+) -> str | None:
+    """Installs `wheel` with its declared dependencies (cloudpickle, psutil, pyyaml,
+    packaging), or in place of an installed one of the same version (`replace`); returns
+    the version that imports, or None when it does not import."""
+    args = ["install", "-q", *(["--force-reinstall", "--no-deps"] if replace else []), str(wheel)]
+    run("horovod install", env.pip(*args), f"could not install {wheel}; remove {cached}")
+    return probe(env.python, _PROBE_HVD)
+
+
 def write_horovodrun(path: Path, python: Path) -> None:
     """A ``horovodrun`` launcher in the venv for a Horovod the image preinstalled.
 
@@ -227,25 +238,21 @@ def setup_horovod(env: Environment, tf_version: str) -> None:
     if found is None:
         version = os.environ.get("DLRM_HOROVOD_VERSION", DEFAULT_HOROVOD_VERSION)
         gpu_ops = gpu_operations()
-        key = horovod_cache_key(
-            version, tf_version, platform.python_version(), platform.machine(), gpu_ops
-        )
+        # The interpreter's minor version: the extension ABI is the same across patch releases.
+        python_version = "{}.{}".format(*sys.version_info[:2])
+        key = horovod_cache_key(version, tf_version, python_version, platform.machine(), gpu_ops)
         cached = env.cache_dir / "wheels" / key
         wheels = sorted(cached.glob("horovod-*.whl"))
         if wheels:
             log(f"horovod: installing cached wheel {wheels[0]}")
-            wheel = wheels[0]
-        else:
-            log(f"horovod: no cached wheel for {key}; building from source (a few minutes)")
+            found = install_horovod_wheel(env, wheels[0], cached)
+            if found is None:  # e.g. a wheel copied from a system with another C++ library
+                log(f"horovod: the cached wheel does not import here; rebuilding {key}")
+        if found is None:
+            log(f"horovod: no usable cached wheel for {key}; building from source (minutes)")
             wheel = build_horovod_wheel(env, version, gpu_ops, cached)
             log(f"horovod: cached {wheel}")
-        # With its declared dependencies (cloudpickle, psutil, pyyaml, packaging).
-        run(
-            "horovod install",
-            env.pip("install", "-q", str(wheel)),
-            f"could not install {wheel} or its dependencies; remove {cached} to force a rebuild",
-        )
-        found = probe(env.python, _PROBE_HVD)
+            found = install_horovod_wheel(env, wheel, cached, replace=bool(wheels))
         if found is None:
             raise SetupError(
                 f"step 'horovod': the installed wheel does not import; remove {cached} and rerun"
