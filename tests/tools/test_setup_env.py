@@ -1,6 +1,7 @@
 """Unit tests of the set-up logic that does not need a network or a build."""
 
 import io
+import platform
 import stat
 import subprocess
 import sys
@@ -297,3 +298,33 @@ def test_inside_a_virtualenv_the_base_interpreter_is_the_one_whose_packages_coun
     ).stdout.strip()
     assert Path(inside).resolve() == Path(sys._base_executable).resolve()
     assert outside == sys._base_executable
+
+
+def test_a_cached_horovod_wheel_that_does_not_import_is_rebuilt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # E.g. a wheel staged from a machine with another C++ library: rebuild, do not fail.
+    env = setup_env.Environment(tmp_path / "venv", tmp_path / "cache")
+    (env.venv / "bin").mkdir(parents=True)
+    (env.venv / "bin" / "horovodrun").write_text("")
+    key = setup_horovod.horovod_cache_key(
+        "0.28.1", "2.21.0", "{}.{}".format(*sys.version_info[:2]), platform.machine(), "gloo"
+    )
+    stale = tmp_path / "cache" / "wheels" / key / "horovod-0.28.1-cp3-cp3-linux.whl"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("")
+    rebuilt = tmp_path / "rebuilt.whl"
+    probes = iter([None, None, "0.28.1"])  # not installed; stale wheel fails; rebuilt imports
+    installs: list[list[str]] = []
+    monkeypatch.setattr(setup_horovod, "gpu_operations", lambda: "gloo")
+    monkeypatch.setattr(setup_horovod, "probe", lambda python, code: next(probes))
+    monkeypatch.setattr(setup_horovod, "run", lambda step, cmd, hint, **kw: installs.append(cmd))
+    monkeypatch.setattr(setup_horovod, "build_horovod_wheel", lambda *args: rebuilt)
+    monkeypatch.setattr(
+        setup_horovod.subprocess,
+        "run",
+        lambda *a, **k: subprocess.CompletedProcess(a, 0, "Available Frameworks:\n [X] TF\n", ""),
+    )
+    setup_horovod.setup_horovod(env, "2.21.0")
+    assert [cmd[-1] for cmd in installs] == [str(stale), str(rebuilt)]
+    assert "--force-reinstall" in installs[1] and "--force-reinstall" not in installs[0]
