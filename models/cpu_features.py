@@ -14,6 +14,9 @@ from pathlib import Path
 CPUINFO_PATH = "/proc/cpuinfo"
 # The instruction sets that decide the matmul rate of fp32 and bf16 steps.
 KEY_CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16")
+# Instructions that multiply bfloat16 natively (AVX-512 BF16 dot products, AMX tiles);
+# without them bfloat16 is converted to float32 and back around float32 arithmetic.
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
 def parse_cpuinfo(text: str) -> tuple[str | None, tuple[str, ...] | None]:
@@ -44,3 +47,11 @@ def read_cpuinfo(path: str = CPUINFO_PATH) -> str | None:
         return Path(path).read_text(encoding="utf-8", errors="replace")
     except OSError:
         return None
+
+
+def lacks_native_bf16(flags: tuple[str, ...] | None) -> bool:
+    """True when the flags are known and hold none of `NATIVE_BF16_FLAGS`.
+
+    Unknown flags (None: no cpuinfo, or an ARM one) give False: nothing to say.
+    """
+    return flags is not None and not any(f in flags for f in NATIVE_BF16_FLAGS)

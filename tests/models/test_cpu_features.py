@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from models.cpu_features import parse_cpuinfo, read_cpuinfo
+from models.cpu_features import lacks_native_bf16, parse_cpuinfo, read_cpuinfo
 
 # Two processors of a Sapphire Rapids Xeon (flags shortened): AMX and AVX-512 FP16.
 INTEL_AMX = """processor\t: 0
@@ -27,6 +27,15 @@ cpu family\t: 25
 model\t\t: 17
 model name\t: AMD EPYC 9654 96-Core Processor
 flags\t\t: fpu sse sse2 avx avx2 fma avx512f avx512dq avx512_bf16 avx512_vnni avx512vl
+"""
+
+# An AMD Zen 3 EPYC: AVX2, no AVX-512, no native bfloat16.
+AMD_ZEN3 = """processor\t: 0
+vendor_id\t: AuthenticAMD
+cpu family\t: 25
+model\t\t: 1
+model name\t: AMD EPYC 7763 64-Core Processor
+flags\t\t: fpu sse sse2 ssse3 sse4_1 sse4_2 avx f16c avx2 fma bmi2 vaes vpclmulqdq
 """
 
 # An ARM server: no model name, "Features" instead of flags.
@@ -58,3 +67,12 @@ def test_a_missing_file_reads_as_none(tmp_path) -> None:
     assert read_cpuinfo(str(tmp_path / "cpuinfo")) is None
     (tmp_path / "cpuinfo").write_text(AMD_ZEN4)
     assert read_cpuinfo(str(tmp_path / "cpuinfo")) == AMD_ZEN4
+
+
+def test_native_bf16_needs_avx512_bf16_or_amx_bf16() -> None:
+    assert lacks_native_bf16(parse_cpuinfo(AMD_ZEN3)[1])
+    assert lacks_native_bf16(())
+    assert not lacks_native_bf16(parse_cpuinfo(AMD_ZEN4)[1])
+    assert not lacks_native_bf16(parse_cpuinfo(INTEL_AMX)[1])
+    assert not lacks_native_bf16(("avx2", "amx_bf16"))  # AMX alone counts
+    assert not lacks_native_bf16(None)  # unknown: nothing to say
