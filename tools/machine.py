@@ -7,10 +7,10 @@ and its bfloat16 instructions, AMX tiles), on the cores this process may use, on
 oneDNN being on, and on the memory allocator and its use of transparent huge pages
 (`models.huge_pages`); these are the fields.
 
-Reads ``/proc/cpuinfo``, ``/proc/meminfo`` and ``/proc/self/maps`` on Linux; elsewhere
-the CPU name comes from `platform.processor()` and flags, memory and allocator
-are None (unknown). TensorFlow is imported only when asked (``with_tensorflow``),
-so that benchmarks which never load it stay light.
+Reads ``/proc/cpuinfo`` (through `models.cpu_features`), ``/proc/meminfo`` and
+``/proc/self/maps`` on Linux; elsewhere the CPU name comes from `platform.processor()`
+and flags, memory and allocator are None (unknown). TensorFlow is imported only when
+asked (``with_tensorflow``), so that benchmarks which never load it stay light.
 """
 
 from __future__ import annotations
@@ -23,10 +23,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from models.cpu_features import KEY_CPU_FLAGS, parse_cpuinfo, read_cpuinfo
 from models.huge_pages import huge_pages_state
 
-# The instruction sets that decide the matmul rate of fp32 and bf16 steps.
-KEY_CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16")
 # The pip packages that install the `tensorflow` module on CPU machines.
 _TENSORFLOW_DISTRIBUTIONS = ("tensorflow", "tensorflow-cpu", "tensorflow-intel")
 # Shared-library name -> allocator, as it appears in /proc/self/maps when loaded.
@@ -35,28 +34,6 @@ _ALLOCATOR_LIBRARIES = (
     ("libjemalloc", "jemalloc"),
     ("libmimalloc", "mimalloc"),
 )
-
-
-def parse_cpuinfo(text: str) -> tuple[str | None, tuple[str, ...] | None]:
-    """(CPU model name, the `KEY_CPU_FLAGS` it has) from ``/proc/cpuinfo`` text.
-
-    Reads the first processor's block (all cores of a machine share model and
-    flags). Either is None when the text lacks the field, e.g. on ARM, where
-    cpuinfo has ``Features`` and no model name.
-    """
-    model: str | None = None
-    flags: tuple[str, ...] | None = None
-    for line in text.split("\n\n", 1)[0].splitlines():
-        key, sep, value = line.partition(":")
-        if not sep:
-            continue
-        key = key.strip()
-        if key == "model name" and model is None:
-            model = value.strip()
-        elif key == "flags" and flags is None:
-            present = set(value.split())
-            flags = tuple(f for f in KEY_CPU_FLAGS if f in present)
-    return model, flags
 
 
 def detect_allocator(maps_text: str | None, ld_preload: str = "") -> str:
@@ -192,7 +169,7 @@ def describe_machine(with_tensorflow: bool = True) -> dict[str, Any]:
         with_tensorflow: import TensorFlow to ask it about oneDNN; if False the
             version is the installed package's and ``onednn.built_in`` is None.
     """
-    cpuinfo = _read("/proc/cpuinfo")
+    cpuinfo = read_cpuinfo()
     model, flags = parse_cpuinfo(cpuinfo) if cpuinfo is not None else (None, None)
     return {
         "cpu_model": model or platform.processor() or platform.machine() or None,

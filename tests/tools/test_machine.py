@@ -1,60 +1,11 @@
-"""tools.machine: cpuinfo parsing, allocator detection, the header line."""
+"""tools.machine: allocator detection, oneDNN's report, the header line."""
 
 from __future__ import annotations
 
 import json
 
+from models.cpu_features import KEY_CPU_FLAGS
 from tools import machine
-
-# Two processors of a Sapphire Rapids Xeon (flags shortened): AMX and AVX-512 FP16.
-INTEL_AMX = """processor\t: 0
-vendor_id\t: GenuineIntel
-cpu family\t: 6
-model\t\t: 143
-model name\t: Intel(R) Xeon(R) Platinum 8480+
-flags\t\t: fpu sse sse2 avx avx2 fma avx512f avx512dq avx512bw avx512_vnni avx512_bf16 \
-amx_bf16 avx512_fp16 amx_tile amx_int8
-bogomips\t: 4000.00
-
-processor\t: 1
-vendor_id\t: GenuineIntel
-model name\t: Some Other Name
-flags\t\t: fpu sse
-"""
-
-# An AMD Zen 4 EPYC: AVX-512 with BF16, no AMX, no AVX-512 FP16.
-AMD_ZEN4 = """processor\t: 0
-vendor_id\t: AuthenticAMD
-cpu family\t: 25
-model\t\t: 17
-model name\t: AMD EPYC 9654 96-Core Processor
-flags\t\t: fpu sse sse2 avx avx2 fma avx512f avx512dq avx512_bf16 avx512_vnni avx512vl
-"""
-
-# An ARM server: no model name, "Features" instead of flags.
-ARM = """processor\t: 0
-BogoMIPS\t: 50.00
-Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics
-CPU implementer\t: 0x41
-"""
-
-
-def test_intel_with_amx_reads_the_first_processor() -> None:
-    model, flags = machine.parse_cpuinfo(INTEL_AMX)
-    assert model == "Intel(R) Xeon(R) Platinum 8480+"
-    assert flags == ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16")
-
-
-def test_amd_zen4_has_avx512_bf16_and_no_amx() -> None:
-    model, flags = machine.parse_cpuinfo(AMD_ZEN4)
-    assert model == "AMD EPYC 9654 96-Core Processor"
-    assert flags == ("avx2", "avx512f", "avx512_bf16")
-
-
-def test_cpuinfo_without_the_fields_gives_none() -> None:
-    assert machine.parse_cpuinfo(ARM) == (None, None)
-    assert machine.parse_cpuinfo("") == (None, None)
-
 
 MAPS_GLIBC = """\
 55d0c0a00000-55d0c0a01000 r--p 00000000 08:01 1234 /usr/bin/python3.11
@@ -114,7 +65,7 @@ def test_this_machine_is_described_without_tensorflow() -> None:
     assert info["onednn"]["built_in"] is None and info["onednn"]["enabled"] is None
     assert info["logical_cpus"] >= 1
     assert info["usable_cpus"] is None or 1 <= info["usable_cpus"] <= info["logical_cpus"]
-    assert info["cpu_flags"] is None or set(info["cpu_flags"]) <= set(machine.KEY_CPU_FLAGS)
+    assert info["cpu_flags"] is None or set(info["cpu_flags"]) <= set(KEY_CPU_FLAGS)
     assert info["huge_pages"].startswith("transparent huge pages ")
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import keras
 import numpy as np
 import pytest
@@ -14,9 +16,37 @@ from models.training.trainer import Trainer
 from tests.training.test_trainer import _batch, _model, _RecordingHooks, _SingleProcess
 
 
-def _step(model, guard: StepGuard, lr: float = 0.1) -> TrainStep:
+class _NaNGradients(_SingleProcess):
+    """The model's forward pass; while ``armed``, the logits' gradient is NaN.
+
+    A step whose loss is finite and whose gradients are not, by construction:
+    the NaN enters on the backward pass through a select, never through a max
+    or ReLU, so every CPU computes the same thing. (A NaN input is no such case:
+    the bottom MLP's fused matmul + ReLU turns it into 0 under oneDNN, which
+    TensorFlow uses by default on CPUs with AVX-512 VNNI or BF16 or AMX, and
+    keeps it NaN under Eigen, the default elsewhere, e.g. on AMD Zen 3.)
+    """
+
+    def __init__(self, model) -> None:
+        super().__init__(model)
+        self.armed = tf.Variable(False, trainable=False)
+
+    def forward(self, numerical, categorical):
+        armed = self.armed.read_value()
+
+        @tf.custom_gradient
+        def nan_gradient(logits):
+            def gradient(upstream):
+                return tf.where(armed, tf.constant(np.nan, upstream.dtype), upstream)
+
+            return tf.identity(logits), gradient
+
+        return nan_gradient(super().forward(numerical, categorical))
+
+
+def _step(model, guard: StepGuard, lr: float = 0.1, parallel=None) -> TrainStep:
     return TrainStep(
-        _SingleProcess(model),
+        parallel or _SingleProcess(model),
         model.dense_variables,
         model.embedding_variables,
         keras.optimizers.SGD(lr),
@@ -35,21 +65,56 @@ def _poisoned(features: dict, row: int = 3) -> dict:
     return {**features, "numerical": tf.constant(numerical)}
 
 
-def test_a_nan_input_is_not_applied_although_its_loss_is_finite() -> None:
-    # ReLU turns the NaN into 0 on the forward pass, so the loss stays finite; the
-    # bottom MLP's kernel gradient (input x error) does not.
+def _nan_label(labels: tf.Tensor, row: int = 5) -> tf.Tensor:
+    # The loss's label x logit term is NaN whatever the logit: no CPU-dependent op on the way.
+    return tf.where(tf.range(labels.shape[0])[:, None] == row, np.nan, labels)
+
+
+def _assert_second_step_skipped(step: TrainStep, model, features, labels, bad_step) -> float:
+    """Runs a good step, ``bad_step()``, a good step; the bad one changed nothing."""
+    step(features, labels)
+    before = _weights(model)
+    loss = float(bad_step())
+    for a, b in zip(before, _weights(model), strict=True):
+        np.testing.assert_array_equal(a, b)  # the bad step changed nothing
+    step(features, labels)
+    assert all(np.isfinite(w).all() for w in _weights(model))
+    assert any(not np.array_equal(a, b) for a, b in zip(before, _weights(model), strict=True))
+    assert step.guard.check(0).skipped == 1
+    return loss
+
+
+def test_a_nan_loss_is_not_applied() -> None:
     features, labels = _batch()
     model = _model()
     step = _step(model, StepGuard("skip"))
-    step(features, labels)
-    before = _weights(model)
-    loss = step(_poisoned(features), labels)
-    assert np.isfinite(float(loss))
-    for a, b in zip(before, _weights(model), strict=True):
-        np.testing.assert_array_equal(a, b)  # step 2 changed nothing
-    step(features, labels)
-    assert all(np.isfinite(w).all() for w in _weights(model))
-    assert step.guard.check(0).skipped == 1
+    bad = functools.partial(step, features, _nan_label(labels))
+    assert np.isnan(_assert_second_step_skipped(step, model, features, labels, bad))
+
+
+def test_nan_gradients_with_a_finite_loss_are_not_applied() -> None:
+    features, labels = _batch()
+    model = _model()
+    parallel = _NaNGradients(model)
+    step = _step(model, StepGuard("skip"), parallel=parallel)
+
+    def bad() -> tf.Tensor:
+        parallel.armed.assign(True)
+        try:
+            return step(features, labels)
+        finally:
+            parallel.armed.assign(False)
+
+    assert np.isfinite(_assert_second_step_skipped(step, model, features, labels, bad))
+
+
+def test_a_nan_input_is_not_applied_whether_the_loss_or_only_the_gradients_show_it() -> None:
+    # Which of the two depends on the CPU (see `_NaNGradients`); the contract does not.
+    features, labels = _batch()
+    model = _model()
+    step = _step(model, StepGuard("skip"))
+    bad = functools.partial(step, _poisoned(features), labels)
+    _assert_second_step_skipped(step, model, features, labels, bad)
 
 
 def test_float16_overflow_skips_steps_and_lowers_the_scale_until_training_proceeds() -> None:
@@ -74,7 +139,7 @@ def test_float16_overflow_skips_steps_and_lowers_the_scale_until_training_procee
 
 def test_the_loop_stops_at_a_nan_step_before_the_next_checkpoint() -> None:
     features, labels = _batch()
-    bad_labels = tf.where(tf.range(32)[:, None] == 5, np.nan, labels)  # a NaN label
+    bad_labels = _nan_label(labels)
 
     def batches(epoch: int, start_batch: int):
         for batch in range(start_batch, 10):
@@ -97,6 +162,23 @@ def test_the_loop_stops_at_a_nan_step_before_the_next_checkpoint() -> None:
 
 def test_non_finite_gradients_with_a_finite_loss_stop_the_run_too() -> None:
     features, labels = _batch()
+    model = _model()
+    parallel = _NaNGradients(model)
+
+    def batches(epoch: int, start_batch: int):
+        for batch in range(start_batch, 4):
+            parallel.armed.assign(batch == 1)  # step 2; the loop runs each step as it gets it
+            yield features, labels
+
+    settings = LoopSettings(epochs=1, steps_per_epoch=4, evals_per_epoch=0, print_freq=100)
+    step = _step(model, StepGuard(), parallel=parallel)
+    trainer = Trainer(step, settings, _RecordingHooks(), lambda s: 0.1)
+    with pytest.raises(NonFiniteError, match=r"^non-finite gradients at step 2 \(loss 0\.\d+\)"):
+        trainer.fit(batches)
+
+
+def test_a_nan_input_stops_the_run_at_its_step() -> None:
+    features, labels = _batch()
     bad = _poisoned(features)
 
     def batches(epoch: int, start_batch: int):
@@ -105,7 +187,10 @@ def test_non_finite_gradients_with_a_finite_loss_stop_the_run_too() -> None:
 
     settings = LoopSettings(epochs=1, steps_per_epoch=4, evals_per_epoch=0, print_freq=100)
     trainer = Trainer(_step(_model(), StepGuard()), settings, _RecordingHooks(), lambda s: 0.1)
-    with pytest.raises(NonFiniteError, match=r"^non-finite gradients at step 2 \(loss 0\.\d+\)"):
+    # "loss nan" where the CPU's ReLU keeps the NaN, "gradients" where it drops it.
+    with pytest.raises(
+        NonFiniteError, match=r"^non-finite (loss at step 2 \(loss nan\)|gradients at step 2 \()"
+    ):
         trainer.fit(batches)
 
 
