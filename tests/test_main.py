@@ -113,8 +113,15 @@ def test_eval_reproduces_the_last_training_auc(trained) -> None:
         "--mode=eval",
         f"--restore_checkpoint_path={trained['ckpt']}",
         f"--log_path={trained['root'] / 'eval_log.json'}",
+        "--print_freq=2",
     )
     assert results["step"] == 48
+    progress = [
+        (e["step"], e["data"]["eval_batches_done"], e["data"]["eval_batches_total"])
+        for e in _log_lines(trained["root"] / "eval_log.json")
+        if "eval_batches_done" in e["data"]
+    ]
+    assert progress == [(48, 2, 4), (48, 4, 4)]
     assert results["auc"] == pytest.approx(trained["results"]["auc"], abs=1e-6)
     assert results["validation_loss"] == pytest.approx(
         trained["results"]["validation_loss"], rel=1e-5

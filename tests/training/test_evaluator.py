@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -9,6 +11,8 @@ from sklearn.metrics import log_loss, roc_auc_score
 
 from models.training.evaluator import Evaluator
 from models.training.inference import benchmark, summarize
+from models.training.progress import Progress
+from models.training.results_log import ResultsLogger, read_results_log
 
 
 class _LogitParallel:
@@ -73,6 +77,46 @@ def test_on_batch_is_called_after_each_batch_on_every_rank(is_chief: bool) -> No
         _batches(logits, labels, 64), on_batch=lambda: calls.append(1)
     )
     assert len(calls) == 3  # 4 batches, limited to 3
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_progress_lines_count_the_batches_on_rank_0(tmp_path, rank: int) -> None:
+    logits, labels = _data(1000)
+    path, stream = tmp_path / "log.json", io.StringIO()
+    with ResultsLogger(path, rank=rank, stream=stream) as log:
+        evaluator = Evaluator(_LogitParallel(), is_chief=rank == 0, max_batches=9)
+        total = evaluator.batches_to_read(11)  # 10 full batches of 96 and one of 40
+        progress = Progress(log, "eval", 12, total, every=4, samples_per_batch=96)
+        evaluator.evaluate(_batches(logits, labels, 96), progress=progress)
+    if rank:
+        assert stream.getvalue() == "" and not path.exists()
+        return
+    lines = [e for e in read_results_log(path) if e.type == "LOG"]
+    assert [(e.step, e.data["eval_batches_done"], e.data["eval_batches_total"]) for e in lines] == [
+        (12, 4, 9),
+        (12, 8, 9),
+    ]
+    assert stream.getvalue().count("eval_batches_done") == 2
+
+
+def test_progress_counts_the_rows_of_a_short_last_batch(tmp_path) -> None:
+    logits, labels = _data(1000)
+    path = tmp_path / "log.json"
+    now = [0.0]
+    with ResultsLogger(path, stream=io.StringIO()) as log:
+        # 11 batches: 10 of 96 rows, the last of 40; one line, at the end.
+        progress = Progress(
+            log, "eval", 0, 11, every=11, samples_per_batch=96, clock=lambda: now[0]
+        )
+
+        def tick() -> None:
+            now[0] += 1.0
+
+        Evaluator(_LogitParallel(), is_chief=True).evaluate(
+            _batches(logits, labels, 96), on_batch=tick, progress=progress
+        )
+    (line,) = [e.data for e in read_results_log(path) if e.type == "LOG"]
+    assert line["eval_samples_per_second"] == pytest.approx(1000 / 11)
 
 
 def test_saturated_scores_keep_their_order() -> None:
