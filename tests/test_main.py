@@ -128,7 +128,17 @@ def test_eval_reproduces_the_last_training_auc(trained) -> None:
     )
 
 
-def test_inference_reports_latency_percentiles(trained, capsys) -> None:
+def test_inference_reports_latency_percentiles(trained, capsys, monkeypatch) -> None:
+    from models.data.synthetic import SyntheticDataset
+
+    reads = []
+    as_dataset = SyntheticDataset.as_dataset
+
+    def counted(self, *args, **kwargs):
+        reads.append(1)
+        return as_dataset(self, *args, **kwargs)
+
+    monkeypatch.setattr(SyntheticDataset, "as_dataset", counted)
     results = _main(
         "--mode=inference",
         "--max_steps=12",
@@ -136,6 +146,9 @@ def test_inference_reports_latency_percentiles(trained, capsys) -> None:
         f"--restore_checkpoint_path={trained['ckpt']}",
         f"--log_path={trained['root'] / 'inference_log.json'}",
     )
+    # The 4 test batches are read once and replayed for the 12 steps.
+    assert len(reads) == 1 and results["replayed_batches"] == 4
+    assert results["latency_includes_input"] is False
     assert results["inference_steps"] == 10
     latencies = [results[f"p{q}_latency_ms"] for q in (50, 90, 95, 99)]
     assert latencies == sorted(latencies) and latencies[0] > 0
@@ -143,6 +156,9 @@ def test_inference_reports_latency_percentiles(trained, capsys) -> None:
     printed = capsys.readouterr().out
     for name in ("p50_latency_ms", "p90_latency_ms", "p95_latency_ms", "p99_latency_ms"):
         assert name in printed
+    # --print_freq=8: one progress line, at step 8 of 12.
+    assert "inference_batches_done: 8 | inference_batches_total: 12" in printed
+    assert printed.count("inference_batches_done") == 1
 
 
 def _restored_model_predictions(

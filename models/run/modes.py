@@ -19,7 +19,7 @@ from models.run.hooks import LoopHooks, ProgressFactory
 from models.run.xla import xla_mode
 from models.training import checkpoint as ckpt
 from models.training.evaluator import Evaluator
-from models.training.inference import benchmark
+from models.training.inference import benchmark, replay_limit
 from models.training.loop import LoopSettings
 from models.training.lr_schedule import DLRMSchedule
 from models.training.nonfinite import StepGuard
@@ -200,14 +200,25 @@ def evaluate(job: Job) -> dict[str, Any]:
 
 
 def inference(job: Job) -> dict[str, Any]:
-    """Times forward passes over the test split; returns throughput and latencies."""
-    parallel, run = job.parallel, job.config.run
+    """Times forward passes over the test split; returns throughput and latencies.
+
+    The split is read once: replayed from device memory when it has fewer
+    batches than --max_steps, streamed otherwise (`models.training.inference`).
+    """
+    parallel, run, data = job.parallel, job.config.run, job.data
+    batch_size = job.config.data.valid_batch_size
+    # float32 labels and numerical features, int32 ids: the global batch's bytes,
+    # the same on every rank (each rank holds only a part of it).
+    row_bytes = 4 * (1 + data.num_numerical + sum(data.hotness))
     result = benchmark(
         lambda features: parallel.forward(features["numerical"], features["categorical"]),
-        job.data.split("test").as_dataset,
+        data.split("test"),
         steps=run.max_steps,
         warmup_steps=run.benchmark_warmup_steps,
-        batch_size=job.config.data.valid_batch_size,
+        batch_size=batch_size,
+        max_replay_batches=replay_limit(batch_size * row_bytes),
+        device=job.device.logical_device,
+        progress=progress_factory(job)("inference", job.state.step, run.max_steps),
     )
     return result.as_dict()
 
