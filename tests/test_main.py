@@ -380,13 +380,11 @@ def test_invalid_flags_fail_before_any_work(tmp_path) -> None:
     assert not list(tmp_path.iterdir())
 
 
-@pytest.mark.horovod
-@pytest.mark.slow
-def test_two_ranks_train_and_one_process_evaluates_the_checkpoint(tmp_path) -> None:
+def _two_ranks(*args: str) -> subprocess.CompletedProcess:
+    """``horovodrun -np 2 dlrm_main.py`` on the tiny synthetic data; fails if it fails."""
     horovodrun = Path(sys.executable).parent / "horovodrun"
     if importlib.util.find_spec("horovod") is None or not horovodrun.exists():
         pytest.skip("Horovod is not installed in this environment")
-    log = tmp_path / "hvd_log.json"
     command = [
         str(horovodrun),
         "-np",
@@ -396,13 +394,10 @@ def test_two_ranks_train_and_one_process_evaluates_the_checkpoint(tmp_path) -> N
         "dlrm_main.py",
         "--use_horovod",
         *TINY,
-        "--max_steps=16",
-        "--evals_per_epoch=2",
         # Thread pools are fixed by a process' first op: Horovod's start-up must not run one.
         "--intra_op_parallelism=1",
         "--inter_op_parallelism=1",
-        f"--log_path={log}",
-        f"--save_checkpoint_path={tmp_path / 'ckpt'}",
+        *args,
     ]
     env = {**os.environ, "PATH": f"{horovodrun.parent}:{os.environ['PATH']}"}
     done = subprocess.run(
@@ -414,6 +409,19 @@ def test_two_ranks_train_and_one_process_evaluates_the_checkpoint(tmp_path) -> N
         timeout=300,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+@pytest.mark.horovod
+@pytest.mark.slow
+def test_two_ranks_train_and_one_process_evaluates_the_checkpoint(tmp_path) -> None:
+    log = tmp_path / "hvd_log.json"
+    _two_ranks(
+        "--max_steps=16",
+        "--evals_per_epoch=2",
+        f"--log_path={log}",
+        f"--save_checkpoint_path={tmp_path / 'ckpt'}",
+    )
     result = next(e for e in _log_lines(log) if e["type"] == "RESULT")["data"]
     assert result["steps"] == 16 and 0.5 < result["auc"] < 1.0
     # Only rank 0 writes the log: one progress line per print step.
@@ -426,6 +434,24 @@ def test_two_ranks_train_and_one_process_evaluates_the_checkpoint(tmp_path) -> N
         f"--log_path={tmp_path / 'eval_log.json'}",
     )
     assert evaluated["auc"] == pytest.approx(result["auc"], abs=1e-6)
+
+
+@pytest.mark.horovod
+@pytest.mark.slow
+def test_two_ranks_replay_the_inference_split_and_rank_0_alone_reports(tmp_path) -> None:
+    log = tmp_path / "inference.json"
+    done = _two_ranks(
+        "--mode=inference",
+        "--max_steps=10",
+        "--benchmark_warmup_steps=2",
+        "--print_freq=4",
+        f"--log_path={log}",
+    )
+    result = next(e for e in _log_lines(log) if e["type"] == "RESULT")["data"]
+    # Both ranks read their slice of the 4 test batches once and replayed them together.
+    assert result["replayed_batches"] == 4 and result["inference_steps"] == 8
+    # Progress at steps 4 and 8, printed by rank 0 only (4 lines if rank 1 printed too).
+    assert done.stdout.count("inference_batches_done") == 2, done.stdout[-3000:]
 
 
 def test_real_criteo_rows_are_learned(tmp_path) -> None:
