@@ -61,7 +61,8 @@ def _define_run_flags() -> None:
         "print_freq",
         _RUN.print_freq,
         "Steps between progress lines (step, loss, learning rate, samples/s); the only "
-        "points where training waits for the device.",
+        "points where training waits for the device. Evaluation and inference print "
+        "batches done, samples/s and time left every print_freq batches.",
     )
     flags.DEFINE_integer(
         "benchmark_warmup_steps",

@@ -113,15 +113,32 @@ def test_eval_reproduces_the_last_training_auc(trained) -> None:
         "--mode=eval",
         f"--restore_checkpoint_path={trained['ckpt']}",
         f"--log_path={trained['root'] / 'eval_log.json'}",
+        "--print_freq=2",
     )
     assert results["step"] == 48
+    progress = [
+        (e["step"], e["data"]["eval_batches_done"], e["data"]["eval_batches_total"])
+        for e in _log_lines(trained["root"] / "eval_log.json")
+        if "eval_batches_done" in e["data"]
+    ]
+    assert progress == [(48, 2, 4), (48, 4, 4)]
     assert results["auc"] == pytest.approx(trained["results"]["auc"], abs=1e-6)
     assert results["validation_loss"] == pytest.approx(
         trained["results"]["validation_loss"], rel=1e-5
     )
 
 
-def test_inference_reports_latency_percentiles(trained, capsys) -> None:
+def test_inference_reports_latency_percentiles(trained, capsys, monkeypatch) -> None:
+    from models.data.synthetic import SyntheticDataset
+
+    reads = []
+    as_dataset = SyntheticDataset.as_dataset
+
+    def counted(self, *args, **kwargs):
+        reads.append(1)
+        return as_dataset(self, *args, **kwargs)
+
+    monkeypatch.setattr(SyntheticDataset, "as_dataset", counted)
     results = _main(
         "--mode=inference",
         "--max_steps=12",
@@ -129,6 +146,9 @@ def test_inference_reports_latency_percentiles(trained, capsys) -> None:
         f"--restore_checkpoint_path={trained['ckpt']}",
         f"--log_path={trained['root'] / 'inference_log.json'}",
     )
+    # The 4 test batches are read once and replayed for the 12 steps.
+    assert len(reads) == 1 and results["replayed_batches"] == 4
+    assert results["latency_includes_input"] is False
     assert results["inference_steps"] == 10
     latencies = [results[f"p{q}_latency_ms"] for q in (50, 90, 95, 99)]
     assert latencies == sorted(latencies) and latencies[0] > 0
@@ -136,6 +156,9 @@ def test_inference_reports_latency_percentiles(trained, capsys) -> None:
     printed = capsys.readouterr().out
     for name in ("p50_latency_ms", "p90_latency_ms", "p95_latency_ms", "p99_latency_ms"):
         assert name in printed
+    # --print_freq=8: one progress line, at step 8 of 12.
+    assert "inference_batches_done: 8 | inference_batches_total: 12" in printed
+    assert printed.count("inference_batches_done") == 1
 
 
 def _restored_model_predictions(
@@ -357,13 +380,11 @@ def test_invalid_flags_fail_before_any_work(tmp_path) -> None:
     assert not list(tmp_path.iterdir())
 
 
-@pytest.mark.horovod
-@pytest.mark.slow
-def test_two_ranks_train_and_one_process_evaluates_the_checkpoint(tmp_path) -> None:
+def _two_ranks(*args: str) -> subprocess.CompletedProcess:
+    """``horovodrun -np 2 dlrm_main.py`` on the tiny synthetic data; fails if it fails."""
     horovodrun = Path(sys.executable).parent / "horovodrun"
     if importlib.util.find_spec("horovod") is None or not horovodrun.exists():
         pytest.skip("Horovod is not installed in this environment")
-    log = tmp_path / "hvd_log.json"
     command = [
         str(horovodrun),
         "-np",
@@ -373,13 +394,10 @@ def test_two_ranks_train_and_one_process_evaluates_the_checkpoint(tmp_path) -> N
         "dlrm_main.py",
         "--use_horovod",
         *TINY,
-        "--max_steps=16",
-        "--evals_per_epoch=2",
         # Thread pools are fixed by a process' first op: Horovod's start-up must not run one.
         "--intra_op_parallelism=1",
         "--inter_op_parallelism=1",
-        f"--log_path={log}",
-        f"--save_checkpoint_path={tmp_path / 'ckpt'}",
+        *args,
     ]
     env = {**os.environ, "PATH": f"{horovodrun.parent}:{os.environ['PATH']}"}
     done = subprocess.run(
@@ -391,6 +409,19 @@ def test_two_ranks_train_and_one_process_evaluates_the_checkpoint(tmp_path) -> N
         timeout=300,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+@pytest.mark.horovod
+@pytest.mark.slow
+def test_two_ranks_train_and_one_process_evaluates_the_checkpoint(tmp_path) -> None:
+    log = tmp_path / "hvd_log.json"
+    _two_ranks(
+        "--max_steps=16",
+        "--evals_per_epoch=2",
+        f"--log_path={log}",
+        f"--save_checkpoint_path={tmp_path / 'ckpt'}",
+    )
     result = next(e for e in _log_lines(log) if e["type"] == "RESULT")["data"]
     assert result["steps"] == 16 and 0.5 < result["auc"] < 1.0
     # Only rank 0 writes the log: one progress line per print step.
@@ -403,6 +434,24 @@ def test_two_ranks_train_and_one_process_evaluates_the_checkpoint(tmp_path) -> N
         f"--log_path={tmp_path / 'eval_log.json'}",
     )
     assert evaluated["auc"] == pytest.approx(result["auc"], abs=1e-6)
+
+
+@pytest.mark.horovod
+@pytest.mark.slow
+def test_two_ranks_replay_the_inference_split_and_rank_0_alone_reports(tmp_path) -> None:
+    log = tmp_path / "inference.json"
+    done = _two_ranks(
+        "--mode=inference",
+        "--max_steps=10",
+        "--benchmark_warmup_steps=2",
+        "--print_freq=4",
+        f"--log_path={log}",
+    )
+    result = next(e for e in _log_lines(log) if e["type"] == "RESULT")["data"]
+    # Both ranks read their slice of the 4 test batches once and replayed them together.
+    assert result["replayed_batches"] == 4 and result["inference_steps"] == 8
+    # Progress at steps 4 and 8, printed by rank 0 only (4 lines if rank 1 printed too).
+    assert done.stdout.count("inference_batches_done") == 2, done.stdout[-3000:]
 
 
 def test_real_criteo_rows_are_learned(tmp_path) -> None:

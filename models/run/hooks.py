@@ -6,7 +6,11 @@ from collections.abc import Callable
 from typing import Any
 
 from models.training.evaluator import EvalResult, Evaluator
+from models.training.progress import Progress
 from models.training.results_log import ResultsLogger
+
+# (name, step, total batches) -> the progress of a pass over batches
+ProgressFactory = Callable[[str, int, int], Progress]
 
 
 class LoopHooks:
@@ -17,6 +21,8 @@ class LoopHooks:
         evaluator: evaluates the model (None with --skip_eval).
         eval_split: the evaluation split (`as_dataset()`), None with --skip_eval.
         save: ``(step, epoch, batch) -> None`` writes a checkpoint.
+        progress: makes the progress of each evaluation (lines every
+            ``--print_freq`` batches on rank 0).
     """
 
     def __init__(
@@ -25,15 +31,22 @@ class LoopHooks:
         evaluator: Evaluator | None,
         eval_split: Any,
         save: Callable[[int, int, int], None],
+        progress: ProgressFactory,
     ) -> None:
         self._logger, self._evaluator = logger, evaluator
         self._eval_split, self._save = eval_split, save
+        self._progress = progress
 
     def progress(self, step: int, metrics: dict[str, float]) -> None:
         self._logger.log(step, metrics)
 
     def evaluate(self, step: int, alive: Callable[[], None]) -> EvalResult:
-        result = self._evaluator.evaluate(self._eval_split.as_dataset(), on_batch=alive)
+        total = self._evaluator.batches_to_read(len(self._eval_split))
+        result = self._evaluator.evaluate(
+            self._eval_split.as_dataset(),
+            on_batch=alive,
+            progress=self._progress("eval", step, total),
+        )
         if result.log_loss is not None:  # rank 0; its AUC is None for one-class labels
             metrics = {} if result.auc is None else {"auc": result.auc}
             self._logger.log(

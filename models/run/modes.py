@@ -15,15 +15,16 @@ from models.distributed.watchdog import StepWatchdog
 from models.export import export_saved_model
 from models.ranking import RankingModel
 from models.run.data import RunData
-from models.run.hooks import LoopHooks
+from models.run.hooks import LoopHooks, ProgressFactory
 from models.run.xla import xla_mode
 from models.training import checkpoint as ckpt
 from models.training.evaluator import Evaluator
-from models.training.inference import benchmark
+from models.training.inference import benchmark, replay_limit
 from models.training.loop import LoopSettings
 from models.training.lr_schedule import DLRMSchedule
 from models.training.nonfinite import StepGuard
 from models.training.profiler import ProfilerWindow
+from models.training.progress import Progress
 from models.training.results_log import ResultsLogger
 from models.training.timing import StepTimer
 from models.training.train_step import TrainStep
@@ -42,6 +43,22 @@ class Job:
     state: ckpt.TrainingState
     schedule: DLRMSchedule
     logger: ResultsLogger
+
+
+def progress_factory(job: Job) -> ProgressFactory:
+    """Progress of evaluations and inference: a line every --print_freq batches on rank 0."""
+
+    def progress(name: str, step: int, total: int) -> Progress:
+        return Progress(
+            job.logger,
+            name,
+            step,
+            total,
+            every=job.config.run.print_freq,
+            samples_per_batch=job.config.data.valid_batch_size,
+        )
+
+    return progress
 
 
 def run_mode(job: Job) -> dict[str, Any]:
@@ -107,7 +124,13 @@ def train(job: Job) -> dict[str, Any]:
     trainer = Trainer(
         step_fn,
         settings,
-        LoopHooks(logger, evaluator, None if run.skip_eval else job.data.split("test"), save),
+        LoopHooks(
+            logger,
+            evaluator,
+            None if run.skip_eval else job.data.split("test"),
+            save,
+            progress_factory(job),
+        ),
         # Progress shows the rate of the update just applied (schedule of step - 1).
         learning_rate=lambda step: float(job.schedule(max(step - 1, 0))),
         profiler=ProfilerWindow(
@@ -154,17 +177,19 @@ def evaluate(job: Job) -> dict[str, Any]:
     """Evaluates the (restored) model on the test split; returns the result block."""
     run, comm = job.config.run, job.comm
     evaluator = Evaluator(job.parallel, is_chief=comm.rank == 0, max_batches=run.max_steps)
-    batches = job.data.split("test").as_dataset()
+    split = job.data.split("test")
+    batches = split.as_dataset()
+    progress = progress_factory(job)("eval", job.state.step, evaluator.batches_to_read(len(split)))
     watchdog = step_watchdog(run, comm)
     if watchdog is not None:
         watchdog.start(job.state.step)
         try:
             with watchdog.watching("evaluation"):
-                evaluation = evaluator.evaluate(batches, on_batch=watchdog.alive)
+                evaluation = evaluator.evaluate(batches, on_batch=watchdog.alive, progress=progress)
         finally:
             watchdog.stop()
     else:
-        evaluation = evaluator.evaluate(batches)
+        evaluation = evaluator.evaluate(batches, progress=progress)
     return {
         "auc": evaluation.auc,
         "validation_loss": evaluation.log_loss,
@@ -175,14 +200,25 @@ def evaluate(job: Job) -> dict[str, Any]:
 
 
 def inference(job: Job) -> dict[str, Any]:
-    """Times forward passes over the test split; returns throughput and latencies."""
-    parallel, run = job.parallel, job.config.run
+    """Times forward passes over the test split; returns throughput and latencies.
+
+    The split is read once: replayed from device memory when it has fewer
+    batches than --max_steps, streamed otherwise (`models.training.inference`).
+    """
+    parallel, run, data = job.parallel, job.config.run, job.data
+    batch_size = job.config.data.valid_batch_size
+    # float32 labels and numerical features, int32 ids: the global batch's bytes,
+    # the same on every rank (each rank holds only a part of it).
+    row_bytes = 4 * (1 + data.num_numerical + sum(data.hotness))
     result = benchmark(
         lambda features: parallel.forward(features["numerical"], features["categorical"]),
-        job.data.split("test").as_dataset,
+        data.split("test"),
         steps=run.max_steps,
         warmup_steps=run.benchmark_warmup_steps,
-        batch_size=job.config.data.valid_batch_size,
+        batch_size=batch_size,
+        max_replay_batches=replay_limit(batch_size * row_bytes),
+        device=job.device.logical_device,
+        progress=progress_factory(job)("inference", job.state.step, run.max_steps),
     )
     return result.as_dict()
 

@@ -7,6 +7,11 @@ asynchronous device is not left idle). At the end rank 0 computes the exact
 (sort-based, not thresholded) ROC AUC and the log loss of the whole split;
 other ranks get a result without metrics.
 
+A `models.training.progress.Progress` given to `evaluate` reports batches
+done, samples/s and time left every ``--print_freq`` batches on rank 0; it
+counts batches on the host and reads each batch's row count from its static
+shape, so it adds no wait for the device.
+
 Metrics use logits, not probabilities: the AUC only depends on the order of
 the scores, and float32 sigmoids of logits above ~17 all round to 1.0, which
 would turn distinct scores into ties; the log loss from logits is exact where
@@ -25,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from models.training import auc as auc_metrics
+from models.training.progress import NoProgress, Progress
 
 
 class Parallel(Protocol):
@@ -76,12 +82,25 @@ class Evaluator:
 
         self._predict = predict
 
-    def evaluate(self, batches: Iterable, on_batch: Callable[[], None] | None = None) -> EvalResult:
+    def batches_to_read(self, split_batches: int) -> int:
+        """Batches `evaluate` reads of a split of ``split_batches`` (the progress total)."""
+        if self._max_batches < 0:
+            return split_batches
+        return min(split_batches, self._max_batches)
+
+    def evaluate(
+        self,
+        batches: Iterable,
+        on_batch: Callable[[], None] | None = None,
+        progress: Progress | NoProgress | None = None,
+    ) -> EvalResult:
         """Evaluates `batches` of ``(features, labels [b, 1])`` elements; every rank calls it.
 
         ``on_batch`` is called after each batch's predictions (the step
-        watchdog's ``alive``, so that a rank stuck in evaluation is caught).
+        watchdog's ``alive``, so that a rank stuck in evaluation is caught);
+        ``progress`` counts each batch (its lines are on rank 0 only).
         """
+        progress = progress or NoProgress()
         start = time.perf_counter()
         logits, labels = [], []
 
@@ -94,18 +113,21 @@ class Evaluator:
         # asynchronous device the next batch is already queued when the copy
         # waits, so the device does not idle between batches.
         pending = None
-        for index, (features, batch_labels) in enumerate(batches):
-            if 0 <= self._max_batches <= index:
-                break
-            result = self._predict(features, batch_labels)
-            if self._is_chief:
-                if pending is not None:
-                    keep(pending)
-                pending = result
-            if on_batch is not None:
-                on_batch()
-        if pending is not None:
-            keep(pending)
+        with progress:
+            for index, (features, batch_labels) in enumerate(batches):
+                if 0 <= self._max_batches <= index:
+                    break
+                result = self._predict(features, batch_labels)
+                if self._is_chief:
+                    if pending is not None:
+                        keep(pending)
+                    pending = result
+                if on_batch is not None:
+                    on_batch()
+                # The global rows of the batch: a static shape, read without a device wait.
+                progress.advance(features["categorical"].shape[0])
+            if pending is not None:
+                keep(pending)
         seconds = time.perf_counter() - start
         if not self._is_chief:
             return EvalResult(None, None, 0, seconds)

@@ -10,6 +10,9 @@ Every line of the log file is one JSON object::
   ``"RESULT"`` (the final result block, ``step`` is ``"RESULT"``).
 - Only rank 0 writes the file, the console and TensorBoard; other ranks'
   loggers accept the same calls and do nothing, so callers need no rank checks.
+- On a terminal, a one-line status (a progress bar) can be redrawn in place
+  under the console lines (`status`); it is cleared before every line and
+  never reaches the file.
 """
 
 from __future__ import annotations
@@ -46,6 +49,11 @@ STANDARD_METRICS: dict[str, tuple[str | None, str]] = {
     "p90_latency_ms": ("ms", ":.3f"),
     "p95_latency_ms": ("ms", ":.3f"),
     "p99_latency_ms": ("ms", ":.3f"),
+    # Progress of evaluations and of the inference benchmark (models.training.progress).
+    "eval_samples_per_second": ("samples/s", ":.1f"),
+    "eval_eta_s": ("s", ":.0f"),
+    "inference_samples_per_second": ("samples/s", ":.1f"),
+    "inference_eta_s": ("s", ":.0f"),
 }
 
 
@@ -137,6 +145,7 @@ class ResultsLogger:
         self._file: TextIO | None = None
         self._summary_writer = None
         self._last_int_step = 0
+        self._status_width = 0  # characters of the status line shown, 0 when none
         if not self.enabled:
             return
         if path is not None:
@@ -180,10 +189,29 @@ class ResultsLogger:
             text = json.dumps(dict(params), default=_json_default, indent=1)
             self._summary("parameters", f"```\n{text}\n```", step=0, plugin="text")
 
+    @property
+    def interactive(self) -> bool:
+        """True on rank 0 when the console is a terminal, where `status` draws."""
+        isatty = getattr(self._stream, "isatty", None)
+        return self.enabled and isatty is not None and bool(isatty())
+
     def log(
-        self, step: int | tuple[int, ...], data: Mapping[str, Any], console: bool = True
+        self,
+        step: int | tuple[int, ...],
+        data: Mapping[str, Any],
+        console: bool = True,
+        tensorboard: bool = True,
     ) -> None:
-        """Logs metrics at ``step``; one console line unless ``console`` is False."""
+        """Logs metrics at ``step``.
+
+        Args:
+            step: an integer step or a tuple such as ``(epoch, iteration)``.
+            data: metric name -> value.
+            console: also print one console line.
+            tensorboard: also write the numeric values as TensorBoard scalars
+                (integer steps only); False for figures that are not a series
+                over steps, such as the progress of an evaluation.
+        """
         if not self.enabled:
             return
         step = _check_step(step)
@@ -193,17 +221,38 @@ class ResultsLogger:
         if console:
             shown = " ".join(map(str, step)) if isinstance(step, tuple) else str(step)
             fields = [f"{k}: {self._format(k, v)}" for k, v in data.items()]
-            print(" | ".join([f"step {shown}", *fields]), file=self._stream, flush=True)
+            self._print(" | ".join([f"step {shown}", *fields]))
         if isinstance(step, int):
             self._last_int_step = step
-            self._scalars(step, data)
+            if tensorboard:
+                self._scalars(step, data)
+
+    def status(self, text: str) -> None:
+        """Redraws the one-line status with ``text`` on a terminal; elsewhere does nothing."""
+        if not self.interactive:
+            return
+        # Pad over what is left of a longer previous status.
+        self._stream.write("\r" + text.ljust(self._status_width))
+        self._stream.flush()
+        self._status_width = len(text)
+
+    def clear_status(self) -> None:
+        """Removes the status line (if one is shown), leaving the cursor at its start."""
+        if self._status_width:
+            self._stream.write("\r" + " " * self._status_width + "\r")
+            self._stream.flush()
+            self._status_width = 0
+
+    def _print(self, text: str) -> None:
+        self.clear_status()
+        print(text, file=self._stream, flush=True)
 
     def result(self, data: Mapping[str, Any]) -> None:
         """Logs the final results (step ``"RESULT"``) and prints them as a block."""
         if not self.enabled:
             return
         self._write("RESULT", RESULT_STEP, data)
-        print(self.format_result_block(data), file=self._stream, flush=True)
+        self._print(self.format_result_block(data))
         self._scalars(self._last_int_step, data, prefix="result/")
 
     def format_result_block(self, data: Mapping[str, Any]) -> str:
@@ -247,6 +296,7 @@ class ResultsLogger:
             self._summary_writer.flush()
 
     def close(self) -> None:
+        self.clear_status()
         if self._file is not None:
             self._file.close()
             self._file = None
