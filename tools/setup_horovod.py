@@ -87,6 +87,14 @@ def patch_horovod_cmake(text: str) -> tuple[str, int]:
     return "".join(kept), removed
 
 
+def patch_horovod_source(src: Path) -> None:
+    """Applies every source fix to the unpacked sdist in `src`, logging what each changed."""
+    cmake_file = src / "horovod" / "tensorflow" / "CMakeLists.txt"
+    patched, removed = patch_horovod_cmake(cmake_file.read_text())
+    cmake_file.write_text(patched)
+    log(f"horovod build: removed {removed} xla_mpi_ops.cc line(s) from {cmake_file.name}")
+
+
 def summarise_check_build(text: str) -> str:
     """One line out of `horovodrun --check-build`: enabled items of each section."""
     sections: dict[str, list[str]] = {}
@@ -146,10 +154,7 @@ def build_horovod_wheel(env: Environment, version: str, gpu_ops: str, out_dir: P
             raise SetupError(f"step 'horovod sdist': expected one sdist, found {sdists}")
         extract_sdist(sdists[0], tmp_path)
         src = tmp_path / f"horovod-{version}"
-        cmake_file = src / "horovod" / "tensorflow" / "CMakeLists.txt"
-        patched, removed = patch_horovod_cmake(cmake_file.read_text())
-        cmake_file.write_text(patched)
-        log(f"horovod build: removed {removed} xla_mpi_ops.cc line(s) from {cmake_file.name}")
+        patch_horovod_source(src)
         build_env = dict(os.environ, **HOROVOD_BUILD_ENV)
         build_env["PATH"] = f"{env.venv / 'bin'}{os.pathsep}{build_env.get('PATH', '')}"
         if gpu_ops == "gloo-nccl":
