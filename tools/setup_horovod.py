@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -87,12 +88,56 @@ def patch_horovod_cmake(text: str) -> tuple[str, int]:
     return "".join(kept), removed
 
 
+# Standard headers that Horovod 0.28.1 uses without including them. GCC 12's libstdc++
+# reached them through other standard headers; GCC 14's no longer does, and the compiler
+# names each of these files (std::logic_error, std::string undeclared).
+HOROVOD_MISSING_INCLUDES: dict[str, tuple[str, ...]] = {
+    "horovod/common/common.h": ("stdexcept",),
+    "horovod/common/group_table.h": ("string",),
+}
+
+
+def add_missing_includes(text: str, headers: tuple[str, ...]) -> tuple[str, list[str]]:
+    """Adds ``#include <header>`` for each of `headers` that `text` does not include yet.
+
+    The lines go just before the file's first ``#include``, below its licence comment.
+
+    Returns:
+      (patched text, headers added).
+    """
+    missing = [
+        h
+        for h in headers
+        if not re.search(rf"^[ \t]*#[ \t]*include[ \t]*<{re.escape(h)}>", text, re.M)
+    ]
+    if not missing:
+        return text, []
+    first = re.search(r"^[ \t]*#[ \t]*include\b", text, re.M)
+    at = first.start() if first else 0
+    lines = "".join(f"#include <{h}>\n" for h in missing)
+    return text[:at] + lines + text[at:], missing
+
+
 def patch_horovod_source(src: Path) -> None:
-    """Applies every source fix to the unpacked sdist in `src`, logging what each changed."""
+    """Applies every source fix to the unpacked sdist in `src`, logging what each changed.
+
+    A fix whose file or pattern is missing (another Horovod version) is logged with a
+    count of 0, not an error: the build then fails only if it needed that fix, and the
+    compiler names the file.
+    """
     cmake_file = src / "horovod" / "tensorflow" / "CMakeLists.txt"
     patched, removed = patch_horovod_cmake(cmake_file.read_text())
     cmake_file.write_text(patched)
     log(f"horovod build: removed {removed} xla_mpi_ops.cc line(s) from {cmake_file.name}")
+    for rel, headers in HOROVOD_MISSING_INCLUDES.items():
+        path = src / rel
+        if not path.exists():
+            log(f"horovod build: {rel} not found; no includes added")
+            continue
+        patched, added = add_missing_includes(path.read_text(), headers)
+        path.write_text(patched)
+        names = ", ".join(f"<{h}>" for h in added) or "none (already included)"
+        log(f"horovod build: added {len(added)} include(s) to {rel}: {names}")
 
 
 def summarise_check_build(text: str) -> str:
