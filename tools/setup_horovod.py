@@ -95,6 +95,7 @@ HOROVOD_MISSING_INCLUDES: dict[str, tuple[str, ...]] = {
     "horovod/common/common.h": ("stdexcept",),
     "horovod/common/group_table.h": ("string",),
 }
+FLATBUFFERS_STL_EMULATION = "third_party/flatbuffers/include/flatbuffers/stl_emulation.h"
 
 
 def add_missing_includes(text: str, headers: tuple[str, ...]) -> tuple[str, list[str]]:
@@ -118,6 +119,33 @@ def add_missing_includes(text: str, headers: tuple[str, ...]) -> tuple[str, list
     return text[:at] + lines + text[at:], missing
 
 
+# flatbuffers::span (vendored flatbuffers 2.0) declares a copy assignment that assigns its
+# const members and returns nothing. GCC 14 rejects the assignment to the non-dependent
+# `const size_type count_` even uninstantiated; the members become non-const and the
+# operator returns *this, so it is a working assignment (std::span is assignable too).
+_SPAN_EDITS = (
+    (re.compile(r"\bpointer\s+const\s+data_;"), "pointer data_;"),
+    (re.compile(r"\bconst\s+size_type\s+count_;"), "size_type count_;"),
+    (
+        re.compile(r"(\n([ \t]*)count_\s*=\s*other\.count_;)(\s*\})"),
+        r"\1\n\2return *this;\3",
+    ),
+)
+
+
+def patch_flatbuffers_span(text: str) -> tuple[str, int]:
+    """Makes ``flatbuffers::span::operator=`` valid C++ in flatbuffers' stl_emulation.h.
+
+    Returns:
+      (patched text, number of edits made: 3 on the original file, 0 once patched).
+    """
+    edits = 0
+    for pattern, replacement in _SPAN_EDITS:
+        text, count = pattern.subn(replacement, text)
+        edits += count
+    return text, edits
+
+
 def patch_horovod_source(src: Path) -> None:
     """Applies every source fix to the unpacked sdist in `src`, logging what each changed.
 
@@ -138,6 +166,16 @@ def patch_horovod_source(src: Path) -> None:
         path.write_text(patched)
         names = ", ".join(f"<{h}>" for h in added) or "none (already included)"
         log(f"horovod build: added {len(added)} include(s) to {rel}: {names}")
+    path = src / FLATBUFFERS_STL_EMULATION
+    if path.exists():
+        patched, edits = patch_flatbuffers_span(path.read_text())
+        path.write_text(patched)
+        log(
+            f"horovod build: {edits} of 3 flatbuffers::span edit(s) in {path.name} "
+            "(members non-const, operator= returns *this; 0 when already patched)"
+        )
+    else:
+        log(f"horovod build: {FLATBUFFERS_STL_EMULATION} not found; span not patched")
 
 
 def summarise_check_build(text: str) -> str:

@@ -95,6 +95,31 @@ def test_missing_includes_in_a_file_without_includes_go_first():
     assert (patched, added) == ("#include <string>\nint x;\n", ["string"])
 
 
+def test_span_patch_makes_the_copy_assignment_valid_once():
+    text = textwrap.dedent(
+        """\
+          FLATBUFFERS_CONSTEXPR_CPP14 span &operator=(const span &other)
+              FLATBUFFERS_NOEXCEPT {
+            data_ = other.data_;
+            count_ = other.count_;
+          }
+
+         private:
+          const_pointer const other_;
+          pointer const data_;
+          const size_type count_;
+        };
+        """
+    )
+    patched, edits = setup_horovod.patch_flatbuffers_span(text)
+    assert edits == 3
+    assert "    count_ = other.count_;\n    return *this;\n  }\n" in patched
+    assert "  pointer data_;\n  size_type count_;\n" in patched
+    assert "const_pointer const other_;" in patched  # only span's two members lose const
+    assert setup_horovod.patch_flatbuffers_span(patched) == (patched, 0)
+    assert setup_horovod.patch_flatbuffers_span("class other {};\n") == ("class other {};\n", 0)
+
+
 def test_source_patches_log_their_counts_and_skip_missing_files(tmp_path, capsys):
     cmake = tmp_path / "horovod" / "tensorflow" / "CMakeLists.txt"
     cmake.parent.mkdir(parents=True)
@@ -109,6 +134,7 @@ def test_source_patches_log_their_counts_and_skip_missing_files(tmp_path, capsys
     assert "removed 1 xla_mpi_ops.cc line(s)" in out
     assert "added 1 include(s) to horovod/common/common.h: <stdexcept>" in out
     assert "horovod/common/group_table.h not found" in out
+    assert "stl_emulation.h not found" in out
     setup_horovod.patch_horovod_source(tmp_path)
     assert "added 0 include(s) to horovod/common/common.h" in capsys.readouterr().out
     assert common.read_text() == "#include <stdexcept>\n#include <string>\n"
