@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -87,6 +88,96 @@ def patch_horovod_cmake(text: str) -> tuple[str, int]:
     return "".join(kept), removed
 
 
+# Standard headers that Horovod 0.28.1 uses without including them. GCC 12's libstdc++
+# reached them through other standard headers; GCC 14's no longer does, and the compiler
+# names each of these files (std::logic_error, std::string undeclared).
+HOROVOD_MISSING_INCLUDES: dict[str, tuple[str, ...]] = {
+    "horovod/common/common.h": ("stdexcept",),
+    "horovod/common/group_table.h": ("string",),
+}
+FLATBUFFERS_STL_EMULATION = "third_party/flatbuffers/include/flatbuffers/stl_emulation.h"
+
+
+def add_missing_includes(text: str, headers: tuple[str, ...]) -> tuple[str, list[str]]:
+    """Adds ``#include <header>`` for each of `headers` that `text` does not include yet.
+
+    The lines go just before the file's first ``#include``, below its licence comment.
+
+    Returns:
+      (patched text, headers added).
+    """
+    missing = [
+        h
+        for h in headers
+        if not re.search(rf"^[ \t]*#[ \t]*include[ \t]*<{re.escape(h)}>", text, re.M)
+    ]
+    if not missing:
+        return text, []
+    first = re.search(r"^[ \t]*#[ \t]*include\b", text, re.M)
+    at = first.start() if first else 0
+    lines = "".join(f"#include <{h}>\n" for h in missing)
+    return text[:at] + lines + text[at:], missing
+
+
+# flatbuffers::span (vendored flatbuffers 2.0) declares a copy assignment that assigns its
+# const members and returns nothing. GCC 14 rejects the assignment to the non-dependent
+# `const size_type count_` even uninstantiated; the members become non-const and the
+# operator returns *this, so it is a working assignment (std::span is assignable too).
+_SPAN_EDITS = (
+    (re.compile(r"\bpointer\s+const\s+data_;"), "pointer data_;"),
+    (re.compile(r"\bconst\s+size_type\s+count_;"), "size_type count_;"),
+    (
+        re.compile(r"(\n([ \t]*)count_\s*=\s*other\.count_;)(\s*\})"),
+        r"\1\n\2return *this;\3",
+    ),
+)
+
+
+def patch_flatbuffers_span(text: str) -> tuple[str, int]:
+    """Makes ``flatbuffers::span::operator=`` valid C++ in flatbuffers' stl_emulation.h.
+
+    Returns:
+      (patched text, number of edits made: 3 on the original file, 0 once patched).
+    """
+    edits = 0
+    for pattern, replacement in _SPAN_EDITS:
+        text, count = pattern.subn(replacement, text)
+        edits += count
+    return text, edits
+
+
+def patch_horovod_source(src: Path) -> None:
+    """Applies every source fix to the unpacked sdist in `src`, logging what each changed.
+
+    A fix whose file or pattern is missing (another Horovod version) is logged with a
+    count of 0, not an error: the build then fails only if it needed that fix, and the
+    compiler names the file.
+    """
+    cmake_file = src / "horovod" / "tensorflow" / "CMakeLists.txt"
+    patched, removed = patch_horovod_cmake(cmake_file.read_text())
+    cmake_file.write_text(patched)
+    log(f"horovod build: removed {removed} xla_mpi_ops.cc line(s) from {cmake_file.name}")
+    for rel, headers in HOROVOD_MISSING_INCLUDES.items():
+        path = src / rel
+        if not path.exists():
+            log(f"horovod build: {rel} not found; no includes added")
+            continue
+        patched, added = add_missing_includes(path.read_text(), headers)
+        path.write_text(patched)
+        names = ", ".join(f"<{h}>" for h in added) or "none (already included)"
+        log(f"horovod build: added {len(added)} include(s) to {rel}: {names}")
+    path = src / FLATBUFFERS_STL_EMULATION
+    if path.exists():
+        patched, edits = patch_flatbuffers_span(path.read_text())
+        path.write_text(patched)
+        log(
+            f"horovod build: {edits} of 3 flatbuffers::span edit(s) in {path.name} "
+            "(members non-const, operator= returns *this; 0 when already patched)"
+        )
+    else:
+        log(f"horovod build: {FLATBUFFERS_STL_EMULATION} not found; span not patched")
+
+
 def summarise_check_build(text: str) -> str:
     """One line out of `horovodrun --check-build`: enabled items of each section."""
     sections: dict[str, list[str]] = {}
@@ -146,10 +237,7 @@ def build_horovod_wheel(env: Environment, version: str, gpu_ops: str, out_dir: P
             raise SetupError(f"step 'horovod sdist': expected one sdist, found {sdists}")
         extract_sdist(sdists[0], tmp_path)
         src = tmp_path / f"horovod-{version}"
-        cmake_file = src / "horovod" / "tensorflow" / "CMakeLists.txt"
-        patched, removed = patch_horovod_cmake(cmake_file.read_text())
-        cmake_file.write_text(patched)
-        log(f"horovod build: removed {removed} xla_mpi_ops.cc line(s) from {cmake_file.name}")
+        patch_horovod_source(src)
         build_env = dict(os.environ, **HOROVOD_BUILD_ENV)
         build_env["PATH"] = f"{env.venv / 'bin'}{os.pathsep}{build_env.get('PATH', '')}"
         if gpu_ops == "gloo-nccl":

@@ -69,6 +69,78 @@ def test_patch_removes_only_the_xla_source_line():
     assert setup_horovod.patch_horovod_cmake(patched) == (patched, 0)
 
 
+def test_missing_includes_go_before_the_first_include_once():
+    text = textwrap.dedent(
+        """\
+        // Licence.
+
+        #ifndef GUARD_H
+        #define GUARD_H
+
+        #include <functional>
+        #include <string>
+        #include "message.h"
+        """
+    )
+    patched, added = setup_horovod.add_missing_includes(text, ("stdexcept", "string"))
+    assert added == ["stdexcept"]
+    lines = patched.splitlines()
+    assert lines.index("#include <stdexcept>") == lines.index("#include <functional>") - 1
+    assert lines.index("#define GUARD_H") < lines.index("#include <stdexcept>")
+    assert patched.replace("#include <stdexcept>\n", "", 1) == text
+    assert setup_horovod.add_missing_includes(patched, ("stdexcept", "string")) == (patched, [])
+
+
+def test_missing_includes_in_a_file_without_includes_go_first():
+    patched, added = setup_horovod.add_missing_includes("int x;\n", ("string",))
+    assert (patched, added) == ("#include <string>\nint x;\n", ["string"])
+
+
+def test_span_patch_makes_the_copy_assignment_valid_once():
+    text = textwrap.dedent(
+        """\
+          FLATBUFFERS_CONSTEXPR_CPP14 span &operator=(const span &other)
+              FLATBUFFERS_NOEXCEPT {
+            data_ = other.data_;
+            count_ = other.count_;
+          }
+
+         private:
+          const_pointer const other_;
+          pointer const data_;
+          const size_type count_;
+        };
+        """
+    )
+    patched, edits = setup_horovod.patch_flatbuffers_span(text)
+    assert edits == 3
+    assert "    count_ = other.count_;\n    return *this;\n  }\n" in patched
+    assert "  pointer data_;\n  size_type count_;\n" in patched
+    assert "const_pointer const other_;" in patched  # only span's two members lose const
+    assert setup_horovod.patch_flatbuffers_span(patched) == (patched, 0)
+    assert setup_horovod.patch_flatbuffers_span("class other {};\n") == ("class other {};\n", 0)
+
+
+def test_source_patches_log_their_counts_and_skip_missing_files(tmp_path, capsys):
+    cmake = tmp_path / "horovod" / "tensorflow" / "CMakeLists.txt"
+    cmake.parent.mkdir(parents=True)
+    cmake.write_text('list(APPEND TF_SOURCES "xla_mpi_ops.cc")\nadd_library(x)\n')
+    common = tmp_path / "horovod" / "common" / "common.h"
+    common.parent.mkdir(parents=True)
+    common.write_text("#include <string>\n")
+    setup_horovod.patch_horovod_source(tmp_path)
+    out = capsys.readouterr().out
+    assert cmake.read_text() == "add_library(x)\n"
+    assert common.read_text() == "#include <stdexcept>\n#include <string>\n"
+    assert "removed 1 xla_mpi_ops.cc line(s)" in out
+    assert "added 1 include(s) to horovod/common/common.h: <stdexcept>" in out
+    assert "horovod/common/group_table.h not found" in out
+    assert "stl_emulation.h not found" in out
+    setup_horovod.patch_horovod_source(tmp_path)
+    assert "added 0 include(s) to horovod/common/common.h" in capsys.readouterr().out
+    assert common.read_text() == "#include <stdexcept>\n#include <string>\n"
+
+
 def test_check_build_summary_lists_enabled_items_per_section():
     out = textwrap.dedent(
         """\
