@@ -40,6 +40,18 @@ def default_master(spark_master: str | None, num_workers: int) -> str | None:
     return f"local[{num_workers}]"
 
 
+def executor_python(configured: str | None) -> str:
+    """The interpreter the executors run: ``spark.pyspark.python`` (``configured``), else
+    ``PYSPARK_PYTHON``, else the driver's own (``sys.executable``).
+
+    Spark's own default is ``python3`` from each executor's PATH, which need not be the
+    interpreter that has the engine's packages (numpy, pandas, PyYAML); the driver's is the
+    one known to have them, and on a cluster it works where the workers have the same
+    path (one image, a shared file system). Elsewhere the user names the workers' Python.
+    """
+    return configured or os.environ.get("PYSPARK_PYTHON") or sys.executable
+
+
 def _code_zip(directory: str) -> str:
     """The Python sources the executors need, zipped for ``SparkContext.addPyFile``."""
     path = os.path.join(directory, "dlrm_preproc.zip")
@@ -74,12 +86,14 @@ def spark_context(master: str | None, settings: dict[str, str] | None = None) ->
     if master is not None:
         conf.setMaster(master)
         if master.startswith("local"):
-            # Executors are processes of this machine: the driver's interpreter has the
-            # packages; the JVM (driver and executor in one) holds cached and fetched blocks.
-            conf.setIfMissing("spark.pyspark.python", sys.executable)
+            # The JVM (driver and executors in one) holds cached and fetched blocks.
             conf.setIfMissing("spark.driver.memory", "2g")
     sc = SparkContext(conf=conf)
     try:
+        # PySpark's tasks run the interpreter named by PYSPARK_PYTHON when the context
+        # starts (spark-submit turns spark.pyspark.python into it; python -m preproc has no
+        # spark-submit in between): set it from the resolved settings instead.
+        sc.pythonExec = executor_python(sc.getConf().get("spark.pyspark.python", None))
         sc.setLogLevel("WARN")
         with tempfile.TemporaryDirectory(prefix="dlrm_preproc_spark_") as tmp:
             sc.addPyFile(_code_zip(tmp))

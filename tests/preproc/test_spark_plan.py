@@ -1,5 +1,7 @@
 """The Spark engine's pure parts (no PySpark needed): flags, output partitions, row stream."""
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -30,6 +32,15 @@ def test_default_master(monkeypatch):
     assert session.default_master("spark://h:7077", 3) == "spark://h:7077"
     monkeypatch.setenv("PYSPARK_GATEWAY_PORT", "4242")  # under spark-submit
     assert session.default_master(None, 3) is None
+
+
+def test_executor_python(monkeypatch):
+    """spark.pyspark.python, else PYSPARK_PYTHON, else the driver's interpreter."""
+    monkeypatch.delenv("PYSPARK_PYTHON", raising=False)
+    assert session.executor_python(None) == sys.executable
+    monkeypatch.setenv("PYSPARK_PYTHON", "/env/python")
+    assert session.executor_python(None) == "/env/python"
+    assert session.executor_python("/conf/python") == "/conf/python"
 
 
 def test_output_partitions_in_file_order():
