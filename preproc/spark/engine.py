@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 import sys
 import time
 import uuid
@@ -45,25 +44,11 @@ from preproc.pipeline import Engine, PassesResult, check_rows_accepted, reject_l
 from preproc.rejects import RejectLog
 from preproc.row_format import RowFormat
 from preproc.spark import tasks
+from preproc.spark.failures import spark_failure
 from preproc.spark.session import spark_context
 from preproc.units import Unit, plan_units
 from preproc.vocab_pass import save_table
 from preproc.workdir import WorkDir
-
-_PYTHON_ERROR = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Interrupt)): (.+)$")
-
-
-def spark_failure(exc: BaseException) -> str | None:
-    """The Python error an executor task died of, from a Spark job failure, as one line;
-    None when ``exc`` is not a Spark failure."""
-    if not type(exc).__module__.startswith(("py4j", "pyspark")):
-        return None
-    for line in str(exc).splitlines():
-        match = _PYTHON_ERROR.match(line.strip())
-        if match and not match.group(1).startswith(("org.", "java.", "py4j.", "scala.")):
-            return line.strip()
-    first = str(exc).strip().splitlines()
-    return first[0] if first else type(exc).__name__
 
 
 def _say(message: str) -> None:

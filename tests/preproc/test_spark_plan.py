@@ -7,6 +7,7 @@ import pytest
 
 from preproc import cli
 from preproc.spark import session, tasks
+from preproc.spark.failures import spark_failure
 from tests.preproc.helpers import sample
 
 
@@ -70,8 +71,6 @@ def test_row_stream_reads_contiguous_ranges_across_blocks():
 
 
 def test_spark_failure_names_the_executor_error():
-    from preproc.spark.engine import spark_failure
-
     class Py4JJavaError(Exception):
         pass
 
