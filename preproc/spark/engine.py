@@ -233,11 +233,13 @@ def spark_engine(master: str | None) -> Engine:
     """The passes of ``pipeline.run`` on Spark (``master`` None: spark-submit's)."""
 
     def passes(config: PreprocConfig, workdir: WorkDir, timings: dict) -> PassesResult:
+        python = None
         try:
             with spark_context(master) as sc:
+                python = sc.pythonExec
                 return _spark_passes(sc, config, workdir, timings)
         except Exception as exc:
-            failure = spark_failure(exc)
+            failure = spark_failure(exc, python)
             if failure is None:
                 raise
             raise ValueError(f"the Spark job failed: {failure}") from exc

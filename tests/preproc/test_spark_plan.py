@@ -70,23 +70,55 @@ def test_row_stream_reads_contiguous_ranges_across_blocks():
         read(0, 1)
 
 
-def test_spark_failure_names_the_executor_error():
-    class Py4JJavaError(Exception):
-        pass
+class Py4JJavaError(Exception):
+    """Stands for py4j's: spark_failure knows Spark's errors by their module."""
 
-    Py4JJavaError.__module__ = "py4j.protocol"
-    message = (
+
+Py4JJavaError.__module__ = "py4j.protocol"
+
+
+def _task_failure(*lines: str) -> Py4JJavaError:
+    return Py4JJavaError(
         "An error occurred while calling z:org.apache.spark.api.python.PythonRDD.collectAndServe.\n"
         ": org.apache.spark.SparkException: Job aborted due to stage failure: Task 0 failed\n"
-        "org.apache.spark.api.python.PythonException: Traceback (most recent call last):\n"
-        '  File "/work/preproc/units.py", line 104, in _plain\n'
-        "OSError: /data/day_0 shrank while being read (at byte 1024)\n"
-        "\tat org.apache.spark.api.python.BasePythonRunner.handlePythonException\n"
+        + "\n".join(lines)
+        + "\n\tat org.apache.spark.api.python.BasePythonRunner.handlePythonException\n"
     )
-    assert spark_failure(Py4JJavaError(message)) == (
-        "OSError: /data/day_0 shrank while being read (at byte 1024)"
+
+
+def test_spark_failure_names_the_executor_error():
+    error = _task_failure(
+        "org.apache.spark.api.python.PythonException: Traceback (most recent call last):",
+        '  File "/work/preproc/units.py", line 104, in _plain',
+        "OSError: /data/day_0 shrank while being read (at byte 1024)",
     )
+    assert spark_failure(error) == "OSError: /data/day_0 shrank while being read (at byte 1024)"
+    assert spark_failure(error, "/opt/py") == spark_failure(error)
     assert spark_failure(ValueError("not Spark's")) is None
+
+
+def test_spark_failure_names_the_executors_python_and_the_setting():
+    def missing(module: str) -> Py4JJavaError:
+        return _task_failure(
+            '  File "./dlrm_preproc.zip/preproc/spark/tasks.py", line 21, in <module>',
+            f"ModuleNotFoundError: No module named '{module}'",
+        )
+
+    line = spark_failure(missing("pandas"), "/opt/py")
+    assert line.startswith("ModuleNotFoundError: No module named 'pandas' on the executors, ")
+    assert "which run /opt/py;" in line and "(the driver's" not in line
+    assert "--conf spark.pyspark.python=PATH" in line and "PYSPARK_PYTHON=PATH" in line
+    assert "(the driver's, their default)" in spark_failure(missing("numpy"), sys.executable)
+    # The engine ships its own packages: their absence is not the interpreter's.
+    assert spark_failure(missing("preproc.tasks"), "/opt/py") == (
+        "ModuleNotFoundError: No module named 'preproc.tasks'"
+    )
+    cannot_run = _task_failure(
+        'java.io.IOException: Cannot run program "/opt/py": error=2, No such file or directory'
+    )
+    line = spark_failure(cannot_run, "/opt/py")
+    assert line.startswith("executors cannot start Python /opt/py: No such file or directory; ")
+    assert "spark.pyspark.python" in line and "\n" not in line
 
 
 def test_shuffle_pieces_are_bounded_and_keep_their_order(monkeypatch):
