@@ -45,7 +45,7 @@ from preproc.rejects import RejectLog
 from preproc.row_format import RowFormat
 from preproc.spark import tasks
 from preproc.spark.failures import spark_failure
-from preproc.spark.session import spark_context
+from preproc.spark.session import check_master, spark_context
 from preproc.units import Unit, plan_units
 from preproc.vocab_pass import save_table
 from preproc.workdir import WorkDir
@@ -258,4 +258,5 @@ def run(config: PreprocConfig, master: str | None = None) -> dict:
     Returns:
         The run summary, or the metadata when the dataset was already complete.
     """
+    check_master(master)
     return pipeline.run(config, engine=spark_engine(master))

@@ -1,6 +1,8 @@
 """The Spark engine's pure parts (no PySpark needed): flags, output partitions, row stream."""
 
+import socket
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -42,6 +44,44 @@ def test_executor_python(monkeypatch):
     monkeypatch.setenv("PYSPARK_PYTHON", "/env/python")
     assert session.executor_python(None) == "/env/python"
     assert session.executor_python("/conf/python") == "/conf/python"
+
+
+def _closed_port() -> int:
+    """A port of 127.0.0.1 nothing listens on (bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_unreachable_master():
+    closed = _closed_port()
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        listening = server.getsockname()[1]
+        assert session.unreachable_master(f"spark://127.0.0.1:{listening}") is None
+        # High availability: one answering master of the list is enough.
+        both = f"spark://127.0.0.1:{closed},127.0.0.1:{listening}"
+        assert session.unreachable_master(both) is None
+    failure = session.unreachable_master(f"spark://127.0.0.1:{closed}")
+    assert failure.startswith(f"cannot reach the Spark master spark://127.0.0.1:{closed} (")
+    assert "--spark_master" in failure
+    for master in ("local[2]", "yarn", "k8s://https://host:443"):
+        assert session.unreachable_master(master) is None
+
+
+def test_unreachable_master_fails_fast_before_writing(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(session, "pyspark_missing", lambda: None)
+    master = f"spark://127.0.0.1:{_closed_port()}"
+    output = tmp_path / "out"
+    argv = ["--input_files", sample("deepctr_criteo_sample.tsv"), "--output_dir", str(output)]
+    started = time.monotonic()
+    assert cli.main([*argv, "--engine", "spark", "--spark_master", master]) == 1
+    assert time.monotonic() - started < session.MASTER_CONNECT_TIMEOUT_S + 5
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot reach the Spark master {master} (")
+    assert err.count("\n") == 1
+    assert not output.exists()
 
 
 def test_output_partitions_in_file_order():
