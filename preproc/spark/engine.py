@@ -242,6 +242,9 @@ def spark_engine(master: str | None) -> Engine:
             failure = spark_failure(exc, python)
             if failure is None:
                 raise
+            # Spark's progress bar stays on an unfinished line when a job fails: end it,
+            # so that the error is a line of its own.
+            print(file=sys.stderr, flush=True)
             raise ValueError(f"the Spark job failed: {failure}") from exc
 
     return passes
