@@ -36,6 +36,7 @@ from tests.preproc.helpers import (
     sample_lines,
     tree_bytes,
 )
+from tests.preproc.spark_cluster import loopback_env
 from tools.generate_clicks import generate as generate_clicks
 from tools.generate_criteo import generate
 
@@ -258,8 +259,7 @@ def test_executors_run_the_drivers_python_not_python3_from_path(tmp_path):
         fake = fake_bin / name
         fake.write_text("#!/bin/sh\necho 'not the driver python' >&2\nexit 3\n")
         fake.chmod(0o755)
-    env = {k: v for k, v in os.environ.items() if k not in ("PYSPARK_PYTHON", "SPARK_HOME")}
-    env["PATH"] = f"{fake_bin}{os.pathsep}{env['PATH']}"
+    env = loopback_env(tmp_path / "conf", PATH=f"{fake_bin}{os.pathsep}{os.environ['PATH']}")
     argv = ["--input_files", *days, "--frequency_threshold", "2", "--num_workers", "2"]
     command = [sys.executable, "-m", "preproc", "--engine", "spark", *argv]
     result = subprocess.run(
