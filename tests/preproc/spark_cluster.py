@@ -70,7 +70,8 @@ class Cluster:
 
     def state(self) -> dict:
         """The master's JSON status page (workers, applications)."""
-        with urllib.request.urlopen(f"{self.web_url}/json/", timeout=5) as response:
+        direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # no http_proxy
+        with direct.open(f"{self.web_url}/json/", timeout=5) as response:
             return json.load(response)
 
     def log_tails(self, lines: int = 20) -> str:
