@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 import sys
 import time
 import uuid
@@ -45,25 +44,11 @@ from preproc.pipeline import Engine, PassesResult, check_rows_accepted, reject_l
 from preproc.rejects import RejectLog
 from preproc.row_format import RowFormat
 from preproc.spark import tasks
-from preproc.spark.session import spark_context
+from preproc.spark.failures import spark_failure
+from preproc.spark.session import check_master, spark_context
 from preproc.units import Unit, plan_units
 from preproc.vocab_pass import save_table
 from preproc.workdir import WorkDir
-
-_PYTHON_ERROR = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Interrupt)): (.+)$")
-
-
-def spark_failure(exc: BaseException) -> str | None:
-    """The Python error an executor task died of, from a Spark job failure, as one line;
-    None when ``exc`` is not a Spark failure."""
-    if not type(exc).__module__.startswith(("py4j", "pyspark")):
-        return None
-    for line in str(exc).splitlines():
-        match = _PYTHON_ERROR.match(line.strip())
-        if match and not match.group(1).startswith(("org.", "java.", "py4j.", "scala.")):
-            return line.strip()
-    first = str(exc).strip().splitlines()
-    return first[0] if first else type(exc).__name__
 
 
 def _say(message: str) -> None:
@@ -248,13 +233,18 @@ def spark_engine(master: str | None) -> Engine:
     """The passes of ``pipeline.run`` on Spark (``master`` None: spark-submit's)."""
 
     def passes(config: PreprocConfig, workdir: WorkDir, timings: dict) -> PassesResult:
+        python = None
         try:
             with spark_context(master) as sc:
+                python = sc.pythonExec
                 return _spark_passes(sc, config, workdir, timings)
         except Exception as exc:
-            failure = spark_failure(exc)
+            failure = spark_failure(exc, python)
             if failure is None:
                 raise
+            # Spark's progress bar stays on an unfinished line when a job fails: end it,
+            # so that the error is a line of its own.
+            print(file=sys.stderr, flush=True)
             raise ValueError(f"the Spark job failed: {failure}") from exc
 
     return passes
@@ -271,4 +261,5 @@ def run(config: PreprocConfig, master: str | None = None) -> dict:
     Returns:
         The run summary, or the metadata when the dataset was already complete.
     """
+    check_master(master)
     return pipeline.run(config, engine=spark_engine(master))

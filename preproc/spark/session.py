@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import tempfile
 import warnings
@@ -40,6 +41,59 @@ def default_master(spark_master: str | None, num_workers: int) -> str | None:
     return f"local[{num_workers}]"
 
 
+# Seconds to wait for a TCP connection to a standalone master before giving up on it
+# (Spark itself retries for 60 s, then fails with no word of the master).
+MASTER_CONNECT_TIMEOUT_S = 5.0
+_DEFAULT_MASTER_PORT = 7077
+
+
+def executor_python(configured: str | None) -> str:
+    """The interpreter the executors run: ``spark.pyspark.python`` (``configured``), else
+    ``PYSPARK_PYTHON``, else the driver's own (``sys.executable``).
+
+    Spark's own default is ``python3`` from each executor's PATH, which need not be the
+    interpreter that has the engine's packages (numpy, pandas, PyYAML); the driver's is the
+    one known to have them, and on a cluster it works where the workers have the same
+    path (one image, a shared file system). Elsewhere the user names the workers' Python.
+    """
+    return configured or os.environ.get("PYSPARK_PYTHON") or sys.executable
+
+
+def unreachable_master(master: str, timeout: float = MASTER_CONNECT_TIMEOUT_S) -> str | None:
+    """Why no standalone master of ``master`` (``spark://HOST:PORT[,HOST:PORT...]``)
+    accepts a TCP connection, or None when one does (or the URL is not a standalone one)."""
+    if not master.startswith("spark://"):
+        return None
+    causes = []
+    for address in master[len("spark://") :].split(","):
+        host, colon, port = address.rpartition(":")
+        if not colon or not port.isdigit():
+            host, port = address, str(_DEFAULT_MASTER_PORT)
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout).close()
+        except OSError as exc:
+            causes.append(f"{host}:{port}: {exc.strerror or exc}")
+        else:
+            return None
+    return (
+        f"cannot reach the Spark master {master} ({'; '.join(causes)}): check the URL and "
+        "that the master runs there (--spark_master, or spark-submit's --master)"
+    )
+
+
+def check_master(master: str | None) -> None:
+    """Raises ValueError naming the master when ``master`` (None: spark-submit's) is a
+    standalone master that does not answer, before anything is written."""
+    if master is None and "PYSPARK_GATEWAY_PORT" in os.environ:
+        from pyspark import SparkContext
+
+        # spark-submit's JVM runs already and holds the master it was given.
+        master = SparkContext.getSystemProperty("spark.master")
+    failure = unreachable_master(master or "")
+    if failure:
+        raise ValueError(failure)
+
+
 def _code_zip(directory: str) -> str:
     """The Python sources the executors need, zipped for ``SparkContext.addPyFile``."""
     path = os.path.join(directory, "dlrm_preproc.zip")
@@ -74,12 +128,22 @@ def spark_context(master: str | None, settings: dict[str, str] | None = None) ->
     if master is not None:
         conf.setMaster(master)
         if master.startswith("local"):
-            # Executors are processes of this machine: the driver's interpreter has the
-            # packages; the JVM (driver and executor in one) holds cached and fetched blocks.
-            conf.setIfMissing("spark.pyspark.python", sys.executable)
+            # The JVM (driver and executors in one) holds cached and fetched blocks.
             conf.setIfMissing("spark.driver.memory", "2g")
     sc = SparkContext(conf=conf)
     try:
+        if sc.master.startswith("spark://") and not sc.applicationId.startswith("app-"):
+            # No id from a standalone master (its ids are app-...): it accepted TCP but
+            # never registered the application (another service's port, a proxy), and
+            # Spark gave up after 3 tries of 20 s; the context is being stopped.
+            raise ValueError(
+                f"the Spark master {sc.master} did not accept the application in 60 s: is it "
+                "a standalone master's URL (spark://HOST:PORT, 7077 by default, not its web UI)?"
+            )
+        # PySpark's tasks run the interpreter named by PYSPARK_PYTHON when the context
+        # starts (spark-submit turns spark.pyspark.python into it; python -m preproc has no
+        # spark-submit in between): set it from the resolved settings instead.
+        sc.pythonExec = executor_python(sc.getConf().get("spark.pyspark.python", None))
         sc.setLogLevel("WARN")
         with tempfile.TemporaryDirectory(prefix="dlrm_preproc_spark_") as tmp:
             sc.addPyFile(_code_zip(tmp))

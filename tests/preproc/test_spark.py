@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -33,11 +36,13 @@ from tests.preproc.helpers import (
     sample_lines,
     tree_bytes,
 )
+from tests.preproc.spark_cluster import loopback_env
 from tools.generate_clicks import generate as generate_clicks
 from tools.generate_criteo import generate
 
 pytestmark = pytest.mark.spark
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
 _VARYING = ("seconds", "rows_per_second", "peak_memory_mb")
 
 
@@ -241,4 +246,30 @@ def test_command_line_schema_with_spark_engine(tmp_path, capsys):
     assert main([*common, "--output_dir", str(tmp_path / "local")]) == 0
     assert main([*common, "--output_dir", str(tmp_path / "spark"), "--engine", "spark"]) == 0
     assert "rows read 400 = written 400" in capsys.readouterr().out
+    assert tree_bytes(tmp_path / "local") == tree_bytes(tmp_path / "spark")
+
+
+def test_executors_run_the_drivers_python_not_python3_from_path(tmp_path):
+    """``python -m preproc`` from an interpreter whose directory is not on PATH (a venv
+    not activated): the executors of local[2] must not start PATH's python3."""
+    days = generate(str(tmp_path / "raw"), 2000, 2, seed=2)
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    for name in ("python3", "python"):
+        fake = fake_bin / name
+        fake.write_text("#!/bin/sh\necho 'not the driver python' >&2\nexit 3\n")
+        fake.chmod(0o755)
+    env = loopback_env(tmp_path / "conf", PATH=f"{fake_bin}{os.pathsep}{os.environ['PATH']}")
+    argv = ["--input_files", *days, "--frequency_threshold", "2", "--num_workers", "2"]
+    command = [sys.executable, "-m", "preproc", "--engine", "spark", *argv]
+    result = subprocess.run(
+        [*command, "--output_dir", str(tmp_path / "spark")],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    preprocess(days, tmp_path / "local")
     assert tree_bytes(tmp_path / "local") == tree_bytes(tmp_path / "spark")

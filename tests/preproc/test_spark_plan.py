@@ -1,10 +1,15 @@
 """The Spark engine's pure parts (no PySpark needed): flags, output partitions, row stream."""
 
+import socket
+import sys
+import time
+
 import numpy as np
 import pytest
 
 from preproc import cli
 from preproc.spark import session, tasks
+from preproc.spark.failures import spark_failure
 from tests.preproc.helpers import sample
 
 
@@ -30,6 +35,53 @@ def test_default_master(monkeypatch):
     assert session.default_master("spark://h:7077", 3) == "spark://h:7077"
     monkeypatch.setenv("PYSPARK_GATEWAY_PORT", "4242")  # under spark-submit
     assert session.default_master(None, 3) is None
+
+
+def test_executor_python(monkeypatch):
+    """spark.pyspark.python, else PYSPARK_PYTHON, else the driver's interpreter."""
+    monkeypatch.delenv("PYSPARK_PYTHON", raising=False)
+    assert session.executor_python(None) == sys.executable
+    monkeypatch.setenv("PYSPARK_PYTHON", "/env/python")
+    assert session.executor_python(None) == "/env/python"
+    assert session.executor_python("/conf/python") == "/conf/python"
+
+
+def _closed_port() -> int:
+    """A port of 127.0.0.1 nothing listens on (bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_unreachable_master():
+    closed = _closed_port()
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        listening = server.getsockname()[1]
+        assert session.unreachable_master(f"spark://127.0.0.1:{listening}") is None
+        # High availability: one answering master of the list is enough.
+        both = f"spark://127.0.0.1:{closed},127.0.0.1:{listening}"
+        assert session.unreachable_master(both) is None
+    failure = session.unreachable_master(f"spark://127.0.0.1:{closed}")
+    assert failure.startswith(f"cannot reach the Spark master spark://127.0.0.1:{closed} (")
+    assert "--spark_master" in failure
+    for master in ("local[2]", "yarn", "k8s://https://host:443"):
+        assert session.unreachable_master(master) is None
+
+
+def test_unreachable_master_fails_fast_before_writing(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(session, "pyspark_missing", lambda: None)
+    master = f"spark://127.0.0.1:{_closed_port()}"
+    output = tmp_path / "out"
+    argv = ["--input_files", sample("deepctr_criteo_sample.tsv"), "--output_dir", str(output)]
+    started = time.monotonic()
+    assert cli.main([*argv, "--engine", "spark", "--spark_master", master]) == 1
+    assert time.monotonic() - started < session.MASTER_CONNECT_TIMEOUT_S + 5
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot reach the Spark master {master} (")
+    assert err.count("\n") == 1
+    assert not output.exists()
 
 
 def test_output_partitions_in_file_order():
@@ -58,25 +110,55 @@ def test_row_stream_reads_contiguous_ranges_across_blocks():
         read(0, 1)
 
 
-def test_spark_failure_names_the_executor_error():
-    from preproc.spark.engine import spark_failure
+class Py4JJavaError(Exception):
+    """Stands for py4j's: spark_failure knows Spark's errors by their module."""
 
-    class Py4JJavaError(Exception):
-        pass
 
-    Py4JJavaError.__module__ = "py4j.protocol"
-    message = (
+Py4JJavaError.__module__ = "py4j.protocol"
+
+
+def _task_failure(*lines: str) -> Py4JJavaError:
+    return Py4JJavaError(
         "An error occurred while calling z:org.apache.spark.api.python.PythonRDD.collectAndServe.\n"
         ": org.apache.spark.SparkException: Job aborted due to stage failure: Task 0 failed\n"
-        "org.apache.spark.api.python.PythonException: Traceback (most recent call last):\n"
-        '  File "/work/preproc/units.py", line 104, in _plain\n'
-        "OSError: /data/day_0 shrank while being read (at byte 1024)\n"
-        "\tat org.apache.spark.api.python.BasePythonRunner.handlePythonException\n"
+        + "\n".join(lines)
+        + "\n\tat org.apache.spark.api.python.BasePythonRunner.handlePythonException\n"
     )
-    assert spark_failure(Py4JJavaError(message)) == (
-        "OSError: /data/day_0 shrank while being read (at byte 1024)"
+
+
+def test_spark_failure_names_the_executor_error():
+    error = _task_failure(
+        "org.apache.spark.api.python.PythonException: Traceback (most recent call last):",
+        '  File "/work/preproc/units.py", line 104, in _plain',
+        "OSError: /data/day_0 shrank while being read (at byte 1024)",
     )
+    assert spark_failure(error) == "OSError: /data/day_0 shrank while being read (at byte 1024)"
+    assert spark_failure(error, "/opt/py") == spark_failure(error)
     assert spark_failure(ValueError("not Spark's")) is None
+
+
+def test_spark_failure_names_the_executors_python_and_the_setting():
+    def missing(module: str) -> Py4JJavaError:
+        return _task_failure(
+            '  File "./dlrm_preproc.zip/preproc/spark/tasks.py", line 21, in <module>',
+            f"ModuleNotFoundError: No module named '{module}'",
+        )
+
+    line = spark_failure(missing("pandas"), "/opt/py")
+    assert line.startswith("ModuleNotFoundError: No module named 'pandas' on the executors, ")
+    assert "which run /opt/py;" in line and "(the driver's" not in line
+    assert "--conf spark.pyspark.python=PATH" in line and "PYSPARK_PYTHON=PATH" in line
+    assert "(the driver's, their default)" in spark_failure(missing("numpy"), sys.executable)
+    # The engine ships its own packages: their absence is not the interpreter's.
+    assert spark_failure(missing("preproc.tasks"), "/opt/py") == (
+        "ModuleNotFoundError: No module named 'preproc.tasks'"
+    )
+    cannot_run = _task_failure(
+        'java.io.IOException: Cannot run program "/opt/py": error=2, No such file or directory'
+    )
+    line = spark_failure(cannot_run, "/opt/py")
+    assert line.startswith("executors cannot start Python /opt/py: No such file or directory; ")
+    assert "spark.pyspark.python" in line and "\n" not in line
 
 
 def test_shuffle_pieces_are_bounded_and_keep_their_order(monkeypatch):
