@@ -41,6 +41,7 @@ from preproc import pipeline
 from preproc.assemble import column_files, record_columns
 from preproc.config import PreprocConfig
 from preproc.count_pass import UnitSummary
+from preproc.multi_hot import ListLengths
 from preproc.pipeline import Engine, PassesResult, check_rows_accepted, reject_log
 from preproc.rejects import RejectLog
 from preproc.row_format import RowFormat
@@ -78,12 +79,12 @@ def _reject_log(
     log = reject_log(config, workdir)
     completed = False
     try:
-        for unit, (index, lines, rows, rejected, truncated) in zip(units, totals, strict=True):
-            if rejected:
-                (summary,) = sc.runJob(summaries, list, [index])
+        for unit, total in zip(units, totals, strict=True):
+            if total.rejected:
+                (summary,) = sc.runJob(summaries, list, [total.unit])
             else:
                 empty = np.zeros(0, np.int64), np.zeros(0, np.uint8)
-                summary = UnitSummary(index, lines, rows, *empty, [], truncated)
+                summary = UnitSummary(total.unit, total.lines, total.rows, *empty, [])
             log.add(unit, summary)
         completed = True
     finally:
@@ -211,6 +212,10 @@ def _spark_passes(sc, config: PreprocConfig, workdir: WorkDir, timings: dict) ->
         totals = parsed.filter(tasks.is_result).map(tasks.unit_totals).collect()
         log = _reject_log(sc, config, workdir, units, parsed, totals)
         check_rows_accepted(config, log)
+        lengths = ListLengths.empty(config.row_format.num_tables)
+        for total in totals:
+            lengths.add(total.truncated, total.longest)
+        row_format = lengths.row_format(config.row_format)  # multi-hot tables at their hotness
         started = _step(timings, "pass1_count_s", started)
 
         _say("vocabularies")
@@ -220,7 +225,7 @@ def _spark_passes(sc, config: PreprocConfig, workdir: WorkDir, timings: dict) ->
         cat_dtypes = tuple(categorical_dtype(c).name for c in cardinalities)
         started = _step(timings, "vocabulary_s", started)
 
-        unit_rows = [rows for _, _, rows, _, _ in totals]
+        unit_rows = [total.rows for total in totals]
         ranges, split_rows, num_buckets = pipeline.plan_split_rows(config, units, unit_rows)
         plan = tasks.plan_outputs(
             ranges,
@@ -228,7 +233,7 @@ def _spark_passes(sc, config: PreprocConfig, workdir: WorkDir, timings: dict) ->
             config.shuffle_bucket_rows,
             cat_dtypes,
             config.seed,
-            config.row_format,
+            row_format,
         )
         lookups = [(v[2], v[3]) for v in vocabularies]
         del vocabularies
@@ -241,7 +246,7 @@ def _spark_passes(sc, config: PreprocConfig, workdir: WorkDir, timings: dict) ->
     file_rows = [0] * len(config.input_files)
     for unit, rows in zip(units, unit_rows, strict=True):
         file_rows[unit.file_index] += rows
-    return log, stats, cardinalities, split_rows, file_rows
+    return log, stats, cardinalities, split_rows, file_rows, lengths
 
 
 def spark_engine(master: str | None) -> Engine:
