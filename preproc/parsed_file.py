@@ -27,7 +27,7 @@ def write_block(f: BinaryIO, rows: np.ndarray, row_format: RowFormat) -> None:
     if row_format.schema is not None:
         header = np.array([rows.size, *block_widths(rows)], _HEADER_DTYPE)
         f.write(header.tobytes())
-    f.write(rows.tobytes())
+    f.write(rows)
 
 
 def _frames(f: BinaryIO, path: str, row_format: RowFormat) -> Iterator[tuple[int, np.dtype]]:
