@@ -6,8 +6,9 @@ metadata and summary); this module replaces the worker-process passes:
 1. Units are planned from the files (``units.plan_units``); one RDD partition per unit.
 2. Pass 1 (parallel): each executor parses its unit with ``count_pass.UnitParser``;
    the accepted rows stay cached in Spark (memory, spilling to disk). The driver
-   collects per unit its line, row and reject counts, then the rejected lines of the
-   units that have some, one unit at a time and in unit order, into ``rejects.tsv``.
+   collects per unit its line, row and reject counts and its multi-hot list lengths
+   (which set the hotness, ``multi_hot``), then the rejected lines of the units that
+   have some, one unit at a time and in unit order, into ``rejects.tsv``.
 3. Vocabularies (parallel): per-unit counts are shuffled by table (whole tables
    per partition), merged and turned into a vocabulary; the driver collects the
    vocabularies (the only whole-table data it holds) and broadcasts the lookups.
