@@ -19,6 +19,7 @@ from preproc.csv_parse import CsvParser
 from preproc.fast_parse import parse_lines
 from preproc.numerical import transform
 from preproc.parse import ParsedBlock
+from preproc.parsed_file import write_block
 from preproc.row_format import CRITEO, RowFormat
 from preproc.schema import NUM_CATEGORICAL, PARSED_DTYPE, pack_missing
 from preproc.units import Unit, UnitReader
@@ -48,8 +49,10 @@ class UnitSummary:
     reject_lines: np.ndarray  # 0-based line index inside the unit
     reject_codes: np.ndarray
     rejects: list[tuple[str, bytes]]  # (detail, raw line)
-    # Per table, rows whose multi-hot list was longer than its hotness (schema input).
+    # Per table, rows whose multi-hot list was longer than its cap (schema input), and
+    # the longest multi-hot list (empty items dropped, before truncation; 0 otherwise).
     truncated: np.ndarray | None = None
+    longest: np.ndarray | None = None
 
 
 class _ColumnCounter:
@@ -114,9 +117,10 @@ class UnitResult:
 class UnitParser:
     """Parses one unit block by block: the single definition of pass 1 for both engines.
 
-    Iterating yields the accepted rows of each block (``PARSED_DTYPE``: label,
-    transformed numericals, raw categorical values, missing bits); ``result``
-    holds the counts and rejects once iteration has finished.
+    Iterating yields the accepted rows of each block (Criteo: ``PARSED_DTYPE``: label,
+    transformed numericals, raw categorical values, missing bits; a schema:
+    ``csv_parse.parsed_dtype`` at the block's widths); ``result`` holds the counts,
+    rejects and multi-hot list lengths once iteration has finished.
     """
 
     def __init__(
@@ -149,11 +153,13 @@ class UnitParser:
             skip = False
             self.counter.add_values(parsed.values, parsed.rows.size)
             self.truncated += parsed.truncated
+            np.maximum(self.longest, parsed.longest, out=self.longest)
             yield parsed.rows, parsed
 
     def __iter__(self) -> Iterator[np.ndarray]:
         self.counter = _ColumnCounter(num_tables=self.row_format.num_tables)
         self.truncated = np.zeros(self.row_format.num_tables, np.int64)
+        self.longest = np.zeros(self.row_format.num_tables, np.int64)
         num_lines = num_rows = 0
         reject_lines, reject_codes, rejects = [], [], []
         reader = UnitReader(self.unit)
@@ -180,6 +186,7 @@ class UnitParser:
             reject_codes=np.concatenate(reject_codes or [np.zeros(0, np.uint8)]),
             rejects=rejects,
             truncated=self.truncated,
+            longest=self.longest,
         )
         self.result = UnitResult(summary, counter.totals)
 
@@ -187,14 +194,14 @@ class UnitParser:
 def count_unit(task: CountTask) -> int:
     """Runs pass 1 on one unit; returns the unit index.
 
-    Writes the accepted rows (``PARSED_DTYPE``) for pass 2, then the counts and
+    Writes the accepted rows (``parsed_file``) for pass 2, then the counts and
     rejects file, whose presence marks the unit done.
     """
     workdir = WorkDir(task.output_dir)
     parser = UnitParser(task.unit, task.labeled, task.numerical_transform, task.row_format)
     with atomic_open(workdir.parsed(task.unit.index)) as rows_file:
         for rows in parser:
-            rows_file.write(rows)
+            write_block(rows_file, rows, task.row_format)
     summary, counts = parser.result.summary, parser.result.counts
     arrays = {f"values_{t}": v for t, (v, _) in enumerate(counts)}
     arrays |= {f"counts_{t}": c for t, (_, c) in enumerate(counts)}
@@ -208,6 +215,7 @@ def count_unit(task: CountTask) -> int:
             reject_codes=summary.reject_codes,
             reject_json=np.frombuffer(reject_json.encode(), np.uint8),
             truncated=summary.truncated,
+            longest=summary.longest,
             **arrays,
         )
     return task.unit.index
@@ -224,6 +232,7 @@ def load_summary(workdir: WorkDir, unit_index: int) -> UnitSummary:
             reject_codes=data["reject_codes"],
             rejects=[(d, raw.encode("latin-1")) for d, raw in rejects],
             truncated=data.get("truncated"),
+            longest=data.get("longest"),
         )
 
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from models.data import feature_spec as fs
 from preproc.config import PreprocConfig
+from preproc.multi_hot import ListLengths, metadata_entries, summary_lines
 from preproc.rejects import RejectLog
 from preproc.workdir import WorkDir, save_json
 
@@ -21,6 +22,7 @@ def write_dataset_metadata(
     cat_dtypes: list[str],
     split_rows: dict[str, int],
     log: RejectLog,
+    lengths: ListLengths,
     column_stats: list[dict],
     rule: str,
     input_files: list[dict],
@@ -28,12 +30,13 @@ def write_dataset_metadata(
 ) -> dict:
     """Writes ``model_size.json``, ``feature_spec.yaml``, then ``metadata.json`` (its
     presence marks a complete dataset). Holds nothing that depends on timing or the
-    worker count.
+    worker count. ``lengths``: the multi-hot list lengths pass 1 measured, which set
+    the hotness of the tables (``multi_hot``).
 
     ``input_files`` are the inputs' path and identity (``preproc.inputs.identity``)
     taken when the run started; ``before_commit(metadata)`` runs just before
     ``metadata.json`` is written, so what it writes exists in every complete dataset."""
-    row_format = config.row_format
+    row_format = lengths.row_format(config.row_format)
     if len(cardinalities) != row_format.num_tables:
         raise ValueError(
             f"{row_format.num_tables} cardinalities expected, got {len(cardinalities)}"
@@ -54,18 +57,8 @@ def write_dataset_metadata(
     )
     extra = {}
     if config.schema is not None:
-        # Rows whose multi-hot list held more values than its hotness (the rest dropped).
-        truncated = log.truncated or [0] * row_format.num_tables
-        extra = {
-            "schema": config.schema.to_dict(),
-            "multi_hot_truncated_rows": {
-                name: n
-                for name, n, multi in zip(
-                    row_format.names.categorical, truncated, row_format.multi_hot, strict=True
-                )
-                if multi
-            },
-        }
+        extra = {"schema": config.schema.to_dict()}
+        extra |= metadata_entries(config.row_format, lengths)
     metadata = fs.metadata_json(
         spec,
         split_rows,
@@ -116,7 +109,11 @@ def write_summary(
         "rows_written": metadata["rows_written"],
         "rows_per_split": metadata["rows"],
         "rows_rejected": metadata["rows_rejected"],
-        **{k: metadata[k] for k in ("multi_hot_truncated_rows",) if k in metadata},
+        **{
+            k: metadata[k]
+            for k in ("multi_hot_truncated_rows", "multi_hot_hotness")
+            if k in metadata
+        },
         "inputs_without_rows": inputs_without_rows,
         "num_workers": config.num_workers,
         "seconds": timings,
@@ -137,12 +134,8 @@ def write_summary(
         f"{config.num_workers} worker(s); peak memory: coordinator "
         f"{peak_mb['coordinator']:.0f} MiB, largest worker {peak_mb['largest_worker']:.0f} MiB"
     )
-    truncated = {k: v for k, v in metadata.get("multi_hot_truncated_rows", {}).items() if v}
-    if truncated:
-        print(
-            "multi-hot rows truncated to their hotness: "
-            + ", ".join(f"{k} {v:,}" for k, v in truncated.items())
-        )
+    for line in summary_lines(metadata):
+        print(line)
     if inputs_without_rows:
         print(f"warning: input files that gave no rows: {', '.join(inputs_without_rows)}")
     return summary

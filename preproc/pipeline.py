@@ -30,6 +30,7 @@ from preproc.csv_parse import split_line
 from preproc.inputs import changed_inputs, identity
 from preproc.lock import OutputDirLock
 from preproc.metadata import peak_memory_mb, write_dataset_metadata, write_summary
+from preproc.multi_hot import ListLengths
 from preproc.rejects import REJECTS_FILE, RejectLog
 from preproc.row_format import RowFormat
 from preproc.schema import num_fields
@@ -42,8 +43,9 @@ from preproc.workdir import WorkDir, load_json, save_json
 from preproc.workers import Workers
 
 # What an engine's passes give the shared epilogue: the reject log, per-table column
-# statistics, cardinalities, rows per split and the rows accepted from each input file.
-PassesResult = tuple[RejectLog, list[dict], list[int], dict[str, int], list[int]]
+# statistics, cardinalities, rows per split, the rows accepted from each input file and
+# the multi-hot list lengths (which set the hotness pass 2 wrote).
+PassesResult = tuple[RejectLog, list[dict], list[int], dict[str, int], list[int], ListLengths]
 # Another engine (``preproc.spark``): everything up to complete split files and
 # vocabularies, filling ``timings`` with the local engine's step names.
 Engine = Callable[[PreprocConfig, WorkDir, dict], PassesResult]
@@ -175,7 +177,7 @@ def _count_pass(
     workers: Workers,
     units: list[Unit],
     hook: TaskHook,
-) -> tuple[RejectLog, list[int]]:
+) -> tuple[RejectLog, list[int], ListLengths]:
     todo = [u for u in units if not os.path.exists(workdir.pass1(u.index))]
     tasks = [
         CountTask(
@@ -184,6 +186,7 @@ def _count_pass(
         for u in todo
     ]
     log = reject_log(config, workdir)
+    lengths = ListLengths.empty(config.row_format.num_tables)
     unit_rows = []
     results = workers.map(count_unit, tasks)
     completed = False
@@ -195,6 +198,7 @@ def _count_pass(
                     next(results)
                 summary = load_summary(workdir, unit.index)
                 log.add(unit, summary)
+                lengths.add(summary.truncated, summary.longest)
                 unit_rows.append(summary.num_rows)
                 bar.update(summary.num_lines)
                 if unit.index in todo_indices:
@@ -202,7 +206,7 @@ def _count_pass(
         completed = True
     finally:
         log.close(completed)
-    return log, unit_rows
+    return log, unit_rows, lengths
 
 
 def _vocab_pass(
@@ -227,6 +231,7 @@ def _transform_pass(
     cat_dtypes: tuple[str, ...],
     num_buckets: int,
     hook: TaskHook,
+    row_format: RowFormat,
 ) -> None:
     tasks = [
         TransformTask(
@@ -237,7 +242,7 @@ def _transform_pass(
             expected_rows=unit_rows[u.index],
             num_buckets=num_buckets,
             seed=config.seed,
-            row_format=config.row_format,
+            row_format=row_format,
         )
         for u in units
         if not is_done(workdir, u.index)
@@ -314,8 +319,9 @@ def _passes(
     rows accepted from each input file."""
     units = plan_units(list(config.input_files), config.unit_bytes)
     with _Step(timings, "pass1_count_s"):
-        log, unit_rows = _count_pass(config, workdir, workers, units, hook)
+        log, unit_rows, lengths = _count_pass(config, workdir, workers, units, hook)
     check_rows_accepted(config, log)
+    row_format = lengths.row_format(config.row_format)  # multi-hot tables at their hotness
     with _Step(timings, "vocabulary_s"):
         _vocab_pass(config, workdir, workers, len(units), hook)
     stats = [load_column_stats(workdir, t) for t in range(config.row_format.num_tables)]
@@ -325,17 +331,26 @@ def _passes(
     ranges, split_rows, num_buckets = plan_split_rows(config, units, unit_rows)
     with _Step(timings, "pass2_transform_s"):
         _transform_pass(
-            config, workdir, workers, units, unit_rows, ranges, cat_dtypes, num_buckets, hook
+            config,
+            workdir,
+            workers,
+            units,
+            unit_rows,
+            ranges,
+            cat_dtypes,
+            num_buckets,
+            hook,
+            row_format,
         )
     with _Step(timings, "assembly_s"):
         tasks = plan_assembly(
-            config.output_dir, config.seed, ranges, cat_dtypes, num_buckets, config.row_format
+            config.output_dir, config.seed, ranges, cat_dtypes, num_buckets, row_format
         )
-        _assemble(workdir, workers, tasks, split_rows, cat_dtypes, hook, config.row_format)
+        _assemble(workdir, workers, tasks, split_rows, cat_dtypes, hook, row_format)
     file_rows = [0] * len(config.input_files)
     for unit, rows in zip(units, unit_rows, strict=True):
         file_rows[unit.file_index] += rows
-    return log, stats, cardinalities, split_rows, file_rows
+    return log, stats, cardinalities, split_rows, file_rows, lengths
 
 
 def run(config: PreprocConfig, hook: TaskHook | None = None, engine: Engine | None = None) -> dict:
@@ -364,12 +379,12 @@ def _run_locked(config: PreprocConfig, hook: TaskHook, engine: Engine | None) ->
     timings: dict[str, float] = {}
     started = time.perf_counter()
     if engine is not None:
-        log, stats, cardinalities, split_rows, file_rows = engine(config, workdir, timings)
+        log, stats, cardinalities, split_rows, file_rows, lengths = engine(config, workdir, timings)
     else:
         workers = Workers(config.num_workers)
         completed = False
         try:
-            log, stats, cardinalities, split_rows, file_rows = _passes(
+            log, stats, cardinalities, split_rows, file_rows, lengths = _passes(
                 config, workdir, workers, hook, timings
             )
             completed = True
@@ -398,6 +413,7 @@ def _run_locked(config: PreprocConfig, hook: TaskHook, engine: Engine | None) ->
         cat_dtypes=[categorical_dtype(c).name for c in cardinalities],
         split_rows=split_rows,
         log=log,
+        lengths=lengths,
         column_stats=stats,
         rule=split_rule(list(config.input_files)),
         input_files=inputs,

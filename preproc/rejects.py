@@ -36,7 +36,6 @@ class RejectLog:
         self.reasons = reasons
         self.first_line = 2 if header else 1
         self.counts = dict.fromkeys(reasons, 0)
-        self.truncated: list[int] | None = None
         self.lines_read = 0
         self.rows_accepted = 0
         self._next_line: dict[int, int] = {}
@@ -48,13 +47,6 @@ class RejectLog:
         self._next_line[unit.file_index] = first + summary.num_lines
         self.lines_read += summary.num_lines
         self.rows_accepted += summary.num_rows
-        if summary.truncated is not None:
-            self.truncated = [
-                a + int(b)
-                for a, b in zip(
-                    self.truncated or [0] * summary.truncated.size, summary.truncated, strict=True
-                )
-            ]
         for line, code, (detail, raw) in zip(
             summary.reject_lines.tolist(),
             summary.reject_codes.tolist(),

@@ -38,13 +38,24 @@ class RowFormat:
 
     @cached_property
     def hotness(self) -> tuple[int, ...]:
+        """Ids per row of each table; a schema's measured hotness needs ``with_hotness``."""
         if self.schema is None:
             return (1,) * criteo.NUM_CATEGORICAL
+        if not self.schema.measured:
+            waiting = [c.name for c in self.schema.tables if c.hotness is None]
+            raise RuntimeError(f"the hotness of {waiting} is known after pass 1 (with_hotness)")
         return tuple(c.hotness for c in self.schema.tables)
 
     @property
     def num_tables(self) -> int:
-        return len(self.hotness)
+        return criteo.NUM_CATEGORICAL if self.schema is None else len(self.schema.tables)
+
+    def with_hotness(self, longest: tuple[int, ...]) -> RowFormat:
+        """The row format of pass 2: each multi-hot table's hotness from the longest list
+        pass 1 saw (``SchemaColumn.hotness_for``); Criteo's is itself."""
+        if self.schema is None:
+            return self
+        return RowFormat(self.schema.with_hotness(longest), self.labeled)
 
     @cached_property
     def multi_hot(self) -> tuple[bool, ...]:
@@ -72,8 +83,15 @@ class RowFormat:
 
     @cached_property
     def parsed_dtype(self) -> np.dtype:
-        """Rows pass 1 keeps for pass 2."""
-        return criteo.PARSED_DTYPE if self.schema is None else csv_parse.parsed_dtype(self.schema)
+        """Rows pass 2 reads: pass 1's at the tables' full hotness (``widen``)."""
+        if self.schema is None:
+            return criteo.PARSED_DTYPE
+        return csv_parse.parsed_dtype(self.schema, self.hotness)
+
+    def widen(self, rows: np.ndarray) -> np.ndarray:
+        """A block of pass-1 rows as ``parsed_dtype``: a schema's blocks hold each
+        multi-hot table at the block's longest list (``csv_parse.parsed_dtype``)."""
+        return rows if self.schema is None else csv_parse.widen(rows, self.parsed_dtype)
 
     def record_dtype(self, cat_dtypes: list[np.dtype]) -> np.dtype:
         """Records written by pass 2 (ids in their on-disk dtype)."""
@@ -102,15 +120,13 @@ class RowFormat:
         records = np.empty(rows.size, dtype)
         records["label"] = rows["label"]
         records["numerical"] = rows["numerical"]
-        start = 0
         for t, (table, h) in enumerate(zip(tables, self.hotness, strict=True)):
-            values = np.ascontiguousarray(rows["categorical"][:, start : start + h])
-            missing = np.ascontiguousarray(rows["categorical_missing"][:, start : start + h] > 0)
+            values = np.ascontiguousarray(rows[f"values_{t}"])
+            missing = np.ascontiguousarray(rows[f"missing_{t}"] > 0)
             ids = table(values.reshape(-1), missing.reshape(-1)).reshape(rows.size, h)
             if self.multi_hot[t]:
                 ids[missing] = PAD_ID
             records[f"cat_{t}"] = ids if h > 1 else ids[:, 0]
-            start += h
         return records
 
 

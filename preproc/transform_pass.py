@@ -1,6 +1,6 @@
 """Pass 2: map a unit's accepted rows to ids and write them per split.
 
-Reads the rows pass 1 kept (``schema.PARSED_DTYPE``) in chunks and writes
+Reads the rows pass 1 kept (``parsed_file``) in chunks and writes
 packed records (``schema.record_dtype``) per split, streaming, so memory does
 not depend on the unit's size (a whole ``.gz`` day is one unit). Training rows
 of a shuffled run are cut into segments of at most ``SEGMENT_ROWS``; in each,
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from preproc.parsed_file import block_rows, read_blocks
 from preproc.row_format import CRITEO, RowFormat
 from preproc.schema import unpack_missing
 from preproc.vocab import VocabLookup
@@ -140,7 +141,9 @@ def unit_outputs(
                 yield split, rows, counts
 
 
-def _write_unit(task: TransformTask, workdir: WorkDir, parsed: np.ndarray | None) -> None:
+def _write_unit(
+    task: TransformTask, workdir: WorkDir, read_rows: Callable[[int, int], np.ndarray]
+) -> None:
     dtype = task.row_format.record_dtype([np.dtype(d) for d in task.cat_dtypes])
     splits = [split for split, _, _ in task.ranges]
     with ExitStack() as stack:
@@ -150,7 +153,7 @@ def _write_unit(task: TransformTask, workdir: WorkDir, parsed: np.ndarray | None
         }
         segment_counts = []
         for split, records, counts in unit_outputs(
-            lambda start, end: parsed[start:end],
+            read_rows,
             task.ranges,
             _lookups(workdir, task.row_format.num_tables),
             dtype,
@@ -169,21 +172,53 @@ def _write_unit(task: TransformTask, workdir: WorkDir, parsed: np.ndarray | None
             )
 
 
+class RowStream:
+    """``read_rows(start, end)`` over a unit's parsed-row blocks, read in order."""
+
+    def __init__(self, blocks: Iterator[np.ndarray]) -> None:
+        self.blocks = blocks
+        self.position = 0
+        self.buffer: list[np.ndarray] = []
+        self.buffered = 0
+
+    def __call__(self, start: int, end: int) -> np.ndarray:
+        if start != self.position:
+            raise RuntimeError(f"rows read out of order: {start} after {self.position}")
+        while self.buffered < end - start:
+            block = next(self.blocks)  # StopIteration here would mean a lost block
+            self.buffer.append(block)
+            self.buffered += block.size
+        rows = np.concatenate(self.buffer) if len(self.buffer) > 1 else self.buffer[0]
+        taken, rest = rows[: end - start], rows[end - start :]
+        self.buffer, self.buffered = ([rest] if rest.size else []), rest.size
+        self.position = end
+        return taken
+
+
+def _parsed_rows(task: TransformTask, path: str) -> Callable[[int, int], np.ndarray] | None:
+    """``read_rows`` over the unit's parsed file, after checking it holds the rows
+    pass 1 counted; None for a unit without rows."""
+    row_format = task.row_format
+    if row_format.is_criteo:
+        size, itemsize = os.path.getsize(path), row_format.parsed_dtype.itemsize
+        if size != task.expected_rows * itemsize:
+            raise RuntimeError(
+                f"{path}: {size} bytes, expected {task.expected_rows} rows of {itemsize} bytes"
+            )
+        parsed = np.memmap(path, row_format.parsed_dtype, mode="r") if size else None
+        return lambda start, end: parsed[start:end]
+    rows = block_rows(path, row_format)
+    if rows != task.expected_rows:
+        raise RuntimeError(f"{path}: {rows} rows, expected {task.expected_rows}")
+    return RowStream(row_format.widen(b) for b in read_blocks(path, row_format))
+
+
 def transform_unit(task: TransformTask) -> int:
     """Writes ``unit_K.<split>.rec`` files (and bucket counts), then the done marker,
     then deletes the unit's pass-1 rows."""
     workdir = WorkDir(task.output_dir)
     parsed_path = workdir.parsed(task.unit_index)
-    size = os.path.getsize(parsed_path)
-    parsed_dtype = task.row_format.parsed_dtype
-    if size != task.expected_rows * parsed_dtype.itemsize:
-        raise RuntimeError(
-            f"{parsed_path}: {size} bytes, expected {task.expected_rows} rows "
-            f"of {parsed_dtype.itemsize} bytes"
-        )
-    parsed = np.memmap(parsed_path, parsed_dtype, mode="r") if size else None
-    _write_unit(task, workdir, parsed)
-    del parsed
+    _write_unit(task, workdir, _parsed_rows(task, parsed_path))
     written = {split: hi - lo for split, lo, hi in task.ranges}
     save_json(workdir.pass2(task.unit_index, "done.json"), written)
     os.remove(parsed_path)  # after the done marker: a rerun never needs it again

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
+import yaml
 
 import dlrm_main
 from models.config import ConfigError
@@ -17,7 +18,9 @@ from models.data.writer import SplitArrays, write_dataset
 from models.distributed.comm import LocalCommunicator
 from models.dlrm import DLRM
 from models.training.checkpoint import TrainingState, restore_checkpoint
+from preproc.cli import main as preproc_main
 from tools.export import export_checkpoint
+from tools.generate_clicks import generate as generate_clicks
 
 # 4 tables, not Criteo's 26; tables 1 and 3 are multi-hot.
 CARDINALITIES = (20, 50, 100, 30)
@@ -204,3 +207,23 @@ def test_synthetic_multi_hot_with_zero_numericals_and_mean_pooling_trains(tmp_pa
         f"--log_path={tmp_path / 'log.json'}",
     )
     assert results["steps"] == 40 and results["auc"] > 0.55, results
+
+
+def test_the_schema_example_without_hotness_preprocesses_and_trains(tmp_path) -> None:
+    # The example as written: {name: tags, role: multi_hot, separator: "|"}.
+    data = tmp_path / "clicks.csv"
+    schema = generate_clicks(str(data), 3000, seed=2, max_tags=3)
+    assert yaml.safe_load(schema.read_text())["columns"][-1] == {
+        "name": "tags",
+        "role": "multi_hot",
+        "separator": "|",
+    }
+    root = tmp_path / "data"
+    argv = ["--schema", str(schema), "--input_files", str(data), "--output_dir", str(root)]
+    assert preproc_main([*argv, "--num_workers", "1", "--frequency_threshold", "2"]) == 0
+    assert fs.read_feature_spec(root).hotness == (1, 1, 1, 3)  # the longest list
+    results = _main(f"--dataset_path={root}", "--epochs=2", f"--log_path={tmp_path / 'log.json'}")
+    assert results["steps"] == 2 * -(-2700 // 64), results  # 90% of the rows train
+    # The generator's click model is learnable (README: AUC ~0.78 on 100k rows); a model
+    # that learned nothing scores 0.5. Measured: 0.703 after these 86 steps.
+    assert results["auc"] > 0.6, results

@@ -6,7 +6,8 @@ writes ``FILE.csv`` and, beside it, ``FILE.schema.yaml`` for ``python -m preproc
 Columns: ``clicked`` (label), ``price`` and ``dwell`` (floats, missing in 10% and
 25% of rows), ``user``, ``item`` and ``category`` (string ids; item names hold
 commas, so they are quoted, and some hold ``"``), ``tags`` (0..K values joined
-by ``|``; ``--max_tags 0`` leaves the column out).
+by ``|``; ``--max_tags 0`` leaves the column out). The schema gives ``tags`` no
+hotness: preprocessing measures it (the longest list, K in all but tiny logs).
 
 Users, items and tags are drawn Zipf-like (a few are frequent); the category is
 a function of the item. Each user, item, category and tag has a hidden effect
@@ -49,7 +50,7 @@ def schema(max_tags: int) -> dict:
         {"name": "category", "role": "categorical"},
     ]
     if max_tags:
-        columns.append({"name": "tags", "role": "multi_hot", "separator": "|", "hotness": max_tags})
+        columns.append({"name": "tags", "role": "multi_hot", "separator": "|"})
     return {"format": "csv", "header": True, "columns": columns}
 
 

@@ -39,33 +39,34 @@ from typing import Any, NamedTuple
 import numpy as np
 import yaml
 
+from models.data.spec_checks import parse_sections, validate_spec
+from models.data.spec_types import (  # noqa: F401 (re-exported: the contract's names)
+    CATEGORICAL_CHANNEL,
+    CATEGORICAL_DTYPES,
+    CHANNELS,
+    COMBINERS,
+    LABEL_CHANNEL,
+    LABEL_DTYPE,
+    NUMERICAL_CHANNEL,
+    NUMERICAL_DTYPE,
+    SPLIT_BINARY,
+    Chunk,
+    DatasetError,
+    Feature,
+)
+
 FORMAT_VERSION = 1
 FEATURE_SPEC_FILE = "feature_spec.yaml"
 METADATA_FILE = "metadata.json"
 MODEL_SIZE_FILE = "model_size.json"
 SPLITS = ("train", "test", "validation")
 
-LABEL_CHANNEL, NUMERICAL_CHANNEL, CATEGORICAL_CHANNEL = "label", "numerical", "categorical"
-CHANNELS = (LABEL_CHANNEL, NUMERICAL_CHANNEL, CATEGORICAL_CHANNEL)
-SPLIT_BINARY = "split_binary"
-
 LABEL_FILE = "label.bin"
 NUMERICAL_FILE = "numerical.bin"
-LABEL_DTYPE = np.dtype(np.bool_)
-NUMERICAL_DTYPE = np.dtype("<f2")
-# Candidate categorical dtypes, smallest first (NVIDIA's rule, kept so both
-# preprocessing pipelines agree on the bytes).
-CATEGORICAL_DTYPES = (np.dtype("<i1"), np.dtype("<i2"), np.dtype("<i4"))
 # Padding of a multi-hot row shorter than its feature's hotness (module docstring).
 PAD_ID = -1
-# How a multi-hot feature's vectors may be pooled (``combiner`` in the spec).
-COMBINERS = ("sum", "mean")
 # NVIDIA's model_size.json names the Criteo TSV columns: categoricals are _c14.._c39.
 _MODEL_SIZE_FIRST_COLUMN = 14
-
-
-class DatasetError(ValueError):
-    """A dataset's spec, metadata or files are missing, malformed or inconsistent."""
 
 
 def categorical_file(table: int) -> str:
@@ -148,25 +149,6 @@ def split_columns(
         )
     ]
     return columns
-
-
-@dataclasses.dataclass(frozen=True)
-class Feature:
-    """One feature: on-disk dtype, table rows (categorical) and ids per row."""
-
-    name: str
-    dtype: np.dtype
-    cardinality: int | None = None
-    hotness: int = 1
-    combiner: str | None = None  # pooling of a multi-hot feature; None: the run's default
-
-
-@dataclasses.dataclass(frozen=True)
-class Chunk:
-    """Features stored together in one file of a split (``split_binary``)."""
-
-    features: tuple[str, ...]
-    file: str
 
 
 class SplitFiles(NamedTuple):
@@ -361,8 +343,6 @@ class FeatureSpec:
     @classmethod
     def from_dict(cls, raw: Any, where: str) -> FeatureSpec:
         """Parses and validates a spec; ``where`` (the file) prefixes every error."""
-        from models.data.spec_checks import parse_sections  # spec_checks imports this module
-
         spec = cls(*parse_sections(raw, where))
         spec.validate(where)
         return spec
@@ -373,9 +353,7 @@ class FeatureSpec:
         Raises:
             DatasetError: Naming ``where`` and the offending feature or chunk.
         """
-        from models.data.spec_checks import validate_spec  # spec_checks imports this module
-
-        validate_spec(self, where)
+        validate_spec(self.features, self.channels, self.sources, self.metadata, where)
 
 
 def read_feature_spec(root: str | Path) -> FeatureSpec:

@@ -1,12 +1,18 @@
-"""Parsing and validation of ``feature_spec.yaml`` (the contract is ``feature_spec``)."""
+"""Parsing and validation of ``feature_spec.yaml`` (the contract is ``feature_spec``).
+
+Both functions take and return plain values (``spec_types``), so this module sits
+below ``feature_spec`` and never imports it.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from models.data.feature_spec import (
+from models.data.spec_types import (
+    CATEGORICAL_CHANNEL,
     CATEGORICAL_DTYPES,
     CHANNELS,
     COMBINERS,
@@ -18,7 +24,6 @@ from models.data.feature_spec import (
     Chunk,
     DatasetError,
     Feature,
-    FeatureSpec,
 )
 
 
@@ -86,30 +91,35 @@ def parse_sections(raw: Any, where: str) -> tuple[dict, dict, dict, dict]:
     return features, channels, sources, metadata
 
 
-def validate_spec(spec: FeatureSpec, where: str) -> None:
+def validate_spec(
+    features: Mapping[str, Feature],
+    channels: Mapping[str, tuple[str, ...]],
+    sources: Mapping[str, tuple[Chunk, ...]],
+    metadata: Mapping[str, Any],
+    where: str,
+) -> None:
     """The model's constraints on channels, dtypes and chunks (``FeatureSpec.validate``)."""
-    names = [n for c in CHANNELS for n in spec.channels[c]]
-    unknown = [n for n in names if n not in spec.features]
+    names = [n for c in CHANNELS for n in channels[c]]
+    unknown = [n for n in names if n not in features]
     if unknown:
         raise DatasetError(f"{where}: channel_spec names undefined features {unknown}")
     if len(set(names)) != len(names):
         raise DatasetError(f"{where}: a feature appears twice in channel_spec")
-    unused = [n for n in spec.features if n not in names]
+    unused = [n for n in features if n not in names]
     if unused:
         raise DatasetError(f"{where}: features {unused} belong to no channel")
-    if len(spec.channels[LABEL_CHANNEL]) != 1:
+    if len(channels[LABEL_CHANNEL]) != 1:
         raise DatasetError(f"{where}: the label channel needs exactly one feature")
-    if spec.label.dtype != LABEL_DTYPE:
-        raise DatasetError(
-            f"{where}: label {spec.label.name!r} must be bool, got {spec.label.dtype}"
-        )
-    for f in spec.numerical:
+    label = features[channels[LABEL_CHANNEL][0]]
+    if label.dtype != LABEL_DTYPE:
+        raise DatasetError(f"{where}: label {label.name!r} must be bool, got {label.dtype}")
+    for f in (features[n] for n in channels[NUMERICAL_CHANNEL]):
         if f.dtype != NUMERICAL_DTYPE:
             raise DatasetError(
                 f"{where}: numerical feature {f.name!r} must be float16, got {f.dtype}"
             )
     allowed = {d.name for d in CATEGORICAL_DTYPES}
-    for f in spec.categorical:
+    for f in (features[n] for n in channels[CATEGORICAL_CHANNEL]):
         if f.dtype.name not in allowed:
             raise DatasetError(
                 f"{where}: categorical feature {f.name!r} has dtype {f.dtype.name}, "
@@ -122,13 +132,13 @@ def validate_spec(spec: FeatureSpec, where: str) -> None:
                 f"{where}: categorical feature {f.name!r} has {f.cardinality} rows but dtype "
                 f"{f.dtype.name} holds ids up to {np.iinfo(f.dtype).max}"
             )
-    numerical = spec.channels[NUMERICAL_CHANNEL]
-    for split, chunks in spec.sources.items():
+    numerical = channels[NUMERICAL_CHANNEL]
+    for split, chunks in sources.items():
         at = f"{where}: source_spec[{split!r}]"
         stored = [n for c in chunks for n in c.features]
-        if sorted(stored) != sorted(spec.features):
-            missing = sorted(set(spec.features) - set(stored))
-            extra = sorted(set(stored) - set(spec.features))
+        if sorted(stored) != sorted(features):
+            missing = sorted(set(features) - set(stored))
+            extra = sorted(set(stored) - set(features))
             raise DatasetError(
                 f"{at}: every feature must be stored exactly once "
                 f"(missing {missing}, undefined {extra}, {len(stored)} entries)"
@@ -145,13 +155,13 @@ def validate_spec(spec: FeatureSpec, where: str) -> None:
                     f"{at}: {chunk.file} holds {list(chunk.features)}; label and categorical "
                     "features need one file each"
                 )
-    rows = spec.metadata.get("rows")
+    rows = metadata.get("rows")
     if rows is not None and (
         not isinstance(rows, dict)
-        or sorted(rows) != sorted(spec.sources)
+        or sorted(rows) != sorted(sources)
         or not all(is_int(n) and n >= 0 for n in rows.values())
     ):
         raise DatasetError(
             f"{where}: metadata.rows must give an int >= 0 for each split "
-            f"{sorted(spec.sources)}, got {rows!r}"
+            f"{sorted(sources)}, got {rows!r}"
         )

@@ -6,8 +6,9 @@ metadata and summary); this module replaces the worker-process passes:
 1. Units are planned from the files (``units.plan_units``); one RDD partition per unit.
 2. Pass 1 (parallel): each executor parses its unit with ``count_pass.UnitParser``;
    the accepted rows stay cached in Spark (memory, spilling to disk). The driver
-   collects per unit its line, row and reject counts, then the rejected lines of the
-   units that have some, one unit at a time and in unit order, into ``rejects.tsv``.
+   collects per unit its line, row and reject counts and its multi-hot list lengths
+   (which set the hotness, ``multi_hot``), then the rejected lines of the units that
+   have some, one unit at a time and in unit order, into ``rejects.tsv``.
 3. Vocabularies (parallel): per-unit counts are shuffled by table (whole tables
    per partition), merged and turned into a vocabulary; the driver collects the
    vocabularies (the only whole-table data it holds) and broadcasts the lookups.
@@ -40,6 +41,7 @@ from preproc import pipeline
 from preproc.assemble import column_files, record_columns
 from preproc.config import PreprocConfig
 from preproc.count_pass import UnitSummary
+from preproc.multi_hot import ListLengths
 from preproc.pipeline import Engine, PassesResult, check_rows_accepted, reject_log
 from preproc.rejects import RejectLog
 from preproc.row_format import RowFormat
@@ -63,12 +65,12 @@ def _reject_log(
     log = reject_log(config, workdir)
     completed = False
     try:
-        for unit, (index, lines, rows, rejected, truncated) in zip(units, totals, strict=True):
-            if rejected:
-                (summary,) = sc.runJob(summaries, list, [index])
+        for unit, total in zip(units, totals, strict=True):
+            if total.rejected:
+                (summary,) = sc.runJob(summaries, list, [total.unit])
             else:
                 empty = np.zeros(0, np.int64), np.zeros(0, np.uint8)
-                summary = UnitSummary(index, lines, rows, *empty, [], truncated)
+                summary = UnitSummary(total.unit, total.lines, total.rows, *empty, [])
             log.add(unit, summary)
         completed = True
     finally:
@@ -196,6 +198,10 @@ def _spark_passes(sc, config: PreprocConfig, workdir: WorkDir, timings: dict) ->
         totals = parsed.filter(tasks.is_result).map(tasks.unit_totals).collect()
         log = _reject_log(sc, config, workdir, units, parsed, totals)
         check_rows_accepted(config, log)
+        lengths = ListLengths.empty(config.row_format.num_tables)
+        for total in totals:
+            lengths.add(total.truncated, total.longest)
+        row_format = lengths.row_format(config.row_format)  # multi-hot tables at their hotness
         started = _step(timings, "pass1_count_s", started)
 
         _say("vocabularies")
@@ -205,7 +211,7 @@ def _spark_passes(sc, config: PreprocConfig, workdir: WorkDir, timings: dict) ->
         cat_dtypes = tuple(categorical_dtype(c).name for c in cardinalities)
         started = _step(timings, "vocabulary_s", started)
 
-        unit_rows = [rows for _, _, rows, _, _ in totals]
+        unit_rows = [total.rows for total in totals]
         ranges, split_rows, num_buckets = pipeline.plan_split_rows(config, units, unit_rows)
         plan = tasks.plan_outputs(
             ranges,
@@ -213,7 +219,7 @@ def _spark_passes(sc, config: PreprocConfig, workdir: WorkDir, timings: dict) ->
             config.shuffle_bucket_rows,
             cat_dtypes,
             config.seed,
-            config.row_format,
+            row_format,
         )
         lookups = [(v[2], v[3]) for v in vocabularies]
         del vocabularies
@@ -226,7 +232,7 @@ def _spark_passes(sc, config: PreprocConfig, workdir: WorkDir, timings: dict) ->
     file_rows = [0] * len(config.input_files)
     for unit, rows in zip(units, unit_rows, strict=True):
         file_rows[unit.file_index] += rows
-    return log, stats, cardinalities, split_rows, file_rows
+    return log, stats, cardinalities, split_rows, file_rows, lengths
 
 
 def spark_engine(master: str | None) -> Engine:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -24,7 +25,7 @@ from models.data.feature_spec import SPLITS
 from preproc.assemble import permute_bucket
 from preproc.count_pass import UnitParser, UnitResult, UnitSummary
 from preproc.row_format import CRITEO, RowFormat
-from preproc.transform_pass import unit_outputs
+from preproc.transform_pass import RowStream, unit_outputs
 from preproc.units import Unit
 from preproc.vocab import VocabLookup, build_vocab, merge_counts
 from preproc.vocab_pass import column_stats
@@ -53,16 +54,27 @@ def is_result(element: tuple) -> bool:
     return element[0] == RESULT
 
 
-def unit_totals(element: tuple) -> tuple[int, int, int, int, np.ndarray | None]:
-    """(unit, lines, accepted rows, rejected lines, per-table truncated multi-hot rows
-    or None) of a ``RESULT`` element."""
+class UnitTotals(NamedTuple):
+    """What the driver collects of every unit after pass 1 (``unit_totals``)."""
+
+    unit: int
+    lines: int
+    rows: int
+    rejected: int
+    truncated: np.ndarray | None  # per table, multi-hot rows longer than their cap
+    longest: np.ndarray | None  # per table, the longest multi-hot list
+
+
+def unit_totals(element: tuple) -> UnitTotals:
+    """The ``UnitTotals`` of a ``RESULT`` element."""
     summary = element[2].summary
-    return (
+    return UnitTotals(
         element[1],
         summary.num_lines,
         summary.num_rows,
         summary.reject_codes.size,
         summary.truncated,
+        summary.longest,
     )
 
 
@@ -163,29 +175,6 @@ def plan_outputs(
     )
 
 
-class _RowStream:
-    """``read_rows(start, end)`` over a unit's parsed-row blocks, read in order."""
-
-    def __init__(self, blocks: Iterator[np.ndarray]) -> None:
-        self.blocks = blocks
-        self.position = 0
-        self.buffer: list[np.ndarray] = []
-        self.buffered = 0
-
-    def __call__(self, start: int, end: int) -> np.ndarray:
-        if start != self.position:
-            raise RuntimeError(f"rows read out of order: {start} after {self.position}")
-        while self.buffered < end - start:
-            block = next(self.blocks)  # StopIteration here would mean a lost block
-            self.buffer.append(block)
-            self.buffered += block.size
-        rows = np.concatenate(self.buffer) if len(self.buffer) > 1 else self.buffer[0]
-        taken, rest = rows[: end - start], rows[end - start :]
-        self.buffer, self.buffered = ([rest] if rest.size else []), rest.size
-        self.position = end
-        return taken
-
-
 _LOOKUP_CACHE: dict[str, list[VocabLookup]] = {}
 
 
@@ -228,11 +217,12 @@ def transform_unit(
     """
     tables = _lookups(lookups_key, lookups.value)
     dtype = plan.row_format.record_dtype([np.dtype(d) for d in plan.cat_dtypes])
-    blocks = (rows for kind, _, rows in elements if kind == ROWS)
+    # Pass 1 kept each block at its own widths; pass 2 reads them at the hotness.
+    blocks = (plan.row_format.widen(rows) for kind, _, rows in elements if kind == ROWS)
     offsets = dict(plan.split_offsets[partition])
     segment = 0
     for split, records, counts in unit_outputs(
-        _RowStream(blocks),
+        RowStream(blocks),
         plan.ranges[partition],
         tables,
         dtype,

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,8 @@ import yaml
 from models.data import feature_spec as fs
 from models.data.feature_spec import DatasetError, FeatureSpec
 from models.data.metadata import load_metadata
+from models.data.spec_checks import validate_spec
+from models.data.spec_types import Chunk, Feature
 from models.data.writer import write_dataset
 from tests.data.conftest import CARDINALITIES, NUM_NUMERICAL, SPLIT_ROWS, random_split
 
@@ -302,3 +306,20 @@ def test_the_pattern_catches_a_second_writer():
     assert _FILE_NAME_LITERAL.search('path = f"{split}/cat_{t}.bin"')
     assert _FILE_NAME_LITERAL.search('Path(root) / "feature_spec.yaml"')
     assert not _FILE_NAME_LITERAL.search("writes ``label.bin`` and ``numerical.bin``")
+
+
+def test_the_checks_sit_below_the_contract_without_importing_it():
+    # spec_checks takes plain values (spec_types); an import of feature_spec there would
+    # bring back the cycle that needed function-local imports.
+    code = (
+        "import sys, models.data.spec_checks; sys.exit('models.data.feature_spec' in sys.modules)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0
+    with pytest.raises(DatasetError, match=r"spec\.yaml: label 'y' must be bool, got int8"):
+        validate_spec(
+            {"y": Feature("y", np.dtype("i1"))},
+            {"label": ("y",), "numerical": (), "categorical": ()},
+            {"train": (Chunk(("y",), "train/y"),)},
+            {},
+            "spec.yaml",
+        )

@@ -220,7 +220,7 @@ def test_one_and_two_workers_and_a_resumed_run_write_the_same_bytes(tmp_path):
         (lambda s: s["columns"][3].update(role="dense"), "unknown role 'dense'"),
         (lambda s: s["columns"][4].update(name="user"), "duplicate column names ['user']"),
         (lambda s: s["columns"].pop(1), "exactly one column needs role label"),
-        (lambda s: s["columns"][5].pop("hotness"), "needs hotness: N >= 2"),
+        (lambda s: s["columns"][5].update(hotness=0), "(tags): hotness must be an int >= 2"),
         (lambda s: s.update(format="parquet"), "format must be one of"),
     ],
 )

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 pytest.importorskip(
     "pyspark", reason="PySpark is not installed (pip install -r requirements-spark.txt)"
@@ -191,8 +192,9 @@ def test_interrupted_spark_run_resumes_with_the_local_engine(tmp_path, monkeypat
 
 
 def _clicks_with_bad_rows(path: Path, seed: int) -> Path:
-    """A click CSV (quoted fields, missing floats, multi-hot tags) with bad rows spread
-    in and appended, and a row with more tags than the hotness; returns its schema."""
+    """A click CSV (quoted fields, missing floats, multi-hot tags of 0..4 values) with bad
+    rows spread in and appended, and one row of 6 tags in a middle unit; returns its
+    schema (which measures the hotness)."""
     schema = generate_clicks(str(path), 2500, seed=seed, max_tags=4)
     lines = path.read_bytes().split(b"\n")[:-1]
     middle = [
@@ -201,7 +203,7 @@ def _clicks_with_bad_rows(path: Path, seed: int) -> Path:
         b"7,1,1,u3,plain,cat_3,t1",  # label 7
         b"x,1,1,u3,plain,cat_3,t1",  # non-numeric label
     ]
-    # Kept, its tags truncated to 4, in a unit without rejects (its summary stays remote).
+    # The longest list, in a unit without rejects (its summary stays remote).
     long_tags = b"1,1,1,u4,plain,cat_4,t1|t2|t3|t4|t5|t6"
     unclosed = b'1,1,1,u5,"item 5, red,cat_5,t1'  # unclosed quote, the last line
     rows = [*lines[:900], *middle, *lines[900:1800], long_tags, *lines[1800:], unclosed]
@@ -226,7 +228,10 @@ def test_schema_csv_multi_hot_bad_rows(tmp_path):
     rejected = {k: v for k, v in meta["rows_rejected"].items() if v}
     assert rejected == {"field_count": 2, "bad_label": 2, "unclosed_quote": 1}
     assert meta["rows_read"] == 2500 + 1500 + 6 == meta["rows_written"] + 5
-    assert meta["multi_hot_truncated_rows"] == {"tags": 1}
+    assert meta["multi_hot_truncated_rows"] == {"tags": 0}
+    assert meta["multi_hot_hotness"] == {
+        "tags": {"hotness": 6, "longest_list": 6, "chosen_by": "longest_list"}
+    }
     rejects = (tmp_path / "spark" / "rejects.tsv").read_text().splitlines()[1:]
     # Line 1 is the header; 899 rows (lines 2..900) come before the bad ones.
     assert [int(r.split("\t")[1]) for r in rejects] == [901, 902, 903, 904, 2507]
@@ -237,6 +242,31 @@ def test_schema_csv_multi_hot_bad_rows(tmp_path):
         preprocess_spark(inputs, tmp_path / "spark_fail", **failing)
     assert str(spark_error.value) == str(local_error.value)
     assert str(local_error.value).startswith(f"{first}:901: field_count")
+
+
+@pytest.mark.parametrize(
+    ("keys", "hotness"),
+    [({"max_hotness": 4}, (4, "max_hotness")), ({"hotness": 5}, (5, "hotness"))],
+)
+def test_schema_hotness_capped_or_fixed(tmp_path, keys, hotness):
+    data = tmp_path / "raw" / "clicks.csv"
+    path = _clicks_with_bad_rows(data, seed=4)
+    schema = yaml.safe_load(path.read_text())
+    schema["columns"][-1].update(keys)
+    path.write_text(yaml.safe_dump(schema))
+    options = {
+        "schema": read_schema(path),
+        "frequency_thresholds": (2, 1, 3, 2),
+        "unit_bytes": 32 << 10,
+        "shuffle_bucket_rows": 700,
+        "seed": 9,
+    }
+    meta = assert_same_output([str(data)], tmp_path, **options)
+    assert meta["multi_hot_truncated_rows"] == {"tags": 1}  # the row of 6 tags
+    chosen, rule = hotness
+    assert meta["multi_hot_hotness"] == {
+        "tags": {"hotness": chosen, "longest_list": 6, "chosen_by": rule}
+    }
 
 
 def test_command_line_schema_with_spark_engine(tmp_path, capsys):

@@ -10,6 +10,7 @@ import pytest
 from preproc import cli
 from preproc.spark import session, tasks
 from preproc.spark.failures import spark_failure
+from preproc.transform_pass import RowStream
 from tests.preproc.helpers import sample
 
 
@@ -102,7 +103,7 @@ def test_output_partitions_in_file_order():
 
 def test_row_stream_reads_contiguous_ranges_across_blocks():
     blocks = [np.arange(0, 4), np.arange(4, 4), np.arange(4, 10), np.arange(10, 11)]
-    read = tasks._RowStream(iter(blocks))
+    read = RowStream(iter(blocks))
     assert read(0, 3).tolist() == [0, 1, 2]
     assert read(3, 9).tolist() == [3, 4, 5, 6, 7, 8]
     assert read(9, 11).tolist() == [9, 10]
