@@ -19,6 +19,8 @@ _SHIPPED = (
     "models/__init__.py",
     "models/data/__init__.py",
     "models/data/feature_spec.py",
+    "models/data/spec_checks.py",
+    "models/data/spec_types.py",
 )
 
 

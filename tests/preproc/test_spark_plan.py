@@ -1,6 +1,7 @@
 """The Spark engine's pure parts (no PySpark needed): flags, output partitions, row stream."""
 
 import socket
+import subprocess
 import sys
 import time
 
@@ -167,3 +168,18 @@ def test_shuffle_pieces_are_bounded_and_keep_their_order(monkeypatch):
     pieces = list(tasks._pieces(np.arange(10), (2, 7, 1)))
     assert [key for key, _ in pieces] == [(2, 7, 1, 0), (2, 7, 1, 4), (2, 7, 1, 8)]
     assert np.concatenate([p for _, p in pieces]).tolist() == list(range(10))
+
+
+def test_the_code_shipped_to_executors_imports_on_its_own(tmp_path):
+    # A worker of a real cluster has only this zip of the project: every module the tasks
+    # import must be in it (a local master would hide a missing one: it shares this checkout).
+    archive = session._code_zip(str(tmp_path))
+    probe = (
+        "import sys; sys.path.insert(0, sys.argv[1]); "
+        "import preproc.spark.tasks, models.data.feature_spec as m; print(m.__file__)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, archive], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().startswith(archive)  # from the zip, not this checkout
