@@ -31,7 +31,7 @@ from absl import app
 from absl import flags as absl_flags
 
 from models import flags as dlrm_flags
-from models.config import Config, ConfigError, config_from_flags
+from models.config import Config, ConfigError
 from models.data.metadata import DatasetError
 from models.device import setup_device, xla_available
 from models.distributed.comm import make_communicator
@@ -54,7 +54,7 @@ absl_flags.adopt_module_key_flags(dlrm_flags)
 
 def main(argv: list[str]) -> dict[str, Any]:
     """Parses `argv` (program name first), validates it and runs; returns the results."""
-    config = config_from_flags(dlrm_flags.parse(argv))
+    config = dlrm_flags.config_from_flags(dlrm_flags.parse(argv))
     return run(config)
 
 

@@ -1,15 +1,14 @@
 """The checks of a run configuration that span flags: `validate` lists every problem.
 
-`models.config.config_from_flags` calls `validate` and raises one `ConfigError`
-naming every problem, each with the flags and values involved.
+`validate` takes a built `Config` (plain frozen data, no flags).
+`models.flags.config_from_flags` calls it and raises one `ConfigError` naming
+every problem, each with the flags and values involved; a restored
+checkpoint's model record is checked with it too (`models/run/checkpoint_model.py`).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from models.config import Config
+from models.config import MODEL_TYPES, Config
 
 
 def _positive(problems: list[str], **values: int | float) -> None:
@@ -90,8 +89,6 @@ def _validate_data(c: Config, problems: list[str]) -> None:
 
 
 def _validate_model(c: Config, problems: list[str]) -> None:
-    from models.config import MODEL_TYPES  # models.config imports this module
-
     model = c.model
     _positive(problems, embedding_dim=model.embedding_dim)
     for name, dims in (

@@ -2,19 +2,25 @@
 
 Names and defaults follow the original (Cambricon) README table and the NVIDIA
 TF2 DLRM run scripts, so their command lines keep working; the flags added by
-this project are marked "(new)". Flags are read only by `models/config.py`,
-which turns them into frozen dataclasses; nothing below `dlrm_main.py` sees
-`FLAGS`. The defaults are those of the dataclasses, written once there.
+this project are marked "(new)". Flags are read only here, by
+`config_from_flags`, which turns them into the frozen dataclasses of
+`models/config.py` and checks them with `models.config_checks.validate`;
+nothing below `dlrm_main.py` sees `FLAGS`. The defaults are those of the
+dataclasses, written once there.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 from absl import flags
 
 from models.config import (
+    INFERENCE_DEFAULT_STEPS,
     MODEL_TYPES,
+    Config,
+    ConfigError,
     DataConfig,
     DeviceConfig,
     ModelConfig,
@@ -23,6 +29,7 @@ from models.config import (
     ProfilerConfig,
     RunConfig,
 )
+from models.config_checks import validate
 
 FLAGS = flags.FLAGS
 
@@ -307,3 +314,108 @@ def parse(argv: list[str]) -> flags.FlagValues:
         FLAGS[name].unparse()  # back to the default (unparse_flags() also logs a warning)
     FLAGS(argv)
     return FLAGS
+
+
+def _int_list(flag_name: str, values: Sequence[str], problems: list[str]) -> tuple[int, ...]:
+    """Parses a list flag of integers, recording a problem instead of raising."""
+    try:
+        return tuple(int(v) for v in values)
+    except (TypeError, ValueError):
+        problems.append(f"--{flag_name} must be a comma-separated list of integers, got {values!r}")
+        return ()
+
+
+def config_from_flags(flag_values: flags.FlagValues) -> Config:
+    """Builds and validates the configuration from parsed flags.
+
+    Raises:
+        ConfigError: naming every invalid flag value or combination.
+    """
+    f = flag_values
+    problems: list[str] = []
+    cardinalities = _int_list(
+        "synthetic_dataset_cardinalities", f.synthetic_dataset_cardinalities, problems
+    )
+    hotness = _int_list("synthetic_dataset_hotness", f.synthetic_dataset_hotness, problems)
+    bottom = _int_list("bottom_mlp_dims", f.bottom_mlp_dims, problems)
+    top = _int_list("top_mlp_dims", f.top_mlp_dims, problems)
+    max_steps = f.max_steps
+    if f.mode == "inference" and max_steps == -1:
+        max_steps = INFERENCE_DEFAULT_STEPS
+    log_dir = os.path.dirname(os.path.abspath(f.log_path))
+    config = Config(
+        run=RunConfig(
+            mode=f.mode,
+            epochs=f.epochs,
+            max_steps=max_steps,
+            evals_per_epoch=f.evals_per_epoch,
+            skip_eval=f.skip_eval,
+            print_freq=f.print_freq,
+            benchmark_warmup_steps=f.benchmark_warmup_steps,
+            seed=f.seed,
+            step_timeout_s=f.step_timeout_s,
+            on_nonfinite=f.on_nonfinite,
+        ),
+        data=DataConfig(
+            dataset_type=f.dataset_type,
+            dataset_path=f.dataset_path,
+            batch_size=f.batch_size,
+            valid_batch_size=f.valid_batch_size,
+            prefetch_batches=f.prefetch_batches,
+            num_numerical_features=f.num_numerical_features,
+            synthetic_train_batches=f.synthetic_dataset_train_batches,
+            synthetic_valid_batches=f.synthetic_dataset_valid_batches,
+            synthetic_cardinalities=cardinalities,
+            synthetic_hotness=hotness,
+        ),
+        model=ModelConfig(
+            model_type=f.model_type,
+            embedding_dim=f.embedding_dim,
+            bottom_mlp_dims=bottom,
+            top_mlp_dims=top,
+            num_numerical_features=f.num_numerical_features,
+            multi_hot_combiner=f.multi_hot_combiner,
+            num_cross_layers=f.num_cross_layers,
+            cross_layer_projection_dim=f.cross_layer_projection_dim,
+        ),
+        optimizer=OptimizerConfig(
+            name=f.optimizer,
+            learning_rate=f.learning_rate,
+            warmup_steps=f.warmup_steps,
+            decay_start_step=f.decay_start_step,
+            decay_steps=f.decay_steps,
+            loss_scale=float(f.loss_scale),
+        ),
+        device=DeviceConfig(
+            device=f.device,
+            use_mlus=f.use_mlus,
+            use_gpus=f.use_gpus,
+            use_horovod=f.use_horovod,
+            use_amp=f.use_amp,
+            enable_xla=f.enable_xla,
+            memory_limit_gb=f.tf_mlu_memory_limit_gb,
+            inter_op_parallelism=f.inter_op_parallelism,
+            intra_op_parallelism=f.intra_op_parallelism,
+        ),
+        output=OutputConfig(
+            save_checkpoint_path=f.save_checkpoint_path,
+            restore_checkpoint_path=f.restore_checkpoint_path,
+            checkpoint_every_n_steps=f.checkpoint_every_n_steps,
+            log_path=f.log_path,
+            tensorboard_log_dir=f.tensorboard_log_dir,
+            export_saved_model_path=f.export_saved_model_path,
+            use_performance=f.use_performance,
+        ),
+        profiler=ProfilerConfig(
+            enabled=f.use_profiler,
+            start_step=f.profiler_start_step,
+            num_steps=f.profiler_steps,
+            rank=f.profiled_rank,
+            log_dir=f.profiler_log_dir or os.path.join(log_dir, "profile"),
+        ),
+        explicit_flags=tuple(sorted(name for name in f if f[name].present)),
+    )
+    problems.extend(validate(config) if not problems else [])
+    if problems:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+    return config
