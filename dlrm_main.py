@@ -95,7 +95,9 @@ def run(config: Config) -> dict[str, Any]:
     results = run_mode(Job(config, comm, device, data, parallel, state, schedule, logger))
 
     if config.output.export_saved_model_path:
-        export(model, config.output.export_saved_model_path, comm)
+        # A training run that kept its best checkpoint exports that one, not the last weights.
+        best = results.get("best_checkpoint") if config.output.keep_best_checkpoint else None
+        export(model, config.output.export_saved_model_path, parallel, weights_from=best)
     logger.result(results)
     logger.close()
     return results

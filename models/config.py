@@ -42,6 +42,7 @@ class RunConfig:
     seed: int = 12345
     step_timeout_s: float = 600.0  # 0: no step watchdog
     on_nonfinite: str = "stop"  # or "skip" (models/training/nonfinite.py)
+    early_stopping_patience: int = 0  # evaluations without a better AUC; 0: never stop
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,7 @@ class OutputConfig:
     tensorboard_log_dir: str | None = None
     export_saved_model_path: str | None = None
     use_performance: bool = False
+    keep_best_checkpoint: bool = False  # also keep <save_checkpoint_path>/best
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,19 @@ def _validate_run(c: Config, problems: list[str]) -> None:
             f"--evals_per_epoch must be >= 1 when evaluating, got {run.evals_per_epoch} "
             "(use --skip_eval to train without evaluation)"
         )
+    _non_negative(problems, early_stopping_patience=run.early_stopping_patience)
+    evaluating = run.mode == "train" and not run.skip_eval
+    if run.early_stopping_patience > 0 and not evaluating:
+        problems.append(
+            f"--early_stopping_patience={run.early_stopping_patience} needs evaluations "
+            f"(--mode=train without --skip_eval; got --mode={run.mode}"
+            f"{', --skip_eval' if run.skip_eval else ''})"
+        )
+    if c.output.keep_best_checkpoint and not (evaluating and c.output.save_checkpoint_path):
+        problems.append(
+            "--keep_best_checkpoint needs --mode=train with evaluations (no --skip_eval) and "
+            "--save_checkpoint_path (the best checkpoint goes to <save_checkpoint_path>/best)"
+        )
     if run.mode == "eval" and not c.output.restore_checkpoint_path:
         problems.append("--mode=eval needs --restore_checkpoint_path (nothing to evaluate)")
     if run.mode == "inference" and run.benchmark_warmup_steps >= run.max_steps:

@@ -94,6 +94,12 @@ def _define_run_flags() -> None:
         "the scale); skip: skip them, end the run after 20 in a row. No checkpoint is written "
         "after the step that ends the run.",
     )
+    flags.DEFINE_integer(
+        "early_stopping_patience",
+        _RUN.early_stopping_patience,
+        "(new) Stop training after this many evaluations in a row without a higher AUC "
+        "than the best so far (the final checkpoint is still written); 0: never.",
+    )
 
 
 def _define_data_flags() -> None:
@@ -262,6 +268,13 @@ def _define_output_flags() -> None:
         _OUT.checkpoint_every_n_steps,
         "(new) Also checkpoint every this many steps; 0: only at the end of training.",
     )
+    flags.DEFINE_bool(
+        "keep_best_checkpoint",
+        _OUT.keep_best_checkpoint,
+        "(new) Also keep the checkpoint of the best evaluation AUC, in "
+        "<save_checkpoint_path>/best (restore, evaluate or export that path); a training "
+        "run's --export_saved_model_path then exports it.",
+    )
     flags.DEFINE_string("log_path", _OUT.log_path, "DLLogger-style JSON lines log.")
     flags.DEFINE_string(
         "tensorboard_log_dir",
@@ -355,6 +368,7 @@ def config_from_flags(flag_values: flags.FlagValues) -> Config:
             seed=f.seed,
             step_timeout_s=f.step_timeout_s,
             on_nonfinite=f.on_nonfinite,
+            early_stopping_patience=f.early_stopping_patience,
         ),
         data=DataConfig(
             dataset_type=f.dataset_type,
@@ -405,6 +419,7 @@ def config_from_flags(flag_values: flags.FlagValues) -> Config:
             tensorboard_log_dir=f.tensorboard_log_dir,
             export_saved_model_path=f.export_saved_model_path,
             use_performance=f.use_performance,
+            keep_best_checkpoint=f.keep_best_checkpoint,
         ),
         profiler=ProfilerConfig(
             enabled=f.use_profiler,

@@ -332,6 +332,24 @@ class HybridParallel:
         )
         return total / count
 
+    def share_from_rank0(self, value: float | None) -> float | None:
+        """Rank 0's ``value`` on every rank (None stays None); every rank calls it.
+
+        A sum over ranks of float64 values where only rank 0's is not 0.0:
+        exact, so every rank holds the very same float and takes the same
+        decision from it (early stopping, the best checkpoint).
+        """
+        if self.comm.size == 1:
+            return value
+        mine = value if self.comm.rank == 0 and value is not None else 0.0
+        present = 1.0 if self.comm.rank == 0 and value is not None else 0.0
+        total, count = self.comm.grouped_allreduce(
+            [tf.constant(mine, tf.float64), tf.constant(present, tf.float64)],
+            average=False,
+            name="share_from_rank0",
+        )
+        return float(total.numpy()) if float(count.numpy()) > 0 else None
+
     def gather_predictions(
         self, predictions: tf.Tensor, labels: tf.Tensor
     ) -> tuple[tf.Tensor, tf.Tensor]:

@@ -16,7 +16,8 @@ class LoopHooks:
         logger: the results log.
         evaluator: evaluates the model (None with --skip_eval).
         eval_split: the evaluation split (`as_dataset()`), None with --skip_eval.
-        save: ``(step, epoch, batch) -> None`` writes a checkpoint.
+        save: ``(step, epoch, batch, best) -> None`` writes a checkpoint (the
+            kept best one when ``best``).
     """
 
     def __init__(
@@ -24,7 +25,7 @@ class LoopHooks:
         logger: ResultsLogger,
         evaluator: Evaluator | None,
         eval_split: Any,
-        save: Callable[[int, int, int], None],
+        save: Callable[[int, int, int, bool], None],
     ) -> None:
         self._logger, self._evaluator = logger, evaluator
         self._eval_split, self._save = eval_split, save
@@ -47,5 +48,5 @@ class LoopHooks:
             )
         return result
 
-    def save_checkpoint(self, step: int, epoch: int, batch: int) -> None:
-        self._save(step, epoch, batch)
+    def save_checkpoint(self, step: int, epoch: int, batch: int, best: bool = False) -> None:
+        self._save(step, epoch, batch, best)
