@@ -81,7 +81,11 @@ def run(config: Config) -> dict[str, Any]:
         opt.learning_rate, opt.warmup_steps, opt.decay_start_step, opt.decay_steps
     )
     dense_optimizer, embedding_optimizer = make_optimizers(
-        opt.name, schedule, jit_embedding_update=xla_available(device.kind)
+        opt.name,
+        schedule,
+        jit_embedding_update=xla_available(device.kind),
+        embedding_l2=opt.embedding_l2,
+        dense_weight_decay=opt.dense_weight_decay,
     )
     # Before the model exists: tables that cannot fit fail here, not at allocation.
     placement = plan_tables(config, data.cardinalities, comm.size, embedding_optimizer)

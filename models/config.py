@@ -77,6 +77,7 @@ class ModelConfig:
     # DCNv2 only (MLPerf's DLRM-DCNv2 sizes).
     num_cross_layers: int = 3
     cross_layer_projection_dim: int = 512  # 0: full-rank cross layers
+    dropout: float = 0.0  # MLP dropout rate between layers (training only)
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,8 @@ class OptimizerConfig:
     decay_start_step: int = 48000
     decay_steps: int = 24000
     loss_scale: float = 1024.0
+    embedding_l2: float = 0.0  # lazy L2 on the rows a batch looks up
+    dense_weight_decay: float = 0.0  # decoupled weight decay of the MLP kernels
 
 
 @dataclass(frozen=True)

@@ -117,6 +117,8 @@ def _validate_model(c: Config, problems: list[str]) -> None:
             f"--model_type must be one of {list(MODEL_TYPES)}, got {model.model_type!r}"
         )
     _positive(problems, num_cross_layers=model.num_cross_layers)
+    if not 0.0 <= model.dropout < 1.0:
+        problems.append(f"--dropout must be in [0, 1), got {model.dropout}")
     _non_negative(problems, cross_layer_projection_dim=model.cross_layer_projection_dim)
     # Both interactions treat the bottom-MLP output as one more embedding.
     if (
@@ -139,6 +141,8 @@ def _validate_optimizer(c: Config, problems: list[str]) -> None:
         warmup_steps=opt.warmup_steps,
         decay_start_step=opt.decay_start_step,
         decay_steps=opt.decay_steps,
+        embedding_l2=opt.embedding_l2,
+        dense_weight_decay=opt.dense_weight_decay,
     )
     if opt.decay_steps > 0 and opt.decay_start_step < opt.warmup_steps:
         problems.append(

@@ -184,6 +184,12 @@ def _define_model_flags() -> None:
         _MODEL.cross_layer_projection_dim,
         "(new) DCNv2: rank of the low-rank cross layers (W = U V); 0: full-rank layers.",
     )
+    flags.DEFINE_float(
+        "dropout",
+        _MODEL.dropout,
+        "(new) Dropout rate between the layers of the bottom and top MLPs, in training "
+        "only (not after an MLP's last layer); 0: none.",
+    )
 
 
 def _define_optimizer_flags() -> None:
@@ -207,6 +213,18 @@ def _define_optimizer_flags() -> None:
         "loss_scale",
         int(_OPT.loss_scale),
         "Static loss scale used when the precision policy is float16.",
+    )
+    flags.DEFINE_float(
+        "embedding_l2",
+        _OPT.embedding_l2,
+        "(new) L2 on the embedding rows each step looks up, lazily (rows a batch does not "
+        "touch are left alone): l2 * row is added to each such row's gradient; 0: none.",
+    )
+    flags.DEFINE_float(
+        "dense_weight_decay",
+        _OPT.dense_weight_decay,
+        "(new) Decoupled weight decay of the MLP kernels (AdamW style: each step shrinks "
+        "them by learning_rate * this, biases excluded); 0: none.",
     )
     flags.DEFINE_integer(
         "auc_thresholds",
@@ -391,6 +409,7 @@ def config_from_flags(flag_values: flags.FlagValues) -> Config:
             multi_hot_combiner=f.multi_hot_combiner,
             num_cross_layers=f.num_cross_layers,
             cross_layer_projection_dim=f.cross_layer_projection_dim,
+            dropout=f.dropout,
         ),
         optimizer=OptimizerConfig(
             name=f.optimizer,
@@ -399,6 +418,8 @@ def config_from_flags(flag_values: flags.FlagValues) -> Config:
             decay_start_step=f.decay_start_step,
             decay_steps=f.decay_steps,
             loss_scale=float(f.loss_scale),
+            embedding_l2=f.embedding_l2,
+            dense_weight_decay=f.dense_weight_decay,
         ),
         device=DeviceConfig(
             device=f.device,

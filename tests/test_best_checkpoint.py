@@ -19,7 +19,7 @@ from models.config import ConfigError
 from models.data.writer import SplitArrays, write_dataset
 from tests.distributed.horovod_launch import HOROVOD_MARKS, run_horovod
 
-CARDINALITIES = [5, 9, 17, 33]
+CARDINALITIES = [5, 9, 17, 64]
 MODEL = [
     "--batch_size=64",
     "--valid_batch_size=64",
@@ -35,6 +35,11 @@ MODEL = [
     "--seed=3",
 ]
 PATIENCE = 2
+# All three regularisers, under mixed precision.
+REGULARISED = ["--dropout=0.2", "--embedding_l2=0.01", "--dense_weight_decay=0.01", "--use_amp"]
+# Adam's two slots: int(3e-6 GiB x 0.75) // 3 = 805 bytes of weights per rank, less than
+# table 3 (64 x 4 x 4 = 1024 bytes): it is split by rows over the two ranks.
+SPLIT_LIMIT = "--tf_mlu_memory_limit_gb=0.000003"
 
 
 def _write_noise_dataset(root: Path) -> None:
@@ -180,6 +185,45 @@ def test_a_resumed_run_keeps_the_best_so_far(stopped) -> None:
     assert saved["step"] == results["best_auc_step"]
 
 
+def _arrays(directory: Path) -> dict[str, np.ndarray]:
+    return {str(p.relative_to(directory)): np.load(p) for p in sorted(directory.rglob("*.npy"))}
+
+
+def test_regularisers_shrink_the_weights_and_resume_with_the_checkpoints_dropout(
+    tmp_path,
+) -> None:
+    _write_noise_dataset(tmp_path / "data")
+    common = ["--epochs=2", "--evals_per_epoch=1", "--use_amp"]
+    _main(*_args(tmp_path, "plain"), *common, f"--save_checkpoint_path={tmp_path / 'plain'}")
+    strong = ["--dropout=0.3", "--embedding_l2=2", "--dense_weight_decay=2"]
+    _main(*_args(tmp_path, "reg"), *common, *strong, f"--save_checkpoint_path={tmp_path / 'reg'}")
+    plain = _arrays(tmp_path / "plain" / "ckpt-000000008")
+    reg = _arrays(tmp_path / "reg" / "ckpt-000000008")
+    tables = [k for k in plain if k.startswith("tables/") and k.count(".") == 1]
+    kernels = [k for k in plain if k.startswith("dense/") and plain[k].ndim == 2]
+    for names in (tables, kernels):
+        norm = sum(float(np.square(plain[k]).sum()) for k in names)
+        assert sum(float(np.square(reg[k]).sum()) for k in names) < 0.8 * norm
+    record = json.loads((tmp_path / "reg" / "ckpt-000000008" / "checkpoint.json").read_text())
+    assert record["model_config"]["dropout"] == 0.3
+    # A resumed run takes the dropout from the checkpoint; eval needs no flag either.
+    _main(
+        *_args(tmp_path, "resumed"),
+        "--epochs=3",
+        "--use_amp",
+        f"--restore_checkpoint_path={tmp_path / 'reg'}",
+        f"--save_checkpoint_path={tmp_path / 'reg'}",
+    )
+    config = json.loads((tmp_path / "resumed.config.json").read_text())
+    assert config["model"]["dropout"] == 0.3
+    evaluated = _main(
+        *_args(tmp_path, "eval"), "--mode=eval", f"--restore_checkpoint_path={tmp_path / 'reg'}"
+    )
+    assert evaluated["step"] == 12 and 0 < evaluated["auc"] < 1
+    with pytest.raises(ConfigError, match=r"--dropout must be in \[0, 1\), got 1.0"):
+        _main(*_args(tmp_path, "bad"), "--dropout=1")
+
+
 def test_the_flags_need_evaluations_and_a_checkpoint_path(tmp_path) -> None:
     _write_noise_dataset(tmp_path / "data")
     with pytest.raises(ConfigError, match=r"--keep_best_checkpoint needs .*--save_checkpoint_path"):
@@ -193,7 +237,10 @@ def test_the_flags_need_evaluations_and_a_checkpoint_path(tmp_path) -> None:
 @HOROVOD_MARKS[0]
 @HOROVOD_MARKS[1]
 def test_two_ranks_stop_together_and_keep_the_best_checkpoint(tmp_path) -> None:
-    """Rank 0 holds the AUC; both ranks must save the best and stop at the same step."""
+    """Rank 0 holds the AUC; both ranks must save the best and stop at the same step.
+
+    With the regularisers, mixed precision and a table split by rows over the ranks.
+    """
     _write_noise_dataset(tmp_path / "data")
     args = _args(
         tmp_path,
@@ -204,11 +251,17 @@ def test_two_ranks_stop_together_and_keep_the_best_checkpoint(tmp_path) -> None:
         f"--save_checkpoint_path={tmp_path / 'ckpt'}",
         "--keep_best_checkpoint",
         f"--early_stopping_patience={PATIENCE}",
+        *REGULARISED,
+        SPLIT_LIMIT,
     )
     runs = tmp_path / "runs.json"
     runs.write_text(json.dumps([args]))
     run_horovod(["-np", "2", "--gloo"], ["-m", "tests.distributed.main_sequence", str(runs)], 400)
     results = _result(tmp_path / "hvd.json")
+    lines = [json.loads(line) for line in (tmp_path / "hvd.json").read_text().splitlines()]
+    parameters = next(e["data"] for e in lines if e["step"] == "PARAMETER" and e["type"] == "LOG")
+    assert parameters["world_size"] == 2
+    assert parameters["placement"]["split_tables"] == {"3": [[0, 32, 0], [32, 64, 1]]}
     assert results["stopped_early"] is True
     evaluations = _check_best(tmp_path, results, tmp_path / "hvd.json")
     steps = [s for s, _ in evaluations]

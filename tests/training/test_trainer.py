@@ -26,8 +26,8 @@ class _SingleProcess:
     def __init__(self, model: DLRM) -> None:
         self.model = model
 
-    def forward(self, numerical, categorical):
-        return self.model({"numerical": numerical, "categorical": categorical})
+    def forward(self, numerical, categorical, training=False):
+        return self.model({"numerical": numerical, "categorical": categorical}, training=training)
 
     def reduce_gradients(self, embedding_grads, dense_grads):
         return list(embedding_grads), list(dense_grads)
