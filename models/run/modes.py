@@ -105,8 +105,9 @@ def train(job: Job) -> dict[str, Any]:
             )
             # One process keeps its trained state and tries again at the next checkpoint;
             # ranks of a job would wait for each other in the save, and the last save has
-            # no next one.
-            if comm.size > 1 or step >= settings.total_steps:
+            # no next one (a best checkpoint always has: the final one follows it).
+            last = step >= settings.total_steps or best.should_stop
+            if comm.size > 1 or (last and not as_best):
                 raise ckpt.CheckpointError(message) from error
             logging.error("%s; training continues, the next checkpoint tries again", message)
             logger.log(step, {"checkpoint_failed": message})
