@@ -31,7 +31,7 @@ from absl import app
 from absl import flags as absl_flags
 
 from models import flags as dlrm_flags
-from models.config import Config, ConfigError, config_from_flags
+from models.config import Config, ConfigError
 from models.data.metadata import DatasetError
 from models.device import setup_device, xla_available
 from models.distributed.comm import make_communicator
@@ -54,7 +54,7 @@ absl_flags.adopt_module_key_flags(dlrm_flags)
 
 def main(argv: list[str]) -> dict[str, Any]:
     """Parses `argv` (program name first), validates it and runs; returns the results."""
-    config = config_from_flags(dlrm_flags.parse(argv))
+    config = dlrm_flags.config_from_flags(dlrm_flags.parse(argv))
     return run(config)
 
 
@@ -81,7 +81,11 @@ def run(config: Config) -> dict[str, Any]:
         opt.learning_rate, opt.warmup_steps, opt.decay_start_step, opt.decay_steps
     )
     dense_optimizer, embedding_optimizer = make_optimizers(
-        opt.name, schedule, jit_embedding_update=xla_available(device.kind)
+        opt.name,
+        schedule,
+        jit_embedding_update=xla_available(device.kind),
+        embedding_l2=opt.embedding_l2,
+        dense_weight_decay=opt.dense_weight_decay,
     )
     # Before the model exists: tables that cannot fit fail here, not at allocation.
     placement = plan_tables(config, data.cardinalities, comm.size, embedding_optimizer)
@@ -95,7 +99,9 @@ def run(config: Config) -> dict[str, Any]:
     results = run_mode(Job(config, comm, device, data, parallel, state, schedule, logger))
 
     if config.output.export_saved_model_path:
-        export(model, config.output.export_saved_model_path, comm)
+        # A training run that kept its best checkpoint exports that one, not the last weights.
+        best = results.get("best_checkpoint") if config.output.keep_best_checkpoint else None
+        export(model, config.output.export_saved_model_path, parallel, weights_from=best)
     logger.result(results)
     logger.close()
     return results

@@ -1,9 +1,10 @@
 """The run configuration: frozen dataclasses built once from the parsed flags.
 
-`config_from_flags` is the only reader of `FLAGS`; everything below
-`dlrm_main.py` receives these dataclasses. All checks that involve more than
-one flag live in `validate` (models/config_checks.py), which reports every
-problem at once, each naming the flags and values involved.
+`models.flags.config_from_flags` is the only reader of `FLAGS` and builds
+these; everything below `dlrm_main.py` receives them. All checks that involve
+more than one flag live in `models.config_checks.validate`, which reports every
+problem at once, each naming the flags and values involved. This module
+imports neither: it is the bottom of the three.
 """
 
 from __future__ import annotations
@@ -11,13 +12,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-
-from absl import flags
-
-from models.config_checks import validate
 
 # The synthetic dataset's default shape is Criteo's: 13 numerical features
 # and 26 tables. A binary dataset's shape comes from its feature spec.
@@ -46,6 +42,7 @@ class RunConfig:
     seed: int = 12345
     step_timeout_s: float = 600.0  # 0: no step watchdog
     on_nonfinite: str = "stop"  # or "skip" (models/training/nonfinite.py)
+    early_stopping_patience: int = 0  # evaluations without a better AUC; 0: never stop
 
 
 @dataclass(frozen=True)
@@ -80,6 +77,7 @@ class ModelConfig:
     # DCNv2 only (MLPerf's DLRM-DCNv2 sizes).
     num_cross_layers: int = 3
     cross_layer_projection_dim: int = 512  # 0: full-rank cross layers
+    dropout: float = 0.0  # MLP dropout rate between layers (training only)
 
 
 @dataclass(frozen=True)
@@ -92,6 +90,8 @@ class OptimizerConfig:
     decay_start_step: int = 48000
     decay_steps: int = 24000
     loss_scale: float = 1024.0
+    embedding_l2: float = 0.0  # lazy L2 on the rows a batch looks up
+    dense_weight_decay: float = 0.0  # decoupled weight decay of the MLP kernels
 
 
 @dataclass(frozen=True)
@@ -120,6 +120,7 @@ class OutputConfig:
     tensorboard_log_dir: str | None = None
     export_saved_model_path: str | None = None
     use_performance: bool = False
+    keep_best_checkpoint: bool = False  # also keep <save_checkpoint_path>/best
 
 
 @dataclass(frozen=True)
@@ -150,111 +151,6 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-def _int_list(flag_name: str, values: Sequence[str], problems: list[str]) -> tuple[int, ...]:
-    """Parses a list flag of integers, recording a problem instead of raising."""
-    try:
-        return tuple(int(v) for v in values)
-    except (TypeError, ValueError):
-        problems.append(f"--{flag_name} must be a comma-separated list of integers, got {values!r}")
-        return ()
-
-
-def config_from_flags(flag_values: flags.FlagValues) -> Config:
-    """Builds and validates the configuration from parsed flags.
-
-    Raises:
-        ConfigError: naming every invalid flag value or combination.
-    """
-    f = flag_values
-    problems: list[str] = []
-    cardinalities = _int_list(
-        "synthetic_dataset_cardinalities", f.synthetic_dataset_cardinalities, problems
-    )
-    hotness = _int_list("synthetic_dataset_hotness", f.synthetic_dataset_hotness, problems)
-    bottom = _int_list("bottom_mlp_dims", f.bottom_mlp_dims, problems)
-    top = _int_list("top_mlp_dims", f.top_mlp_dims, problems)
-    max_steps = f.max_steps
-    if f.mode == "inference" and max_steps == -1:
-        max_steps = INFERENCE_DEFAULT_STEPS
-    log_dir = os.path.dirname(os.path.abspath(f.log_path))
-    config = Config(
-        run=RunConfig(
-            mode=f.mode,
-            epochs=f.epochs,
-            max_steps=max_steps,
-            evals_per_epoch=f.evals_per_epoch,
-            skip_eval=f.skip_eval,
-            print_freq=f.print_freq,
-            benchmark_warmup_steps=f.benchmark_warmup_steps,
-            seed=f.seed,
-            step_timeout_s=f.step_timeout_s,
-            on_nonfinite=f.on_nonfinite,
-        ),
-        data=DataConfig(
-            dataset_type=f.dataset_type,
-            dataset_path=f.dataset_path,
-            batch_size=f.batch_size,
-            valid_batch_size=f.valid_batch_size,
-            prefetch_batches=f.prefetch_batches,
-            num_numerical_features=f.num_numerical_features,
-            synthetic_train_batches=f.synthetic_dataset_train_batches,
-            synthetic_valid_batches=f.synthetic_dataset_valid_batches,
-            synthetic_cardinalities=cardinalities,
-            synthetic_hotness=hotness,
-        ),
-        model=ModelConfig(
-            model_type=f.model_type,
-            embedding_dim=f.embedding_dim,
-            bottom_mlp_dims=bottom,
-            top_mlp_dims=top,
-            num_numerical_features=f.num_numerical_features,
-            multi_hot_combiner=f.multi_hot_combiner,
-            num_cross_layers=f.num_cross_layers,
-            cross_layer_projection_dim=f.cross_layer_projection_dim,
-        ),
-        optimizer=OptimizerConfig(
-            name=f.optimizer,
-            learning_rate=f.learning_rate,
-            warmup_steps=f.warmup_steps,
-            decay_start_step=f.decay_start_step,
-            decay_steps=f.decay_steps,
-            loss_scale=float(f.loss_scale),
-        ),
-        device=DeviceConfig(
-            device=f.device,
-            use_mlus=f.use_mlus,
-            use_gpus=f.use_gpus,
-            use_horovod=f.use_horovod,
-            use_amp=f.use_amp,
-            enable_xla=f.enable_xla,
-            memory_limit_gb=f.tf_mlu_memory_limit_gb,
-            inter_op_parallelism=f.inter_op_parallelism,
-            intra_op_parallelism=f.intra_op_parallelism,
-        ),
-        output=OutputConfig(
-            save_checkpoint_path=f.save_checkpoint_path,
-            restore_checkpoint_path=f.restore_checkpoint_path,
-            checkpoint_every_n_steps=f.checkpoint_every_n_steps,
-            log_path=f.log_path,
-            tensorboard_log_dir=f.tensorboard_log_dir,
-            export_saved_model_path=f.export_saved_model_path,
-            use_performance=f.use_performance,
-        ),
-        profiler=ProfilerConfig(
-            enabled=f.use_profiler,
-            start_step=f.profiler_start_step,
-            num_steps=f.profiler_steps,
-            rank=f.profiled_rank,
-            log_dir=f.profiler_log_dir or os.path.join(log_dir, "profile"),
-        ),
-        explicit_flags=tuple(sorted(name for name in f if f[name].present)),
-    )
-    problems.extend(validate(config) if not problems else [])
-    if problems:
-        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
-    return config
 
 
 def config_path_for(log_path: str) -> str:

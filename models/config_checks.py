@@ -1,15 +1,14 @@
 """The checks of a run configuration that span flags: `validate` lists every problem.
 
-`models.config.config_from_flags` calls `validate` and raises one `ConfigError`
-naming every problem, each with the flags and values involved.
+`validate` takes a built `Config` (plain frozen data, no flags).
+`models.flags.config_from_flags` calls it and raises one `ConfigError` naming
+every problem, each with the flags and values involved; a restored
+checkpoint's model record is checked with it too (`models/run/checkpoint_model.py`).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from models.config import Config
+from models.config import MODEL_TYPES, Config
 
 
 def _positive(problems: list[str], **values: int | float) -> None:
@@ -38,6 +37,19 @@ def _validate_run(c: Config, problems: list[str]) -> None:
         problems.append(
             f"--evals_per_epoch must be >= 1 when evaluating, got {run.evals_per_epoch} "
             "(use --skip_eval to train without evaluation)"
+        )
+    _non_negative(problems, early_stopping_patience=run.early_stopping_patience)
+    evaluating = run.mode == "train" and not run.skip_eval
+    if run.early_stopping_patience > 0 and not evaluating:
+        problems.append(
+            f"--early_stopping_patience={run.early_stopping_patience} needs evaluations "
+            f"(--mode=train without --skip_eval; got --mode={run.mode}"
+            f"{', --skip_eval' if run.skip_eval else ''})"
+        )
+    if c.output.keep_best_checkpoint and not (evaluating and c.output.save_checkpoint_path):
+        problems.append(
+            "--keep_best_checkpoint needs --mode=train with evaluations (no --skip_eval) and "
+            "--save_checkpoint_path (the best checkpoint goes to <save_checkpoint_path>/best)"
         )
     if run.mode == "eval" and not c.output.restore_checkpoint_path:
         problems.append("--mode=eval needs --restore_checkpoint_path (nothing to evaluate)")
@@ -90,8 +102,6 @@ def _validate_data(c: Config, problems: list[str]) -> None:
 
 
 def _validate_model(c: Config, problems: list[str]) -> None:
-    from models.config import MODEL_TYPES  # models.config imports this module
-
     model = c.model
     _positive(problems, embedding_dim=model.embedding_dim)
     for name, dims in (
@@ -107,6 +117,8 @@ def _validate_model(c: Config, problems: list[str]) -> None:
             f"--model_type must be one of {list(MODEL_TYPES)}, got {model.model_type!r}"
         )
     _positive(problems, num_cross_layers=model.num_cross_layers)
+    if not 0.0 <= model.dropout < 1.0:
+        problems.append(f"--dropout must be in [0, 1), got {model.dropout}")
     _non_negative(problems, cross_layer_projection_dim=model.cross_layer_projection_dim)
     # Both interactions treat the bottom-MLP output as one more embedding.
     if (
@@ -129,6 +141,8 @@ def _validate_optimizer(c: Config, problems: list[str]) -> None:
         warmup_steps=opt.warmup_steps,
         decay_start_step=opt.decay_start_step,
         decay_steps=opt.decay_steps,
+        embedding_l2=opt.embedding_l2,
+        dense_weight_decay=opt.dense_weight_decay,
     )
     if opt.decay_steps > 0 and opt.decay_start_step < opt.warmup_steps:
         problems.append(

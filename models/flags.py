@@ -2,19 +2,25 @@
 
 Names and defaults follow the original (Cambricon) README table and the NVIDIA
 TF2 DLRM run scripts, so their command lines keep working; the flags added by
-this project are marked "(new)". Flags are read only by `models/config.py`,
-which turns them into frozen dataclasses; nothing below `dlrm_main.py` sees
-`FLAGS`. The defaults are those of the dataclasses, written once there.
+this project are marked "(new)". Flags are read only here, by
+`config_from_flags`, which turns them into the frozen dataclasses of
+`models/config.py` and checks them with `models.config_checks.validate`;
+nothing below `dlrm_main.py` sees `FLAGS`. The defaults are those of the
+dataclasses, written once there.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 from absl import flags
 
 from models.config import (
+    INFERENCE_DEFAULT_STEPS,
     MODEL_TYPES,
+    Config,
+    ConfigError,
     DataConfig,
     DeviceConfig,
     ModelConfig,
@@ -23,6 +29,7 @@ from models.config import (
     ProfilerConfig,
     RunConfig,
 )
+from models.config_checks import validate
 
 FLAGS = flags.FLAGS
 
@@ -87,6 +94,12 @@ def _define_run_flags() -> None:
         "run at the first one (under float16 loss scaling: after 20 in a row, each lowering "
         "the scale); skip: skip them, end the run after 20 in a row. No checkpoint is written "
         "after the step that ends the run.",
+    )
+    flags.DEFINE_integer(
+        "early_stopping_patience",
+        _RUN.early_stopping_patience,
+        "(new) Stop training after this many evaluations in a row without a higher AUC "
+        "than the best so far (the final checkpoint is still written); 0: never.",
     )
 
 
@@ -172,6 +185,12 @@ def _define_model_flags() -> None:
         _MODEL.cross_layer_projection_dim,
         "(new) DCNv2: rank of the low-rank cross layers (W = U V); 0: full-rank layers.",
     )
+    flags.DEFINE_float(
+        "dropout",
+        _MODEL.dropout,
+        "(new) Dropout rate between the layers of the bottom and top MLPs, in training "
+        "only (not after an MLP's last layer); 0: none.",
+    )
 
 
 def _define_optimizer_flags() -> None:
@@ -195,6 +214,18 @@ def _define_optimizer_flags() -> None:
         "loss_scale",
         int(_OPT.loss_scale),
         "Static loss scale used when the precision policy is float16.",
+    )
+    flags.DEFINE_float(
+        "embedding_l2",
+        _OPT.embedding_l2,
+        "(new) L2 on the embedding rows each step looks up, lazily (rows a batch does not "
+        "touch are left alone): l2 * row is added to each such row's gradient; 0: none.",
+    )
+    flags.DEFINE_float(
+        "dense_weight_decay",
+        _OPT.dense_weight_decay,
+        "(new) Decoupled weight decay of the MLP kernels (AdamW style: each step shrinks "
+        "them by learning_rate * this, biases excluded); 0: none.",
     )
     flags.DEFINE_integer(
         "auc_thresholds",
@@ -256,6 +287,13 @@ def _define_output_flags() -> None:
         _OUT.checkpoint_every_n_steps,
         "(new) Also checkpoint every this many steps; 0: only at the end of training.",
     )
+    flags.DEFINE_bool(
+        "keep_best_checkpoint",
+        _OUT.keep_best_checkpoint,
+        "(new) Also keep the checkpoint of the best evaluation AUC, in "
+        "<save_checkpoint_path>/best (restore, evaluate or export that path); a training "
+        "run's --export_saved_model_path then exports it.",
+    )
     flags.DEFINE_string("log_path", _OUT.log_path, "DLLogger-style JSON lines log.")
     flags.DEFINE_string(
         "tensorboard_log_dir",
@@ -308,3 +346,113 @@ def parse(argv: list[str]) -> flags.FlagValues:
         FLAGS[name].unparse()  # back to the default (unparse_flags() also logs a warning)
     FLAGS(argv)
     return FLAGS
+
+
+def _int_list(flag_name: str, values: Sequence[str], problems: list[str]) -> tuple[int, ...]:
+    """Parses a list flag of integers, recording a problem instead of raising."""
+    try:
+        return tuple(int(v) for v in values)
+    except (TypeError, ValueError):
+        problems.append(f"--{flag_name} must be a comma-separated list of integers, got {values!r}")
+        return ()
+
+
+def config_from_flags(flag_values: flags.FlagValues) -> Config:
+    """Builds and validates the configuration from parsed flags.
+
+    Raises:
+        ConfigError: naming every invalid flag value or combination.
+    """
+    f = flag_values
+    problems: list[str] = []
+    cardinalities = _int_list(
+        "synthetic_dataset_cardinalities", f.synthetic_dataset_cardinalities, problems
+    )
+    hotness = _int_list("synthetic_dataset_hotness", f.synthetic_dataset_hotness, problems)
+    bottom = _int_list("bottom_mlp_dims", f.bottom_mlp_dims, problems)
+    top = _int_list("top_mlp_dims", f.top_mlp_dims, problems)
+    max_steps = f.max_steps
+    if f.mode == "inference" and max_steps == -1:
+        max_steps = INFERENCE_DEFAULT_STEPS
+    log_dir = os.path.dirname(os.path.abspath(f.log_path))
+    config = Config(
+        run=RunConfig(
+            mode=f.mode,
+            epochs=f.epochs,
+            max_steps=max_steps,
+            evals_per_epoch=f.evals_per_epoch,
+            skip_eval=f.skip_eval,
+            print_freq=f.print_freq,
+            benchmark_warmup_steps=f.benchmark_warmup_steps,
+            seed=f.seed,
+            step_timeout_s=f.step_timeout_s,
+            on_nonfinite=f.on_nonfinite,
+            early_stopping_patience=f.early_stopping_patience,
+        ),
+        data=DataConfig(
+            dataset_type=f.dataset_type,
+            dataset_path=f.dataset_path,
+            batch_size=f.batch_size,
+            valid_batch_size=f.valid_batch_size,
+            prefetch_batches=f.prefetch_batches,
+            num_numerical_features=f.num_numerical_features,
+            synthetic_train_batches=f.synthetic_dataset_train_batches,
+            synthetic_valid_batches=f.synthetic_dataset_valid_batches,
+            synthetic_cardinalities=cardinalities,
+            synthetic_hotness=hotness,
+        ),
+        model=ModelConfig(
+            model_type=f.model_type,
+            embedding_dim=f.embedding_dim,
+            bottom_mlp_dims=bottom,
+            top_mlp_dims=top,
+            num_numerical_features=f.num_numerical_features,
+            multi_hot_combiner=f.multi_hot_combiner,
+            num_cross_layers=f.num_cross_layers,
+            cross_layer_projection_dim=f.cross_layer_projection_dim,
+            dropout=f.dropout,
+        ),
+        optimizer=OptimizerConfig(
+            name=f.optimizer,
+            learning_rate=f.learning_rate,
+            warmup_steps=f.warmup_steps,
+            decay_start_step=f.decay_start_step,
+            decay_steps=f.decay_steps,
+            loss_scale=float(f.loss_scale),
+            embedding_l2=f.embedding_l2,
+            dense_weight_decay=f.dense_weight_decay,
+        ),
+        device=DeviceConfig(
+            device=f.device,
+            use_mlus=f.use_mlus,
+            use_gpus=f.use_gpus,
+            use_horovod=f.use_horovod,
+            use_amp=f.use_amp,
+            enable_xla=f.enable_xla,
+            memory_limit_gb=f.tf_mlu_memory_limit_gb,
+            inter_op_parallelism=f.inter_op_parallelism,
+            intra_op_parallelism=f.intra_op_parallelism,
+        ),
+        output=OutputConfig(
+            save_checkpoint_path=f.save_checkpoint_path,
+            restore_checkpoint_path=f.restore_checkpoint_path,
+            checkpoint_every_n_steps=f.checkpoint_every_n_steps,
+            log_path=f.log_path,
+            tensorboard_log_dir=f.tensorboard_log_dir,
+            export_saved_model_path=f.export_saved_model_path,
+            use_performance=f.use_performance,
+            keep_best_checkpoint=f.keep_best_checkpoint,
+        ),
+        profiler=ProfilerConfig(
+            enabled=f.use_profiler,
+            start_step=f.profiler_start_step,
+            num_steps=f.profiler_steps,
+            rank=f.profiled_rank,
+            log_dir=f.profiler_log_dir or os.path.join(log_dir, "profile"),
+        ),
+        explicit_flags=tuple(sorted(name for name in f if f[name].present)),
+    )
+    problems.extend(validate(config) if not problems else [])
+    if problems:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+    return config

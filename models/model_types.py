@@ -49,6 +49,7 @@ def build_model(
         ),
         table_ids=table_ids,
         seed=seed,
+        dropout=model.dropout,
         **tables,
     )
     if model.model_type == "dcnv2":

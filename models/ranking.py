@@ -93,10 +93,14 @@ class RankingModel(keras.Model):
         row_ranges: Mapping[int, tuple[int, int]] | None = None,
         hotness: Sequence[int] | None = None,
         combiners: str | Sequence[str] = "sum",
+        dropout: float = 0.0,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
         label = type(self).__name__
+        if not isinstance(dropout, int | float) or not 0.0 <= dropout < 1.0:
+            raise ValueError(f"{label} dropout must be in [0, 1), got {dropout!r}")
+        self.dropout = float(dropout)
         self.cardinalities = positive_ints(label, "cardinalities", cardinalities)
         (self.embedding_dim,) = positive_ints(label, "embedding_dim", (embedding_dim,))
         self.bottom_mlp_dims = positive_ints(label, "bottom_mlp_dims", bottom_mlp_dims)
@@ -163,7 +167,7 @@ class RankingModel(keras.Model):
         self._tables_by_id = [by_id.get(t) for t in range(num_tables)]
         # Without numerical features there is nothing for a bottom MLP to read.
         self.bottom_mlp = (
-            MLP(self.bottom_mlp_dims, final_activation="relu", name="bottom_mlp")
+            MLP(self.bottom_mlp_dims, final_activation="relu", dropout=dropout, name="bottom_mlp")
             if num_numerical_features
             else None
         )
@@ -173,6 +177,7 @@ class RankingModel(keras.Model):
             self.top_mlp_dims,
             final_activation=None,
             final_layer_dtype="float32",
+            dropout=dropout,
             name="top_mlp",
         )
         bottom_shape = (None, self.embedding_dim) if self.bottom_mlp else None
@@ -246,7 +251,10 @@ class RankingModel(keras.Model):
         return vectors
 
     def dense_forward(
-        self, numerical: tf.Tensor, embeddings: tf.Tensor | Sequence[tf.Tensor]
+        self,
+        numerical: tf.Tensor,
+        embeddings: tf.Tensor | Sequence[tf.Tensor],
+        training: bool = False,
     ) -> tf.Tensor:
         """Bottom MLP, interaction and top MLP.
 
@@ -257,6 +265,8 @@ class RankingModel(keras.Model):
                 table, e.g. the output of :meth:`lookup`) or ``[b, k, D]``
                 (k consecutive tables). Any float dtype; the interaction
                 casts to the compute dtype.
+            training: apply the MLPs' dropout (a training step); no other
+                layer behaves differently in training.
 
         Returns:
             ``[b, 1]`` float32 logits.
@@ -272,11 +282,11 @@ class RankingModel(keras.Model):
                 f"{self.num_numerical_features} numerical features expected, "
                 f"got shape {numerical.shape}"
             )
-        bottom = self.bottom_mlp(numerical) if self.bottom_mlp else None
-        logits = self.top_mlp(self.interaction(bottom, embeddings))
+        bottom = self.bottom_mlp(numerical, training=training) if self.bottom_mlp else None
+        logits = self.top_mlp(self.interaction(bottom, embeddings), training=training)
         return tf.cast(logits, tf.float32)
 
-    def call(self, inputs: dict[str, tf.Tensor]) -> tf.Tensor:
+    def call(self, inputs: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
         """``{"numerical": [B, N], "categorical": [B, C]}`` -> ``[B, 1]`` float32 logits.
 
         ``C`` covers all F tables (see :meth:`lookup`).
@@ -287,7 +297,7 @@ class RankingModel(keras.Model):
                 f"{type(self).__name__} inputs lack {sorted(missing)}; got keys {sorted(inputs)}"
             )
         vectors = self.lookup(inputs["categorical"], range(self.num_tables))
-        return self.dense_forward(inputs["numerical"], vectors)
+        return self.dense_forward(inputs["numerical"], vectors, training=training)
 
     @property
     def embedding_variables(self) -> list:
@@ -322,6 +332,8 @@ class RankingModel(keras.Model):
         if any(h != 1 for h in self.hotness):  # only a model with multi-hot tables
             config["hotness"] = list(self.hotness)
             config["combiners"] = list(self.combiners)
+        if self.dropout:  # only a model trained with dropout
+            config["dropout"] = self.dropout
         if self.row_ranges:  # only a rank of a row-split job has any
             config["row_ranges"] = {str(t): list(r) for t, r in self.row_ranges.items()}
         return config

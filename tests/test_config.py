@@ -16,11 +16,11 @@ from models.config import (
     ConfigError,
     DataConfig,
     ProfilerConfig,
-    config_from_flags,
     config_path_for,
-    validate,
     write_config,
 )
+from models.config_checks import validate
+from models.flags import config_from_flags
 
 
 def _parse(*args: str) -> flags.FlagValues:

@@ -201,9 +201,8 @@ def test_readme_starts_with_the_two_commands():
 
 def test_multi_hot_synthetic_script_runs_mlperf_hotness(tmp_path):
     """The MLPerf multi-hot script: 2 ranks, its hotness and tables, flags dlrm_main accepts."""
-    from models.config import config_from_flags
     from models.data.criteo import BENCH_CARDINALITIES, MLPERF_MULTI_HOT_HOTNESS
-    from models.flags import parse
+    from models.flags import config_from_flags, parse
 
     recorder = tmp_path / "horovodrun"
     recorder.write_text('#!/bin/sh\necho "$@" > "$RECORD"\n')

@@ -40,7 +40,7 @@ def top_first_step(self, features, labels):
     top = [i for i, v in enumerate(variables) if id(v) in top_ids]
     rest = [i for i in range(len(variables)) if id(variables[i]) not in top_ids]
     with tf.GradientTape(persistent=True) as tape:
-        logits = parallel.forward(features["numerical"], features["categorical"])
+        logits = parallel.forward(features["numerical"], features["categorical"], training=True)
         loss = bce_with_logits(labels, logits)
         scaled = self.guard.scale_loss(loss)
     top_grads = self.guard.unscale(tape.gradient(scaled, [variables[i] for i in top]))

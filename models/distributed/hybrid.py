@@ -170,9 +170,7 @@ class HybridParallel:
             categorical: ``[B, C]`` int32, the ids of :attr:`input_tables`
                 (in that order, ``hotness`` columns per table) for the whole
                 global batch.
-            training: accepted for the Keras calling convention; no dense
-                part (DLRM's, DCNv2's) has a layer that behaves differently
-                in training.
+            training: a training step: the MLPs apply their dropout (if any).
 
         Returns:
             ``[b, 1]`` float32 logits. Their gradient is weighted by
@@ -180,7 +178,6 @@ class HybridParallel:
             the gradients are those of the global-batch mean loss even when
             the slices differ in size (the weight is 1 when they are equal).
         """
-        del training
         world = self.comm.size
         columns = sum(self._hotness[t] for t in self.input_tables)
         if len(categorical.shape) != 2 or categorical.shape[1] not in (None, columns):
@@ -223,7 +220,7 @@ class HybridParallel:
             if not self._identity_order:
                 embeddings = [embeddings[i] for i in self._to_table_order]
 
-        logits = self.model.dense_forward(numerical, embeddings)
+        logits = self.model.dense_forward(numerical, embeddings, training=training)
         if world == 1:
             return logits
         weight = tf.cast(world * local_rows, tf.float32) / tf.cast(rows, tf.float32)
@@ -331,6 +328,24 @@ class HybridParallel:
             [weighted, weight], average=False, name="weighted_mean_across_ranks"
         )
         return total / count
+
+    def share_from_rank0(self, value: float | None) -> float | None:
+        """Rank 0's ``value`` on every rank (None stays None); every rank calls it.
+
+        A sum over ranks of float64 values where only rank 0's is not 0.0:
+        exact, so every rank holds the very same float and takes the same
+        decision from it (early stopping, the best checkpoint).
+        """
+        if self.comm.size == 1:
+            return value
+        mine = value if self.comm.rank == 0 and value is not None else 0.0
+        present = 1.0 if self.comm.rank == 0 and value is not None else 0.0
+        total, count = self.comm.grouped_allreduce(
+            [tf.constant(mine, tf.float64), tf.constant(present, tf.float64)],
+            average=False,
+            name="share_from_rank0",
+        )
+        return float(total.numpy()) if float(count.numpy()) > 0 else None
 
     def gather_predictions(
         self, predictions: tf.Tensor, labels: tf.Tensor

@@ -32,6 +32,9 @@ class MLP(keras.layers.Layer):
         final_layer_dtype: dtype policy of the last layer only; ``"float32"``
             keeps logits in float32 under a mixed-precision policy. ``None``
             uses the layer's own policy.
+        dropout: rate of the dropout after every layer but the last (Srivastava
+            et al., 2014), active only when called with ``training=True``;
+            0 adds no layer at all.
 
     Example:
         >>> mlp = MLP((4, 1), final_activation=None)
@@ -44,10 +47,14 @@ class MLP(keras.layers.Layer):
         units: Sequence[int],
         final_activation: str | None = "relu",
         final_layer_dtype: str | None = None,
+        dropout: float = 0.0,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
         self.units = _validate_units(units)
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"MLP dropout must be in [0, 1), got {dropout}")
+        self.dropout = float(dropout)
         if final_activation not in ("relu", None):
             raise ValueError(
                 f"MLP final_activation must be 'relu' or None, got {final_activation!r}"
@@ -70,6 +77,11 @@ class MLP(keras.layers.Layer):
                     name=f"dense_{i}",
                 )
             )
+        # The last layer's output (the bottom MLP's vector, the logit) is never dropped.
+        self.dropout_layers = [
+            keras.layers.Dropout(self.dropout, name=f"dropout_{i}")
+            for i in range(len(self.units) - 1 if self.dropout else 0)
+        ]
 
     def build(self, input_shape) -> None:
         shape = tuple(input_shape)
@@ -77,10 +89,12 @@ class MLP(keras.layers.Layer):
             layer.build(shape)
             shape = (*shape[:-1], layer.units)
 
-    def call(self, inputs):
+    def call(self, inputs, training=None):
         x = inputs
-        for layer in self.dense_layers:
+        for i, layer in enumerate(self.dense_layers):
             x = layer(x)  # Keras casts x to each layer's compute dtype
+            if i < len(self.dropout_layers):
+                x = self.dropout_layers[i](x, training=training)
         return x
 
     def compute_output_shape(self, input_shape):
@@ -92,5 +106,6 @@ class MLP(keras.layers.Layer):
             units=list(self.units),
             final_activation=self.final_activation,
             final_layer_dtype=self.final_layer_dtype,
+            dropout=self.dropout,
         )
         return config

@@ -16,7 +16,8 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from models.config import Config, ConfigError, ModelConfig, validate
+from models.config import Config, ConfigError, ModelConfig
+from models.config_checks import validate
 from models.training import checkpoint as ckpt
 
 # ModelConfig field -> the flag that sets it (the same name unless listed).

@@ -20,7 +20,8 @@ class LoopHooks:
         logger: the results log.
         evaluator: evaluates the model (None with --skip_eval).
         eval_split: the evaluation split (`as_dataset()`), None with --skip_eval.
-        save: ``(step, epoch, batch) -> None`` writes a checkpoint.
+        save: ``(step, epoch, batch, best) -> None`` writes a checkpoint (the
+            kept best one when ``best``).
         progress: makes the progress of each evaluation (lines every
             ``--print_freq`` batches on rank 0).
     """
@@ -30,7 +31,7 @@ class LoopHooks:
         logger: ResultsLogger,
         evaluator: Evaluator | None,
         eval_split: Any,
-        save: Callable[[int, int, int], None],
+        save: Callable[[int, int, int, bool], None],
         progress: ProgressFactory,
     ) -> None:
         self._logger, self._evaluator = logger, evaluator
@@ -60,5 +61,5 @@ class LoopHooks:
             )
         return result
 
-    def save_checkpoint(self, step: int, epoch: int, batch: int) -> None:
-        self._save(step, epoch, batch)
+    def save_checkpoint(self, step: int, epoch: int, batch: int, best: bool = False) -> None:
+        self._save(step, epoch, batch, best)

@@ -18,6 +18,7 @@ from models.run.data import RunData
 from models.run.hooks import LoopHooks, ProgressFactory
 from models.run.xla import xla_mode
 from models.training import checkpoint as ckpt
+from models.training.early_stopping import BestSoFar
 from models.training.evaluator import Evaluator
 from models.training.inference import benchmark, replay_limit
 from models.training.loop import LoopSettings
@@ -97,29 +98,38 @@ def train(job: Job) -> dict[str, Any]:
         record_step_times=out.use_performance,
     )
 
-    def save(step: int, epoch: int, batch: int) -> None:
-        if not out.save_checkpoint_path:
+    best = best_so_far(config, state)
+
+    def save(step: int, epoch: int, batch: int, as_best: bool = False) -> None:
+        if not out.save_checkpoint_path or (as_best and not out.keep_best_checkpoint):
             return
         state.step, state.epoch, state.batch = step, epoch, batch
         state.loss_scale = step_fn.guard.scale_state()
+        kept_before = best.checkpoint
+        if as_best:
+            best.checkpoint = str(ckpt.best_checkpoint_dir(out.save_checkpoint_path))
+        state.best = best.record()
         try:
-            path = ckpt.save_checkpoint(out.save_checkpoint_path, state, comm)
+            path = ckpt.save_checkpoint(out.save_checkpoint_path, state, comm, best=as_best)
         except OSError as error:
+            best.checkpoint = kept_before
             where = f" ({error.filename})" if error.filename else ""
+            what = "best checkpoint" if as_best else "checkpoint"
             message = (
-                f"could not write the checkpoint of step {step} under "
+                f"could not write the {what} of step {step} under "
                 f"--save_checkpoint_path={out.save_checkpoint_path}: "
                 f"{error.strerror or error}{where}"
             )
             # One process keeps its trained state and tries again at the next checkpoint;
             # ranks of a job would wait for each other in the save, and the last save has
-            # no next one.
-            if comm.size > 1 or step >= settings.total_steps:
+            # no next one (a best checkpoint always has: the final one follows it).
+            last = step >= settings.total_steps or best.should_stop
+            if comm.size > 1 or (last and not as_best):
                 raise ckpt.CheckpointError(message) from error
             logging.error("%s; training continues, the next checkpoint tries again", message)
             logger.log(step, {"checkpoint_failed": message})
             return
-        logger.log(step, {"checkpoint": str(path)})
+        logger.log(step, {"best_checkpoint" if as_best else "checkpoint": str(path)})
 
     trainer = Trainer(
         step_fn,
@@ -138,6 +148,7 @@ def train(job: Job) -> dict[str, Any]:
         ),
         reduce_loss=job.parallel.mean_across_ranks,
         watchdog=step_watchdog(run, comm),
+        best=best,
     )
     result = trainer.fit(
         lambda epoch, start: train_split.as_dataset(epoch=epoch, start_batch=start),
@@ -161,9 +172,34 @@ def train(job: Job) -> dict[str, Any]:
     }
     if result.evals:
         results["auc"] = result.last_auc
-        results["best_auc"] = result.best_auc
         results["validation_loss"] = result.evals[-1][1].log_loss
+    if best.auc is not None:  # also from before a resume
+        results["best_auc"] = best.auc
+        results["best_auc_step"] = best.step
+    if best.checkpoint is not None:
+        results["best_checkpoint"] = best.checkpoint
+    if run.early_stopping_patience:
+        results["stopped_early"] = result.stopped_early
     return results
+
+
+def best_so_far(config: Config, state: ckpt.TrainingState) -> BestSoFar:
+    """The best evaluation so far: fresh, or continued from the restored checkpoint.
+
+    A resumed run also adopts the kept best checkpoint under
+    ``--save_checkpoint_path`` when it scored higher than the restored record
+    (it can be newer than the checkpoint resumed from), so a worse model never
+    replaces it.
+    """
+    best = BestSoFar(patience=config.run.early_stopping_patience)
+    out = config.output
+    if not out.restore_checkpoint_path:
+        return best
+    best.resume(state.best)
+    kept = out.save_checkpoint_path and ckpt.best_checkpoint_dir(out.save_checkpoint_path)
+    if out.keep_best_checkpoint and kept and (kept / ckpt.METADATA_FILE).is_file():
+        best.adopt_if_better(ckpt.read_metadata(kept).get("best"))
+    return best
 
 
 def step_watchdog(run: RunConfig, comm: Communicator) -> StepWatchdog | None:
@@ -223,8 +259,19 @@ def inference(job: Job) -> dict[str, Any]:
     return result.as_dict()
 
 
-def export(model: RankingModel, path: str, comm: Communicator) -> None:
-    """Writes the SavedModel (one process only: each rank holds only its own tables)."""
+def export(
+    model: RankingModel,
+    path: str,
+    parallel: HybridParallel,
+    weights_from: str | None = None,
+) -> None:
+    """Writes the SavedModel (one process only: each rank holds only its own tables).
+
+    Args:
+        weights_from: a checkpoint whose weights are exported instead of the
+            model's current ones (a training run's kept best checkpoint).
+    """
+    comm = parallel.comm
     if comm.size > 1:
         # Each rank holds only its own tables' trained values.
         logging.warning(
@@ -233,5 +280,10 @@ def export(model: RankingModel, path: str, comm: Communicator) -> None:
             comm.size,
         )
         return
+    if weights_from is not None:
+        state = ckpt.TrainingState(model, parallel.owned_tables, row_ranges=parallel.row_ranges)
+        ckpt.restore_checkpoint(weights_from, state, comm)
     export_saved_model(model, path)
-    logging.info("exported SavedModel to %s", path)
+    logging.info(
+        "exported SavedModel to %s%s", path, f" (weights of {weights_from})" if weights_from else ""
+    )

@@ -4,8 +4,10 @@ Every rank predicts its data-parallel slice of each batch; logits and labels
 of each batch are gathered (in global row order) inside the same compiled
 function, and rank 0 copies them to the host (one batch late, so that an
 asynchronous device is not left idle). At the end rank 0 computes the exact
-(sort-based, not thresholded) ROC AUC and the log loss of the whole split;
-other ranks get a result without metrics.
+(sort-based, not thresholded) ROC AUC and the log loss of the whole split,
+and shares the AUC with the other ranks (one scalar collective), so that every
+rank decides alike on it (early stopping, the best checkpoint); other ranks
+get no log loss and no sample count.
 
 A `models.training.progress.Progress` given to `evaluate` reports batches
 done, samples/s and time left every ``--print_freq`` batches on rank 0; it
@@ -42,13 +44,15 @@ class Parallel(Protocol):
         self, predictions: tf.Tensor, labels: tf.Tensor
     ) -> tuple[tf.Tensor, tf.Tensor]: ...
 
+    def share_from_rank0(self, value: float | None) -> float | None: ...
+
 
 @dataclasses.dataclass(frozen=True)
 class EvalResult:
-    """Metrics of one evaluation; `auc`/`log_loss` are None (`samples` 0) off rank 0.
+    """Metrics of one evaluation; `log_loss` is None (`samples` 0) off rank 0.
 
-    `auc` is also None when the evaluated labels are all of one class (the AUC
-    is undefined there); the log loss is still reported.
+    `auc` is rank 0's on every rank; None when the evaluated labels are all
+    of one class (the AUC is undefined there; the log loss is still reported).
     """
 
     auc: float | None
@@ -73,6 +77,7 @@ class Evaluator:
     def __init__(self, parallel: Parallel, is_chief: bool, max_batches: int = -1) -> None:
         self._is_chief = is_chief
         self._max_batches = max_batches
+        self._share = parallel.share_from_rank0
 
         # One trace per batch shape: the short last batch adds one more.
         @tf.function(reduce_retracing=True)
@@ -130,7 +135,7 @@ class Evaluator:
                 keep(pending)
         seconds = time.perf_counter() - start
         if not self._is_chief:
-            return EvalResult(None, None, 0, seconds)
+            return EvalResult(self._share(None), None, 0, seconds)
         if not labels:
             raise ValueError("the evaluation split produced no batches")
         all_logits, all_y = np.concatenate(logits), np.concatenate(labels)
@@ -146,9 +151,6 @@ class Evaluator:
                 positives,
                 all_y.size,
             )
-        return EvalResult(
-            auc=auc,
-            log_loss=float(auc_metrics.log_loss_from_logits(all_y, all_logits)),
-            samples=int(all_y.size),
-            seconds=seconds,
-        )
+        log_loss = float(auc_metrics.log_loss_from_logits(all_y, all_logits))
+        auc = self._share(auc)
+        return EvalResult(auc=auc, log_loss=log_loss, samples=int(all_y.size), seconds=seconds)

@@ -64,6 +64,7 @@ class TrainResult:
     mean_step_time_ms: float = 0.0
     final_loss: float | None = None
     skipped_steps: int = 0  # non-finite steps not applied (models.training.nonfinite)
+    stopped_early: bool = False  # the early-stopping patience ran out
     evals: list[tuple[int, EvalResult]] = dataclasses.field(default_factory=list)
     step_times_s: list[float] = dataclasses.field(default_factory=list)
 
@@ -86,7 +87,9 @@ class Hooks(Protocol):
         """Evaluates the model after ``step``; calls ``alive()`` after each batch."""
         ...
 
-    def save_checkpoint(self, step: int, epoch: int, batch: int) -> None: ...
+    def save_checkpoint(self, step: int, epoch: int, batch: int, best: bool = False) -> None:
+        """Checkpoints the state after ``step``; ``best``: as the kept best checkpoint."""
+        ...
 
 
 class Watchdog(Protocol):

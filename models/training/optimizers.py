@@ -11,6 +11,22 @@ unchanged (as TensorFlow's LazyAdam), which is the usual choice for
 embeddings; their formulas otherwise match Keras' (``epsilon`` placement,
 bias correction folded into the rate), so touched rows equal dense Keras on
 a first step. Duplicate ids of a batch are summed before the update.
+
+Regularisation (both off by default):
+
+- ``embedding_l2`` (``--embedding_l2``) is lazy L2 on the rows a batch looks
+  up: each distinct row of the step's gradient gets ``l2 * row`` added to its
+  (summed) gradient before the update, once per step whatever its count in the
+  batch, i.e. the gradient of ``l2 / 2 * sum ||row||^2`` over those rows. A
+  dense L2 over whole tables would touch every row at every step (O(table),
+  what the row-sparse optimizers exist to avoid) and shrink rows the data no
+  longer sees; this is the mini-batch-aware form (Zhou et al., 2018, DIN)
+  without its frequency weighting. It goes through the optimizer like the
+  data gradient (moments, accumulators), as L2 in a loss would.
+- ``dense_weight_decay`` (``--dense_weight_decay``) is decoupled weight decay
+  of the MLP kernels (Loshchilov & Hutter, 2019, AdamW): Keras' optimizers
+  shrink each kernel by ``lr * wd`` after the update, outside the adaptive
+  scaling, which an L2 gradient would go through; biases are not decayed.
 """
 
 from __future__ import annotations
@@ -66,13 +82,20 @@ class SparseOptimizer(tf.Module, abc.ABC):
     Args:
         learning_rate: a float or a schedule called with the number of updates
             already applied (as Keras optimizers do).
+        l2: lazy L2 on the rows of each step's gradient (see the module
+            docstring); 0 for none.
     """
 
     slot_initial_values: dict[str, float] = {}
 
-    def __init__(self, learning_rate: LearningRate, name: str | None = None) -> None:
+    def __init__(
+        self, learning_rate: LearningRate, name: str | None = None, l2: float = 0.0
+    ) -> None:
         super().__init__(name=name)
+        if l2 < 0:
+            raise ValueError(f"embedding L2 must be >= 0, got {l2}")
         self.learning_rate = learning_rate
+        self.l2 = float(l2)
         self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False, name="iterations")
         self._slots: dict[str, dict[str, tf.Variable]] = {}
 
@@ -129,8 +152,13 @@ class SparseOptimizer(tf.Module, abc.ABC):
                 )
             table = backing_variable(variable)
             values = tf.cast(grad.values, table.dtype)
+            indices = grad.indices
+            if self.l2:
+                # Once per distinct row, so a row's penalty does not grow with its count.
+                indices, values = self._sum_duplicates(indices, values)
+                values += self.l2 * tf.gather(table, indices)
             slots = self._slots[_variable_key(variable)]
-            updates.append(_RowUpdate(table, slots, grad.indices, values))
+            updates.append(_RowUpdate(table, slots, indices, values))
         self._apply_updates(updates, lr, step)
         self.iterations.assign_add(1)
 
@@ -177,9 +205,13 @@ class SparseSGD(SparseOptimizer):
     """
 
     def __init__(
-        self, learning_rate: LearningRate, name: str | None = None, jit_compile: bool = False
+        self,
+        learning_rate: LearningRate,
+        name: str | None = None,
+        jit_compile: bool = False,
+        l2: float = 0.0,
     ) -> None:
-        super().__init__(learning_rate, name=name)
+        super().__init__(learning_rate, name=name, l2=l2)
         self.jit_compile = jit_compile
         # One compiled function per list of tables (traced once per batch size).
         self._compiled: dict[tuple[int, ...], Callable] = {}
@@ -224,8 +256,9 @@ class SparseAdam(SparseOptimizer):
         beta_2: float = 0.999,
         epsilon: float = 1e-7,
         name: str | None = None,
+        l2: float = 0.0,
     ) -> None:
-        super().__init__(learning_rate, name=name)
+        super().__init__(learning_rate, name=name, l2=l2)
         self.beta_1, self.beta_2, self.epsilon = beta_1, beta_2, epsilon
 
     def _update_rows(self, table, slots, indices, values, lr, step) -> None:
@@ -247,8 +280,9 @@ class SparseAdagrad(SparseOptimizer):
         initial_accumulator_value: float = 0.1,
         epsilon: float = 1e-7,
         name: str | None = None,
+        l2: float = 0.0,
     ) -> None:
-        super().__init__(learning_rate, name=name)
+        super().__init__(learning_rate, name=name, l2=l2)
         self.slot_initial_values = {"accumulator": float(initial_accumulator_value)}
         self.epsilon = epsilon
 
@@ -260,7 +294,11 @@ class SparseAdagrad(SparseOptimizer):
 
 
 def make_optimizers(
-    name: str, lr_schedule: LearningRate, jit_embedding_update: bool = False
+    name: str,
+    lr_schedule: LearningRate,
+    jit_embedding_update: bool = False,
+    embedding_l2: float = 0.0,
+    dense_weight_decay: float = 0.0,
 ) -> tuple[keras.optimizers.Optimizer, SparseOptimizer]:
     """The dense Keras optimizer and the embedding optimizer of one kind.
 
@@ -275,13 +313,27 @@ def make_optimizers(
             ``tf.unique``, whose output size XLA cannot compile, and ignore it
             (a static-shape variant summing by sort compiled, but a step was
             no faster with it).
+        embedding_l2: lazy L2 of the looked-up rows (module docstring); 0: none.
+        dense_weight_decay: decoupled weight decay of the MLP kernels; 0: none.
     """
+    dense_classes = {
+        "sgd": keras.optimizers.SGD,
+        "adam": keras.optimizers.Adam,
+        "adagrad": keras.optimizers.Adagrad,
+    }
+    if name not in dense_classes:
+        raise ValueError(f"--optimizer must be one of {OPTIMIZER_NAMES}, got {name!r}")
+    if dense_weight_decay < 0:
+        raise ValueError(f"dense weight decay must be >= 0, got {dense_weight_decay}")
+    dense = dense_classes[name](learning_rate=lr_schedule, weight_decay=dense_weight_decay or None)
+    if dense_weight_decay:
+        dense.exclude_from_weight_decay(var_names=["bias"])
     if name == "sgd":
-        return keras.optimizers.SGD(learning_rate=lr_schedule), SparseSGD(
-            lr_schedule, jit_compile=jit_embedding_update
+        sparse: SparseOptimizer = SparseSGD(
+            lr_schedule, jit_compile=jit_embedding_update, l2=embedding_l2
         )
-    if name == "adam":
-        return keras.optimizers.Adam(learning_rate=lr_schedule), SparseAdam(lr_schedule)
-    if name == "adagrad":
-        return keras.optimizers.Adagrad(learning_rate=lr_schedule), SparseAdagrad(lr_schedule)
-    raise ValueError(f"--optimizer must be one of {OPTIMIZER_NAMES}, got {name!r}")
+    elif name == "adam":
+        sparse = SparseAdam(lr_schedule, l2=embedding_l2)
+    else:
+        sparse = SparseAdagrad(lr_schedule, l2=embedding_l2)
+    return dense, sparse

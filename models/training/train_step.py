@@ -22,7 +22,9 @@ Features = dict[str, tf.Tensor]
 class Parallel(Protocol):
     """What the train step needs from `models.distributed.HybridParallel`."""
 
-    def forward(self, numerical: tf.Tensor, categorical: tf.Tensor) -> tf.Tensor: ...
+    def forward(
+        self, numerical: tf.Tensor, categorical: tf.Tensor, training: bool = False
+    ) -> tf.Tensor: ...
 
     def reduce_gradients(
         self, embedding_grads: Sequence[Any], dense_grads: Sequence[Any]
@@ -86,7 +88,9 @@ class TrainStep:
     def _step(self, features: Features, labels: tf.Tensor) -> tf.Tensor:
         variables = self._dense_variables + self._embedding_variables
         with tf.GradientTape() as tape:
-            logits = self._parallel.forward(features["numerical"], features["categorical"])
+            logits = self._parallel.forward(
+                features["numerical"], features["categorical"], training=True
+            )
             loss = bce_with_logits(labels, logits)
             # Scaling keeps small float16 gradients of the dense part from flushing to 0.
             scaled = self.guard.scale_loss(loss)

@@ -9,6 +9,11 @@ a beat after every step and after every evaluation batch (the `alive`
 callback `Hooks.evaluate` receives); it is suspended during checkpoints.
 The step itself is `models.training.train_step.TrainStep`; the loop's
 settings, hooks and result are in `models.training.loop`.
+
+With a `BestSoFar`, every evaluation is compared with the best so far: a new
+best is checkpointed as the kept best one (`Hooks.save_checkpoint(...,
+best=True)`), and the run stops after ``patience`` evaluations in a row
+without improvement (early stopping; the final checkpoint is still written).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import tensorflow as tf
 
+from models.training.early_stopping import BestSoFar
 from models.training.loop import Hooks, LoopSettings, NoWatchdog, TrainResult, Watchdog
 from models.training.nonfinite import StepGuard
 from models.training.profiler import ProfilerWindow
@@ -60,6 +66,10 @@ class Trainer:
         guard: the step's record of non-finite steps, checked wherever the
             loop waits for the device (progress, evaluation, checkpoint, end),
             always before a checkpoint; default: ``step_fn.guard`` if any.
+        best: the best evaluation so far and the early-stopping patience
+            (updated in place; none when omitted: no best checkpoint, no
+            early stop). Its decisions are collective (a checkpoint, the end
+            of the loop): it must see the same AUC on every rank.
     """
 
     def __init__(
@@ -72,6 +82,7 @@ class Trainer:
         reduce_loss: Callable[[tf.Tensor, int], tf.Tensor] | None = None,
         watchdog: Watchdog | None = None,
         guard: StepGuard | None = None,
+        best: BestSoFar | None = None,
     ) -> None:
         self._step_fn = step_fn
         self._reduce_loss = reduce_loss or (lambda loss, rows: loss)
@@ -81,6 +92,7 @@ class Trainer:
         self._profiler = profiler or ProfilerWindow(False, 0, 0, "")
         self._watchdog = watchdog or NoWatchdog()
         self._guard = guard or getattr(step_fn, "guard", None)
+        self._best = best
 
     def _watching(self, watch: str) -> contextlib.AbstractContextManager[None]:
         if watch == "step":
@@ -181,9 +193,33 @@ class Trainer:
             self._hooks.progress(step, metrics)
             printed_at = (clock.steps, clock.samples, clock.seconds)
 
+        def evaluated(
+            step: int, evaluation: EvalResult, position: tuple[int, int], training: bool = True
+        ) -> bool:
+            """Records an evaluation; keeps a new best checkpoint; True: stop early.
+
+            ``training``: the loop is running (its clock is paused around the
+            save); False after the loop, when the clock is already stopped.
+            """
+            result.evals.append((step, evaluation))
+            if self._best is None:
+                return False
+            if self._best.observe(step, evaluation.auc):
+
+                def save() -> None:
+                    self._hooks.save_checkpoint(step, *position, best=True)
+
+                if training:
+                    paused(save, "none")
+                else:
+                    with self._watching("none"):
+                        save()
+            result.stopped_early = self._best.should_stop
+            return result.stopped_early
+
         step = start_step
         for epoch in range(start_epoch, s.epochs):
-            if 0 <= s.max_steps <= step:
+            if 0 <= s.max_steps <= step or result.stopped_early:
                 break
             first = start_batch if epoch == start_epoch else 0
             clock.resume()
@@ -208,11 +244,11 @@ class Trainer:
                 if step % s.print_freq == 0:
                     paused(lambda step=step, epoch=epoch: progress(step, epoch))
                 stop = 0 <= s.max_steps <= step
+                position = (epoch, batch + 1) if batch + 1 < s.steps_per_epoch else (epoch + 1, 0)
                 if batch in eval_points or (stop and eval_points):
                     evaluation = paused(self._evaluate_after(step), "evaluation")
-                    result.evals.append((step, evaluation))
+                    stop = evaluated(step, evaluation, position) or stop
                     last_eval_step = step
-                position = (epoch, batch + 1) if batch + 1 < s.steps_per_epoch else (epoch + 1, 0)
                 if s.checkpoint_every_n_steps and step % s.checkpoint_every_n_steps == 0:
                     paused(
                         lambda step=step, p=position: self._hooks.save_checkpoint(step, *p), "none"
@@ -229,7 +265,8 @@ class Trainer:
             result.final_loss = float(self._reduce_loss(loss, rows))
         if eval_points and step > last_eval_step:
             with self._watching("evaluation"):
-                result.evals.append((step, self._evaluate_after(step)()))
+                evaluation = self._evaluate_after(step)()
+            evaluated(step, evaluation, position, training=False)
         if step > last_ckpt_step:
             with self._watching("none"):
                 self._hooks.save_checkpoint(step, *position)

@@ -316,3 +316,29 @@ def test_embedding_row_range_holds_the_whole_tables_rows(monkeypatch):
         EmbeddingTable(11, 3, row_start=5, row_end=5)
     with pytest.raises(ValueError, match=r"rows \[0, 12\)"):
         EmbeddingTable(11, 3, row_end=12)
+
+
+def test_mlp_dropout_acts_between_layers_in_training_only():
+    keras.utils.set_random_seed(3)
+    plain = MLP((64, 64, 1), final_activation=None)
+    dropped = MLP((64, 64, 1), final_activation=None, dropout=0.5)
+    x = tf.constant(np.random.default_rng(0).normal(size=(256, 8)), tf.float32)
+    plain.build(x.shape)
+    dropped.build(x.shape)
+    for source, target in zip(plain.dense_layers, dropped.dense_layers, strict=True):
+        target.set_weights(source.get_weights())
+    # Inference: the same function; no dropout layer after the last (logit) layer.
+    np.testing.assert_array_equal(dropped(x).numpy(), plain(x).numpy())
+    assert len(dropped.dropout_layers) == 2
+    # Training: half of each hidden activation dropped, survivors scaled by 2.
+    hidden = dropped.dense_layers[0](x).numpy()
+    kept = dropped.dropout_layers[0](hidden, training=True).numpy()
+    active = hidden > 0
+    zeroed = (kept[active] == 0).mean()
+    assert 0.4 < zeroed < 0.6
+    survivors = kept[active] != 0
+    np.testing.assert_allclose(kept[active][survivors], 2 * hidden[active][survivors], rtol=1e-6)
+    assert not np.allclose(dropped(x, training=True).numpy(), plain(x).numpy())
+    assert MLP.from_config(dropped.get_config()).dropout == 0.5
+    with pytest.raises(ValueError, match=r"MLP dropout must be in \[0, 1\), got 1.0"):
+        MLP((4, 1), dropout=1.0)

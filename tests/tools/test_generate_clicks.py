@@ -69,3 +69,25 @@ def test_without_tags_the_column_and_its_schema_entry_are_left_out(tmp_path):
 def test_bad_arguments_are_one_line(tmp_path, capsys):
     assert main(["--output", str(tmp_path / "x.csv"), "--num_rows", "0"]) == 1
     assert capsys.readouterr().err.strip() == "error: --num_rows must be >= 1, got 0"
+
+
+def test_default_output_is_pinned_and_crosses_change_only_the_labels(tmp_path, capsys):
+    import hashlib
+
+    plain, crossed = tmp_path / "plain.csv", tmp_path / "crossed.csv"
+    assert (
+        main(["--output", str(plain), "--num_rows", "500", "--seed", "4", "--max_tags", "3"]) == 0
+    )
+    assert hashlib.sha256(plain.read_bytes()).hexdigest() == (
+        "9a1da62f03fc3deb220db4085e894e491178f3da193040cd7ccc5f0ec4ea5253"
+    )
+    capsys.readouterr()
+    args = ["--output", str(crossed), "--num_rows", "500", "--seed", "4", "--max_tags", "3"]
+    args += ["--crosses", "2"]
+    assert main(args) == 0
+    assert "true AUC (true click probability against the drawn labels, 2 cross(es))" in (
+        capsys.readouterr().out
+    )
+    rows = [list(csv.reader(p.open(newline="", encoding="utf-8")))[1:] for p in (plain, crossed)]
+    assert [r[1:] for r in rows[0]] == [r[1:] for r in rows[1]]
+    assert [r[0] for r in rows[0]] != [r[0] for r in rows[1]]

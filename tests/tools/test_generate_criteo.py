@@ -7,9 +7,14 @@ from sklearn.metrics import roc_auc_score
 from preproc.parse import parse_block
 from tools.generate_criteo import (
     CRITEO_CARDINALITIES,
+    CROSS_PAIRS,
+    CROSS_WEIGHT,
+    SIGNAL_TABLES,
     cardinalities,
     click_logit,
+    cross_effect,
     day_rows,
+    effect,
     format_rows,
     generate,
     main,
@@ -98,3 +103,49 @@ def test_more_days_than_rows_is_refused(tmp_path, capsys):
     assert main(["--output_dir", str(tmp_path), "--num_rows", "3", "--num_days", "5"]) != 0
     assert "3 rows cannot fill 5 day files" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_default_output_is_pinned_byte_for_byte(tmp_path):
+    """The quick start's data (and its AUC) must not move when options are added."""
+    import hashlib
+
+    paths = generate(str(tmp_path), 3000, 2, seed=5)
+    digests = [hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in paths]
+    assert digests == [
+        "0d0cd1f9ee345647f0729effeeeb79202718b3e05348ae2682867dba1fc46c0f",
+        "800b5c706ef553e6243085485cfbdc5223ad665da04e8270bed8e1f707f8f89f",
+    ]
+
+
+def test_crosses_multiply_per_value_factors_into_the_logit(tmp_path):
+    (path,) = generate(str(tmp_path / "plain"), 20_000, 0, seed=3)
+    aucs = {}
+    (crossed,) = generate(str(tmp_path / "crossed"), 20_000, 0, seed=3, crosses=2, true_auc=aucs)
+    plain, block = parse_all([path, crossed])
+    # Same rows, other labels: the crosses draw nothing from the stream.
+    np.testing.assert_array_equal(plain.categorical, block.categorical)
+    assert (plain.labels != block.labels).any()
+    args = (block.integers, block.integer_missing, block.categorical, block.categorical_missing)
+    expected = click_logit(*args)
+    for a, b in CROSS_PAIRS[:2]:
+        factor = effect(block.categorical[:, a]) * cross_effect(block.categorical[:, b])
+        missing = block.categorical_missing[:, a] | block.categorical_missing[:, b]
+        expected = expected + CROSS_WEIGHT * np.where(missing, 0.0, factor)
+    np.testing.assert_allclose(click_logit(*args, crosses=2), expected)
+    # The reported ceiling is the AUC of that logit; the model without crosses scores less.
+    assert abs(aucs["all"] - roc_auc_score(block.labels, expected)) < 1e-4  # float32 logits
+    assert roc_auc_score(block.labels, expected) > roc_auc_score(block.labels, click_logit(*args))
+    # Pairs 0 and 1 join tables without a main effect: their ids alone tell nothing.
+    assert not {a for pair in CROSS_PAIRS[:2] for a in pair} & set(SIGNAL_TABLES)
+
+
+def test_cli_prints_the_true_auc_and_refuses_unknown_crosses(tmp_path, capsys):
+    out = str(tmp_path / "d")
+    assert (
+        main(["--output_dir", out, "--num_rows", "2000", "--num_days", "0", "--crosses", "1"]) == 0
+    )
+    printed = capsys.readouterr().out
+    assert "true AUC (true click probability against the drawn labels, 1 cross(es)): 0." in printed
+    assert "over the last 20%" in printed
+    assert main(["--output_dir", out, "--num_rows", "10", "--crosses", "9"]) == 1
+    assert "--crosses must be in 0..4, got 9" in capsys.readouterr().err

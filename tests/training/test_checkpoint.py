@@ -16,7 +16,9 @@ from models.dlrm import DLRM
 from models.training.checkpoint import (
     CheckpointError,
     TrainingState,
+    best_checkpoint_dir,
     list_checkpoints,
+    read_metadata,
     restore_checkpoint,
     save_checkpoint,
 )
@@ -654,3 +656,46 @@ def test_the_dynamic_loss_scale_is_saved_and_restored(tmp_path: Path) -> None:
     meta_file.write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match=r"checkpoint\.json: loss_scale .* finite positive"):
         restore_checkpoint(tmp_path / "scaled", resumed, LocalComm())
+
+
+def test_the_best_checkpoint_is_kept_beside_the_latest_and_never_pruned(tmp_path: Path) -> None:
+    state = make_state()
+    randomize(state, seed=5)
+    state.step = 2
+    state.best = {"auc": 0.7, "step": 2, "evals_without_improvement": 0, "checkpoint": "b"}
+    best = save_checkpoint(tmp_path, state, LocalComm(), keep=1, best=True)
+    assert best == tmp_path / "best" == best_checkpoint_dir(tmp_path)
+    expected = snapshot(state)
+    randomize(state, seed=6)  # trained on: later checkpoints hold other weights
+    for step in (3, 4, 5):
+        state.step = step
+        state.best = {**state.best, "evals_without_improvement": step - 2}
+        save_checkpoint(tmp_path, state, LocalComm(), keep=1)
+    assert [step for step, _ in list_checkpoints(tmp_path)] == [5]  # latest: ckpt-5
+    restored = make_state(seed=9)
+    info = restore_checkpoint(tmp_path / "best", restored, LocalComm())
+    assert info.step == 2 and info.path == best
+    assert_same(snapshot(restored), expected)
+    assert restored.best == {
+        "auc": 0.7,
+        "step": 2,
+        "evals_without_improvement": 0,
+        "checkpoint": "b",
+    }
+    # The latest records the best so far and the patience count, for a resume.
+    latest = make_state(seed=9)
+    restore_checkpoint(tmp_path, latest, LocalComm())
+    assert latest.best["evals_without_improvement"] == 3 and latest.step == 5
+    # A new best replaces the old one atomically.
+    state.step = 6
+    save_checkpoint(tmp_path, state, LocalComm(), best=True)
+    assert read_metadata(tmp_path / "best")["step"] == 6
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best", "ckpt-000000005"]
+
+
+def test_asking_for_a_best_checkpoint_that_was_not_kept_says_how_to_keep_one(
+    tmp_path: Path,
+) -> None:
+    save_checkpoint(tmp_path, make_state(), LocalComm())
+    with pytest.raises(CheckpointError, match=r"best does not exist: .*--keep_best_checkpoint"):
+        restore_checkpoint(tmp_path / "best", make_state(), LocalComm())

@@ -25,6 +25,12 @@ class _LogitParallel:
     def gather_predictions(self, predictions, labels):
         return tf.reshape(predictions, [-1, 1]), tf.reshape(labels, [-1, 1])
 
+    rank0_auc = None  # what the collective returns on another rank; None: one process
+
+    def share_from_rank0(self, value):
+        self.offered = value
+        return value if self.rank0_auc is None else self.rank0_auc
+
 
 def _batches(logits: np.ndarray, labels: np.ndarray, batch: int):
     for start in range(0, len(labels), batch):
@@ -63,10 +69,16 @@ def test_max_batches_limits_the_evaluation() -> None:
     assert result.auc == pytest.approx(roc_auc_score(labels[:200], p), abs=1e-6)
 
 
-def test_only_rank_0_computes_metrics() -> None:
+def test_only_rank_0_computes_metrics_and_shares_its_auc() -> None:
     logits, labels = _data(200)
-    result = Evaluator(_LogitParallel(), is_chief=False).evaluate(_batches(logits, labels, 64))
-    assert result.auc is None and result.log_loss is None
+    parallel = _LogitParallel()
+    chief = Evaluator(parallel, is_chief=True).evaluate(_batches(logits, labels, 64))
+    assert parallel.offered == chief.auc is not None  # rank 0 offers its AUC
+    parallel.rank0_auc = chief.auc
+    result = Evaluator(parallel, is_chief=False).evaluate(_batches(logits, labels, 64))
+    # Another rank offers nothing and gets rank 0's AUC; no other metric.
+    assert parallel.offered is None
+    assert result.auc == chief.auc and result.log_loss is None and result.samples == 0
 
 
 @pytest.mark.parametrize("is_chief", [True, False])

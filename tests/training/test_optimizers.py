@@ -33,14 +33,18 @@ def _summed(ids, values):
     return out
 
 
-def _numpy_reference(kind, table, grads, lr):
-    """Lazy updates on a float64 copy: returns the table and the slots."""
+def _numpy_reference(kind, table, grads, lr, l2=0.0):
+    """Lazy updates on a float64 copy: returns the table and the slots.
+
+    ``l2``: lazy L2, ``l2 * row`` added once to each distinct row's summed gradient.
+    """
     table = table.astype(np.float64).copy()
     m = np.zeros_like(table)
     v = np.zeros_like(table)
     acc = np.full_like(table, 0.1)
     for t, (ids, values) in enumerate(zip(STEPS, grads, strict=True), start=1):
         for row, g in _summed(ids, values).items():
+            g = g + l2 * table[row]
             if kind == "sgd":
                 table[row] -= lr * g
             elif kind == "adam":
@@ -54,11 +58,11 @@ def _numpy_reference(kind, table, grads, lr):
     return table, {"sgd": {}, "adam": {"m": m, "v": v}, "adagrad": {"accumulator": acc}}[kind]
 
 
-def _make(kind, lr, jit_compile=False):
+def _make(kind, lr, jit_compile=False, l2=0.0):
     if kind == "sgd":
-        return SparseSGD(lr, jit_compile=jit_compile)
+        return SparseSGD(lr, jit_compile=jit_compile, l2=l2)
     assert not jit_compile, "only the SGD update is compiled"
-    return {"adam": SparseAdam, "adagrad": SparseAdagrad}[kind](lr)
+    return {"adam": SparseAdam, "adagrad": SparseAdagrad}[kind](lr, l2=l2)
 
 
 # (kind, jit_compile): every optimizer uncompiled, and SGD's compiled update.
@@ -66,16 +70,17 @@ KINDS = [("sgd", False), ("adam", False), ("adagrad", False), ("sgd", True)]
 
 
 @pytest.mark.parametrize(("kind", "jit_compile"), KINDS)
-@pytest.mark.parametrize("use_tf_function", [False, True])
+@pytest.mark.parametrize(("use_tf_function", "l2"), [(False, 0.0), (True, 0.0), (True, 0.3)])
 def test_touched_rows_match_numpy_and_untouched_rows_and_slots_do_not_move(
-    kind, use_tf_function, jit_compile
+    kind, use_tf_function, l2, jit_compile
 ):
+    """The updates, with and without lazy L2 (which must leave untouched rows alone too)."""
     keras.utils.set_random_seed(0)
     layer = EmbeddingTable(ROWS, DIM, name="table")
     variable = layer.embeddings  # a Keras variable, as the model hands it over
     before = variable.numpy().copy()
     grads = _gradients()
-    optimizer = _make(kind, 0.05, jit_compile)
+    optimizer = _make(kind, 0.05, jit_compile, l2)
 
     def step(ids, values):
         slices = tf.IndexedSlices(values, ids, dense_shape=tf.constant([ROWS, DIM]))
@@ -85,7 +90,10 @@ def test_touched_rows_match_numpy_and_untouched_rows_and_slots_do_not_move(
     for ids, values in zip(STEPS, grads, strict=True):
         run(tf.constant(ids, tf.int32), tf.constant(values))
 
-    want_table, want_slots = _numpy_reference(kind, before, grads, 0.05)
+    want_table, want_slots = _numpy_reference(kind, before, grads, 0.05, l2)
+    if l2:  # the penalty changes the result: the reference is not met by accident
+        without, _ = _numpy_reference(kind, before, grads, 0.05)
+        assert not np.allclose(without[TOUCHED], want_table[TOUCHED], rtol=1e-4)
     after = variable.numpy()
     untouched = np.setdiff1d(np.arange(ROWS), TOUCHED)
     np.testing.assert_array_equal(after[untouched], before[untouched])
@@ -297,3 +305,30 @@ def test_compiled_sgd_update_takes_only_fixed_size_updates():
     assert compiled_tables == (id(fixed_table),)
     np.testing.assert_allclose(fixed_table.numpy()[:3, 0], [-2.5, -1.0, -0.5])
     np.testing.assert_allclose(varying_table.numpy()[3:6, 0], [-1.0, -0.5, -0.5])
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam", "adagrad"])
+def test_dense_weight_decay_is_decoupled_and_spares_biases(name):
+    """Kernels shrink by lr * wd besides the update; biases get the update only."""
+    keras.utils.set_random_seed(2)
+    plain, _ = make_optimizers(name, 0.1)
+    decayed, _ = make_optimizers(name, 0.1, dense_weight_decay=0.5)
+    results = []
+    for optimizer in (plain, decayed):
+        keras.utils.set_random_seed(2)
+        layer = keras.layers.Dense(3)
+        layer.build((None, 4))
+        kernel_before = layer.kernel.numpy().copy()
+        grads = [tf.ones_like(layer.kernel), tf.ones_like(layer.bias)]
+        optimizer.apply_gradients(zip(grads, [layer.kernel, layer.bias], strict=True))
+        results.append((kernel_before, layer.kernel.numpy(), layer.bias.numpy()))
+    (before, kernel, bias), (_, kernel_wd, bias_wd) = results
+    np.testing.assert_allclose(kernel_wd, kernel - 0.1 * 0.5 * before, rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(bias_wd, bias)
+
+
+def test_regularisation_strengths_are_checked():
+    with pytest.raises(ValueError, match="embedding L2 must be >= 0, got -1"):
+        make_optimizers("adam", 0.1, embedding_l2=-1.0)
+    with pytest.raises(ValueError, match=r"dense weight decay must be >= 0, got -0\.5"):
+        make_optimizers("adam", 0.1, dense_weight_decay=-0.5)

@@ -11,6 +11,7 @@ import pytest
 import tensorflow as tf
 
 from models.dlrm import DLRM
+from models.training.early_stopping import BestSoFar
 from models.training.loop import LoopSettings
 from models.training.profiler import ProfilerWindow
 from models.training.train_step import TrainStep, bce_with_logits
@@ -25,8 +26,8 @@ class _SingleProcess:
     def __init__(self, model: DLRM) -> None:
         self.model = model
 
-    def forward(self, numerical, categorical):
-        return self.model({"numerical": numerical, "categorical": categorical})
+    def forward(self, numerical, categorical, training=False):
+        return self.model({"numerical": numerical, "categorical": categorical}, training=training)
 
     def reduce_gradients(self, embedding_grads, dense_grads):
         return list(embedding_grads), list(dense_grads)
@@ -105,10 +106,12 @@ def test_eval_points_are_evenly_spaced_and_include_the_epoch_end() -> None:
 
 
 class _RecordingHooks:
-    def __init__(self) -> None:
+    def __init__(self, aucs: dict[int, float] | None = None) -> None:
         self.progress_steps: list[int] = []
         self.eval_steps: list[int] = []
         self.checkpoints: list[tuple[int, int, int]] = []
+        self.best_checkpoints: list[tuple[int, int, int]] = []
+        self.aucs = aucs  # step -> AUC of a scripted run
 
     def progress(self, step: int, metrics: dict[str, float]) -> None:
         assert {"loss", "learning_rate", "epoch"} <= set(metrics)
@@ -117,10 +120,11 @@ class _RecordingHooks:
 
     def evaluate(self, step: int, alive) -> types.SimpleNamespace:
         self.eval_steps.append(step)
-        return types.SimpleNamespace(auc=0.5 + step / 1000, log_loss=0.6)
+        auc = 0.5 + step / 1000 if self.aucs is None else self.aucs[step]
+        return types.SimpleNamespace(auc=auc, log_loss=0.6)
 
-    def save_checkpoint(self, step: int, epoch: int, batch: int) -> None:
-        self.checkpoints.append((step, epoch, batch))
+    def save_checkpoint(self, step: int, epoch: int, batch: int, best: bool = False) -> None:
+        (self.best_checkpoints if best else self.checkpoints).append((step, epoch, batch))
 
 
 def _fake_batches(seen: list[tuple[int, int]], steps_per_epoch: int):
@@ -132,13 +136,14 @@ def _fake_batches(seen: list[tuple[int, int]], steps_per_epoch: int):
     return batches
 
 
-def _run(settings: LoopSettings, **position):
-    hooks, seen = _RecordingHooks(), []
+def _run(settings: LoopSettings, aucs=None, best=None, **position):
+    hooks, seen = _RecordingHooks(aucs), []
     trainer = Trainer(
         lambda features, labels: tf.reduce_sum(features["x"]),
         settings,
         hooks,
         learning_rate=lambda step: 0.1,
+        best=best,
     )
     result = trainer.fit(_fake_batches(seen, settings.steps_per_epoch), **position)
     return result, hooks, seen
@@ -247,3 +252,60 @@ def test_throughput_counts_a_short_last_batch_with_its_real_rows() -> None:
     result = trainer.fit(batches)
     assert result.measured_steps == 6 and result.train_seconds > 0
     assert result.samples_per_second * result.train_seconds == pytest.approx(42)
+
+
+# An overfitting run: the AUC peaks at step 6, then falls.
+PEAKED = {3: 0.70, 6: 0.74, 9: 0.73, 12: 0.72, 15: 0.71, 18: 0.69}
+
+
+def test_a_new_best_auc_is_checkpointed_as_the_best_one() -> None:
+    settings = LoopSettings(epochs=3, steps_per_epoch=6, evals_per_epoch=2)
+    best = BestSoFar()
+    result, hooks, _ = _run(settings, aucs=PEAKED, best=best)
+    assert result.steps == 18 and not result.stopped_early
+    # Steps 3 and 6 improved; the data position is the one after the step.
+    assert hooks.best_checkpoints == [(3, 0, 3), (6, 1, 0)]
+    assert (best.auc, best.step, best.evals_without_improvement) == (0.74, 6, 4)
+    assert hooks.checkpoints == [(18, 3, 0)]  # the latest is still written
+
+
+def test_early_stopping_ends_after_patience_evaluations_without_improvement() -> None:
+    settings = LoopSettings(
+        epochs=3, steps_per_epoch=6, evals_per_epoch=2, checkpoint_every_n_steps=4
+    )
+    best = BestSoFar(patience=2)
+    result, hooks, seen = _run(settings, aucs=PEAKED, best=best)
+    assert result.stopped_early and result.steps == 12 and len(seen) == 12
+    assert hooks.eval_steps == [3, 6, 9, 12]
+    assert hooks.best_checkpoints == [(3, 0, 3), (6, 1, 0)]
+    # Periodic 4 and 8, then the final one at the stopping step.
+    assert hooks.checkpoints == [(4, 0, 4), (8, 1, 2), (12, 2, 0)]
+    assert (best.auc, best.step) == (0.74, 6)
+
+
+def test_resumed_best_so_far_keeps_its_patience_count() -> None:
+    # Resumed after step 9 of PEAKED with one evaluation already without improvement.
+    best = BestSoFar(patience=2)
+    best.resume({"auc": 0.74, "step": 6, "evals_without_improvement": 1, "checkpoint": "b"})
+    settings = LoopSettings(epochs=3, steps_per_epoch=6, evals_per_epoch=2)
+    result, hooks, _ = _run(
+        settings, aucs=PEAKED, best=best, start_step=9, start_epoch=1, start_batch=3
+    )
+    assert result.stopped_early and hooks.eval_steps == [12]
+    assert hooks.best_checkpoints == [] and best.checkpoint == "b"
+
+
+def test_an_evaluation_without_auc_neither_improves_nor_counts() -> None:
+    best = BestSoFar(patience=1)
+    assert best.observe(1, 0.6) and not best.observe(2, None) and not best.should_stop
+    assert not best.observe(3, 0.6) and best.should_stop  # equal is no improvement
+    assert best.record() == {
+        "auc": 0.6,
+        "step": 1,
+        "evals_without_improvement": 1,
+        "checkpoint": None,
+    }
+    # A kept best checkpoint that scored higher is adopted, a lower one is not.
+    assert not best.adopt_if_better({"auc": 0.55, "step": 9, "checkpoint": "x"})
+    assert best.adopt_if_better({"auc": 0.65, "step": 9, "checkpoint": "x"})
+    assert (best.auc, best.step, best.checkpoint) == (0.65, 9, "x")

@@ -17,6 +17,11 @@ rows), so a checkpoint written by 8 ranks is restored on 1, 2 or 4: each rank
 reads the tables it owns now, and of a table it holds only some rows of, only
 those rows (memory-mapped; ``row_shards``), whatever the ranges at save.
 
+With ``--keep_best_checkpoint`` the checkpoint of the best evaluation AUC is
+also kept, in ``<root>/best/`` (same layout; never pruned, replaced when the
+AUC improves). Every checkpoint records the best so far under ``best`` in its
+``checkpoint.json`` (`models.training.early_stopping.BestSoFar.record`).
+
 Saving is atomic: all ranks write into ``ckpt-<step>.tmp/``; after a barrier
 rank 0 merges the per-rank manifests into ``checkpoint.json`` and renames the
 directory. The rename is the commit point: a crash before it leaves the
@@ -30,9 +35,11 @@ saved: `TrainingState` and the views of it both directions share), `save`,
 """
 
 from models.training.checkpoint.layout import (
+    BEST_NAME,
     FORMAT_VERSION,
     METADATA_FILE,
     CheckpointError,
+    best_checkpoint_dir,
     checkpoint_dir,
     list_checkpoints,
     read_metadata,
@@ -43,11 +50,13 @@ from models.training.checkpoint.save import save_checkpoint
 from models.training.checkpoint.state import CheckpointInfo, TrainingState
 
 __all__ = [
+    "BEST_NAME",
     "FORMAT_VERSION",
     "METADATA_FILE",
     "CheckpointError",
     "CheckpointInfo",
     "TrainingState",
+    "best_checkpoint_dir",
     "checkpoint_dir",
     "list_checkpoints",
     "read_metadata",

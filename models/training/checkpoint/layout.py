@@ -14,6 +14,10 @@ import numpy as np
 
 FORMAT_VERSION = 1
 METADATA_FILE = "checkpoint.json"
+# The directory under a checkpoint root that holds the best-AUC checkpoint
+# (--keep_best_checkpoint): `<root>/best` is a complete checkpoint, so every
+# reader of a checkpoint path takes it as is.
+BEST_NAME = "best"
 _NAME_RE = re.compile(r"^ckpt-(\d+)$")
 _SLOT_NAME_RE = re.compile(r"^[A-Za-z0-9_\-]+$")
 MODEL_DIM_KEYS = (
@@ -38,6 +42,11 @@ def checkpoint_dir(root: str | os.PathLike, step: int) -> Path:
     return Path(root) / f"ckpt-{step:09d}"
 
 
+def best_checkpoint_dir(root: str | os.PathLike) -> Path:
+    """The directory of the checkpoint with the best evaluation AUC under ``root``."""
+    return Path(root) / BEST_NAME
+
+
 def list_checkpoints(root: str | os.PathLike) -> list[tuple[int, Path]]:
     """Complete checkpoints under ``root`` as ``(step, path)``, oldest first."""
     root = Path(root)
@@ -54,12 +63,20 @@ def list_checkpoints(root: str | os.PathLike) -> list[tuple[int, Path]]:
 def resolve_checkpoint(path: str | os.PathLike) -> Path:
     """A checkpoint directory itself, or the latest complete one under a root.
 
+    ``<root>/latest`` names the latest one; ``<root>/best`` is the kept best
+    one (a checkpoint directory itself).
+
     Raises:
         CheckpointError: nothing restorable at ``path``.
     """
     path = Path(path)
     if (path / METADATA_FILE).is_file():
         return path
+    if path.name == BEST_NAME and not path.exists():
+        raise CheckpointError(
+            f"{path} does not exist: no best checkpoint was kept under {path.parent} "
+            "(training keeps one with --keep_best_checkpoint)"
+        )
     if path.name == "latest":
         path = path.parent
     found = list_checkpoints(path)

@@ -44,7 +44,8 @@ def restore_checkpoint(
     split by rows now or at save (``row_shards``), and the dense variables (and dense
     optimizer state when ``state.dense_optimizer`` is set). Everything is
     validated before any variable is assigned, so a failed restore leaves the
-    model as it was. ``state.step``, ``epoch`` and ``batch`` are set.
+    model as it was. ``state.step``, ``epoch``, ``batch``, ``loss_scale`` and
+    ``best`` are set.
 
     Args:
         path: a checkpoint directory or a root (its latest checkpoint is used).
@@ -118,6 +119,7 @@ def restore_checkpoint(
     if state.embedding_optimizer is not None and iterations is not None:
         state.embedding_optimizer.iterations.assign(iterations)
     state.loss_scale = _loss_scale(directory, metadata.get("loss_scale"))
+    state.best = metadata.get("best")
     position = metadata["data_position"]
     state.step, state.epoch, state.batch = (
         int(metadata["step"]),

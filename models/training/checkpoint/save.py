@@ -14,9 +14,11 @@ from typing import Any
 import numpy as np
 
 from models.training.checkpoint.layout import (
+    BEST_NAME,
     FORMAT_VERSION,
     METADATA_FILE,
     CheckpointError,
+    best_checkpoint_dir,
     checkpoint_dir,
     list_checkpoints,
     table_files,
@@ -35,7 +37,11 @@ from models.training.checkpoint.state import (
 
 
 def save_checkpoint(
-    root: str | os.PathLike, state: TrainingState, comm: Communicator, keep: int = 3
+    root: str | os.PathLike,
+    state: TrainingState,
+    comm: Communicator,
+    keep: int = 3,
+    best: bool = False,
 ) -> Path:
     """Writes a checkpoint of ``state`` under ``root``; every rank calls it.
 
@@ -47,6 +53,8 @@ def save_checkpoint(
         comm: communicator (rank, size, barrier).
         keep: complete checkpoints kept, the new one included; older ones are
             deleted by rank 0 after the new one is complete. 0 keeps all.
+        best: write the kept best checkpoint ``<root>/best`` instead of
+            ``ckpt-<step>`` (replacing the previous best; nothing is pruned).
 
     Returns:
         The directory of the new checkpoint.
@@ -55,7 +63,7 @@ def save_checkpoint(
         raise ValueError(f"keep must be >= 0, got {keep}")
     rank, size = rank_and_size(comm)
     root = Path(root)
-    final = checkpoint_dir(root, state.step)
+    final = best_checkpoint_dir(root) if best else checkpoint_dir(root, state.step)
     tmp = final.with_name(final.name + ".tmp")
     dims = model_dims(state.model)
     tables = sorted_tables(state.owned_tables, len(dims["cardinalities"]))
@@ -63,7 +71,8 @@ def save_checkpoint(
     if rank == 0:
         root.mkdir(parents=True, exist_ok=True)
         # Left by a crashed save; never a complete checkpoint.
-        for stale in [*root.glob("ckpt-*.tmp"), *root.glob("ckpt-*.replaced")]:
+        patterns = ("ckpt-*.tmp", "ckpt-*.replaced", f"{BEST_NAME}.tmp", f"{BEST_NAME}.replaced")
+        for stale in [path for pattern in patterns for path in root.glob(pattern)]:
             shutil.rmtree(stale)
         for sub in ("tables", "dense", "dense_optimizer"):
             (tmp / sub).mkdir(parents=True)
@@ -106,6 +115,7 @@ def save_checkpoint(
             model=dims,
             **({} if state.model_config is None else {"model_config": dict(state.model_config)}),
             **({} if state.loss_scale is None else {"loss_scale": dict(state.loss_scale)}),
+            **({} if state.best is None else {"best": dict(state.best)}),
             optimizers={
                 "embedding": optimizer_name(state.embedding_optimizer),
                 "embedding_iterations": (
@@ -121,7 +131,7 @@ def save_checkpoint(
         _write_json(tmp / METADATA_FILE, dict(sorted(metadata.items())))
         _fsync_dir(tmp)
         _commit(tmp, final)
-        if keep:
+        if keep and not best:
             for _, old in list_checkpoints(root)[:-keep]:
                 shutil.rmtree(old)
     comm.barrier()

@@ -57,6 +57,9 @@ class TrainingState:
         loss_scale: the dynamic loss scale of a float16 run
             (`StepGuard.scale_state`), saved as ``loss_scale``; set from the
             checkpoint on restore (None when it has none).
+        best: the run's best evaluation so far and patience count
+            (`BestSoFar.record`), saved as ``best``; set from the checkpoint on
+            restore (None when it has none).
     """
 
     model: Any
@@ -70,6 +73,7 @@ class TrainingState:
     model_config: Mapping[str, Any] | None = None
     row_ranges: Mapping[int, tuple[int, int]] = dataclasses.field(default_factory=dict)
     loss_scale: Mapping[str, Any] | None = None
+    best: Mapping[str, Any] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
