@@ -40,5 +40,5 @@ export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
 # Memory a process may take on its accelerator, in GB (0 = no limit).
 export DEVICE_MEMORY_LIMIT_GB="${DEVICE_MEMORY_LIMIT_GB:-0}"
 # 1: dlrm_main.py restarts itself with glibc's huge-page tunable (tables on 2 MiB pages; see
-# README, "Huge pages"); 0: it runs as started.
+# docs/internals.md, "Huge pages"); 0: it runs as started.
 export DLRM_HUGE_PAGES="${DLRM_HUGE_PAGES:-1}"

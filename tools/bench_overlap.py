@@ -16,8 +16,8 @@ all-to-all in the order of collectives and runs while the interaction, the
 bottom MLP and the lookups' backward compute. The other dense gradients and
 the flag follow in a second allreduce.
 ``tools.bench_distributed --dense_allreduce grouped,top_first`` times the
-two; it is not a ``dlrm_main.py`` option (README, Limitations: the measured
-difference).
+two; it is not a ``dlrm_main.py`` option (docs/performance.md, "Overlap of
+collectives with compute": the measured difference).
 """
 
 from __future__ import annotations
