@@ -189,6 +189,7 @@ def _arrays(directory: Path) -> dict[str, np.ndarray]:
     return {str(p.relative_to(directory)): np.load(p) for p in sorted(directory.rglob("*.npy"))}
 
 
+@pytest.mark.slow  # four runs of main
 def test_regularisers_shrink_the_weights_and_resume_with_the_checkpoints_dropout(
     tmp_path,
 ) -> None:
@@ -236,6 +237,7 @@ def test_the_flags_need_evaluations_and_a_checkpoint_path(tmp_path) -> None:
 
 @HOROVOD_MARKS[0]
 @HOROVOD_MARKS[1]
+@pytest.mark.slow  # horovodrun start-up, then an evaluated run of up to 40 steps
 def test_two_ranks_stop_together_and_keep_the_best_checkpoint(tmp_path) -> None:
     """Rank 0 holds the AUC; both ranks must save the best and stop at the same step.
 
