@@ -26,7 +26,8 @@ def build_model(
         model: a model config (``models.config.ModelConfig``): ``model_type``,
             ``embedding_dim``, ``bottom_mlp_dims``, ``top_mlp_dims``,
             ``num_numerical_features`` and, for DCNv2, ``num_cross_layers`` and
-            ``cross_layer_projection_dim`` (0: full-rank cross layers).
+            ``cross_layer_projection_dim`` (0: full-rank cross layers); ``dropout``
+            if it has one (0 otherwise).
         cardinalities: rows of each table.
         table_ids: the tables this process holds (None: all).
         seed: seed of the table initialisers.
@@ -49,7 +50,7 @@ def build_model(
         ),
         table_ids=table_ids,
         seed=seed,
-        dropout=model.dropout,
+        dropout=getattr(model, "dropout", 0.0),
         **tables,
     )
     if model.model_type == "dcnv2":
