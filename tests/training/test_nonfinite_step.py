@@ -31,7 +31,7 @@ class _NaNGradients(_SingleProcess):
         super().__init__(model)
         self.armed = tf.Variable(False, trainable=False)
 
-    def forward(self, numerical, categorical):
+    def forward(self, numerical, categorical, training=False):
         armed = self.armed.read_value()
 
         @tf.custom_gradient
@@ -41,7 +41,7 @@ class _NaNGradients(_SingleProcess):
 
             return tf.identity(logits), gradient
 
-        return nan_gradient(super().forward(numerical, categorical))
+        return nan_gradient(super().forward(numerical, categorical, training=training))
 
 
 def _step(model, guard: StepGuard, lr: float = 0.1, parallel=None) -> TrainStep:
