@@ -38,7 +38,7 @@ from models.distributed.comm import make_communicator
 from models.distributed.peers import lost_peer_message
 from models.run.budget import plan_tables
 from models.run.checkpoint_model import model_from_checkpoint
-from models.run.checks import check_launcher, check_outputs, check_world
+from models.run.checks import check_launcher, check_outputs, check_world, raw_input_root
 from models.run.data import RunData
 from models.run.model import build_model, restore_or_sync
 from models.run.modes import Job, export, run_mode
@@ -64,6 +64,7 @@ def run(config: Config) -> dict[str, Any]:
         # Model settings the command line does not give come from the checkpoint.
         config = model_from_checkpoint(config)
     check_outputs(config)
+    raw_input = raw_input_root(config)
     check_launcher(config.device.use_horovod, os.environ)
     comm = make_communicator(config.device.use_horovod)
     check_world(config, comm.size)
@@ -95,7 +96,7 @@ def run(config: Config) -> dict[str, Any]:
     results = run_mode(Job(config, comm, device, data, parallel, state, schedule, logger))
 
     if config.output.export_saved_model_path:
-        export(model, config.output.export_saved_model_path, comm)
+        export(model, config.output.export_saved_model_path, comm, raw_input)
     logger.result(results)
     logger.close()
     return results

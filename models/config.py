@@ -119,6 +119,9 @@ class OutputConfig:
     log_path: str = "dlrm_tf_log.json"
     tensorboard_log_dir: str | None = None
     export_saved_model_path: str | None = None
+    # None: the raw-input signature whenever the dataset has vocabularies.
+    export_raw_input: bool | None = None
+    eval_scores_path: str | None = None
     use_performance: bool = False
 
 
@@ -240,6 +243,8 @@ def config_from_flags(flag_values: flags.FlagValues) -> Config:
             log_path=f.log_path,
             tensorboard_log_dir=f.tensorboard_log_dir,
             export_saved_model_path=f.export_saved_model_path,
+            export_raw_input=f.export_raw_input,
+            eval_scores_path=f.eval_scores_path,
             use_performance=f.use_performance,
         ),
         profiler=ProfilerConfig(

@@ -7,6 +7,9 @@ import logging
 import os
 from typing import Any
 
+import numpy as np
+import tensorflow as tf
+
 from models.config import Config, RunConfig
 from models.device import DeviceSetup
 from models.distributed.comm import Communicator
@@ -17,6 +20,7 @@ from models.ranking import RankingModel
 from models.run.data import RunData
 from models.run.hooks import LoopHooks
 from models.run.xla import xla_mode
+from models.serving.raw_input import RawInputSpec
 from models.training import checkpoint as ckpt
 from models.training.evaluator import Evaluator
 from models.training.inference import benchmark
@@ -165,6 +169,8 @@ def evaluate(job: Job) -> dict[str, Any]:
             watchdog.stop()
     else:
         evaluation = evaluator.evaluate(batches)
+    if job.config.output.eval_scores_path and evaluation.logits is not None:
+        write_scores(job.config.output.eval_scores_path, evaluation.logits)
     return {
         "auc": evaluation.auc,
         "validation_loss": evaluation.log_loss,
@@ -172,6 +178,17 @@ def evaluate(job: Job) -> dict[str, Any]:
         "throughput": evaluation.samples_per_second,
         "step": job.state.step,
     }
+
+
+def write_scores(path: str, logits: np.ndarray) -> None:
+    """Click probabilities of the evaluated rows (float32 .npy), as the SavedModel computes
+    them from the logits (``tf.sigmoid``), so the two can be compared bit for bit."""
+    probabilities = tf.sigmoid(tf.constant(logits, tf.float32)).numpy()
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    with open(path, "wb") as out:
+        np.save(out, probabilities)
+    logging.info("wrote %d click probabilities to %s", probabilities.size, path)
 
 
 def inference(job: Job) -> dict[str, Any]:
@@ -187,8 +204,13 @@ def inference(job: Job) -> dict[str, Any]:
     return result.as_dict()
 
 
-def export(model: RankingModel, path: str, comm: Communicator) -> None:
-    """Writes the SavedModel (one process only: each rank holds only its own tables)."""
+def export(
+    model: RankingModel, path: str, comm: Communicator, raw_input_root: str | None = None
+) -> None:
+    """Writes the SavedModel (one process only: each rank holds only its own tables).
+
+    ``raw_input_root``: the dataset whose vocabularies give the ``serve_raw`` signature.
+    """
     if comm.size > 1:
         # Each rank holds only its own tables' trained values.
         logging.warning(
@@ -197,5 +219,7 @@ def export(model: RankingModel, path: str, comm: Communicator) -> None:
             comm.size,
         )
         return
-    export_saved_model(model, path)
-    logging.info("exported SavedModel to %s", path)
+    raw_input = None if raw_input_root is None else RawInputSpec.from_dataset(raw_input_root)
+    export_saved_model(model, path, raw_input)
+    signatures = "ids and raw-input signatures" if raw_input else "id-input signature"
+    logging.info("exported SavedModel (%s) to %s", signatures, path)
