@@ -39,18 +39,17 @@ def crc32(strings: tf.Tensor) -> tf.Tensor:
     flat = tf.reshape(strings, [-1])
     codes = tf.strings.unicode_decode(flat, "ISO-8859-1")  # ragged [n, None], one per byte
     lengths = codes.row_lengths()
-    # Byte-position-major, so each step reads one contiguous row.
-    data = tf.transpose(tf.cast(codes.to_tensor(0), tf.int64))
+    data = tf.cast(codes.to_tensor(0), tf.int64)  # [n, longest]
     table = tf.constant(_TABLE)
 
     def step(position: tf.Tensor, crc: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        index = tf.bitwise.bitwise_and(tf.bitwise.bitwise_xor(crc, data[position]), 255)
+        index = tf.bitwise.bitwise_and(tf.bitwise.bitwise_xor(crc, data[:, position]), 255)
         shifted = tf.bitwise.bitwise_xor(tf.gather(table, index), tf.bitwise.right_shift(crc, 8))
         return position + 1, tf.where(position < lengths, shifted, crc)
 
     start = tf.fill(tf.shape(flat), tf.constant(_MASK, tf.int64))
     _, crc = tf.while_loop(
-        lambda position, _: position < tf.shape(data, out_type=tf.int64)[0],
+        lambda position, _: position < tf.shape(data, out_type=tf.int64)[1],
         step,
         (tf.constant(0, tf.int64), start),
     )

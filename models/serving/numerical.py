@@ -142,6 +142,15 @@ def _cast_to_float16(x: tf.Tensor) -> tf.Tensor:
     return tf.where(tf.abs(rounded) > _FLOAT16_MAX, infinite, rounded)
 
 
+def _transpose(x: tf.Tensor) -> tf.Tensor:
+    """[B, T] -> [T, B]; int64 moves as float64 bits: TensorFlow's oneDNN build logs an
+    error line ("supports DT_INT64 only on platforms with AVX-512") at an integer transpose
+    on other CPUs. A transpose only moves the bytes, so every bit pattern comes back."""
+    if x.dtype == tf.int64:
+        return tf.bitcast(tf.transpose(tf.bitcast(x, tf.float64)), tf.int64)
+    return tf.transpose(x)
+
+
 class ColumnTransforms:
     """The transforms of ``N`` numerical columns, applied to a batch as TensorFlow ops.
 
@@ -181,7 +190,7 @@ class ColumnTransforms:
         where ``missing`` is True)."""
         out: dict[int, tf.Tensor] = {}
         if self.tabled:
-            tabled = tf.transpose(tf.gather(x, self.tabled, axis=1))  # [T, B]
+            tabled = _transpose(tf.gather(x, self.tabled, axis=1))  # [T, B]
             step = tf.searchsorted(tf.constant(self.boundaries), tabled, side="right") - 1
             # Below the domain (log3 floats up to -3, replaced below): any step will do.
             step = tf.maximum(step, 0)
