@@ -127,3 +127,10 @@ def _check_no_skew(case: cases.Case, tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_criteo_raw_rows_score_as_preprocessed_rows_and_eval(tmp_path):
     _check_no_skew(cases.criteo_case(tmp_path / "data"), tmp_path)
+
+
+@pytest.mark.slow
+def test_schema_raw_rows_score_as_preprocessed_rows_and_eval(tmp_path):
+    # Strings (non-ASCII, quoted commas), missing values, unseen and rare values, a
+    # hashed column, a multi-hot column (empty elements, truncated lists, padding).
+    _check_no_skew(cases.schema_case(tmp_path / "data"), tmp_path)
