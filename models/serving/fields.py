@@ -1,8 +1,8 @@
 """Fields of a raw row (strings) -> values, validity and missing flags, as ``preproc`` reads them.
 
-Each function takes a tf.string tensor of fields (the bytes of the field as the
-file holds them, without separators or quotes) and accepts exactly what
-``preproc`` accepts, with the same values:
+Each function takes tf.string fields (the bytes of the field as the file holds
+them, without separators or quotes) and accepts exactly what ``preproc``
+accepts, with the same values:
 
 - Criteo (``preproc.parse``): integers are an optional ``-`` and digits, at
   most ``MAX_INTEGER_CHARS`` characters; categorical values 1 to
@@ -19,13 +19,13 @@ file holds them, without separators or quotes) and accepts exactly what
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import tensorflow as tf
 
 from models.serving.crc32 import crc32
 from preproc.parse import HEX_DIGITS, MAX_INTEGER_CHARS
 
-CRITEO_INTEGER = f"[0-9]{{1,{MAX_INTEGER_CHARS}}}|-[0-9]{{1,{MAX_INTEGER_CHARS - 1}}}"
-CRITEO_HEX = f"[0-9a-fA-F]{{1,{HEX_DIGITS}}}"
 # Python's float() grammar without inf/nan (rejected as not finite anyway):
 # digits may be grouped by single underscores.
 _DIGITS = "[0-9](?:_?[0-9])*"
@@ -35,29 +35,155 @@ _SPACE = r"[\t\n\x0b\x0c\r\x1c-\x1f \x{85}\x{a0}]"
 _STRIP = f"^{_SPACE}+|{_SPACE}+$"
 
 
-def criteo_integers(fields: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-    """``(values int64, missing, bad)`` of Criteo integer fields (values 0 where not valid)."""
-    missing = tf.equal(fields, "")
-    good = tf.strings.regex_full_match(fields, CRITEO_INTEGER)
-    values = tf.strings.to_number(tf.where(good, fields, "0"), tf.int64)
-    return values, missing, ~good & ~missing
+# Criteo's fields are decoded as preproc.parse decodes them: each field's bytes right-aligned
+# in 64-bit words (the first byte lowest), then the same byte-parallel ("SWAR") integer
+# arithmetic in uint64, which wraps in TensorFlow as in numpy, so every field is accepted,
+# refused and valued exactly as there. It is also several times cheaper than a regular
+# expression and a string parse per field (RE2 takes ~0.3 us a field).
+_ALL = 0xFFFFFFFFFFFFFFFF
+_HIGH = 0x8080808080808080
+_LOW_NIBBLES = 0x0F0F0F0F0F0F0F0F
 
 
-def criteo_hex(fields: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-    """``(values int64 in [0, 2**32), missing, bad)`` of Criteo categorical (hex) fields."""
-    missing = tf.equal(fields, "")
-    good = tf.strings.regex_full_match(fields, CRITEO_HEX)
-    text = tf.where(good, fields, "0")
-    flat = tf.reshape(text, [-1])
-    # Left-aligned bytes, zero-padded to HEX_DIGITS; position k weighs 16**(length - 1 - k).
-    codes = tf.cast(tf.io.decode_raw(flat, tf.uint8, fixed_length=HEX_DIGITS), tf.int64)
-    nibbles = tf.where(codes <= ord("9"), codes - ord("0"), tf.bitwise.bitwise_or(codes, 32) - 87)
-    lengths = tf.cast(tf.strings.length(flat), tf.int64)[:, None]
-    position = tf.range(HEX_DIGITS, dtype=tf.int64)[None, :]
-    shift = 4 * tf.maximum(lengths - 1 - position, 0)
-    weighted = tf.where(position < lengths, tf.bitwise.left_shift(nibbles, shift), 0)
-    values = tf.reshape(tf.reduce_sum(weighted, axis=1), tf.shape(fields))
-    return values, missing, ~good & ~missing
+def _u64(value: int) -> tf.Tensor:
+    return tf.constant(value, tf.uint64)
+
+
+def _ones(byte: int) -> tf.Tensor:
+    return _u64(byte * 0x0101010101010101)
+
+
+def _bytes_in_range(x: tf.Tensor, lo: int, hi: int) -> tf.Tensor:
+    """High bit of each byte set iff lo <= byte <= hi (``preproc.parse._bytes_in_range``)."""
+    at_least_lo = x + _ones(0x80 - lo)
+    above_hi = x + _ones(0x7F - hi)
+    return at_least_lo & ~above_hi & _u64(_HIGH)
+
+
+def _tail_mask(skip: tf.Tensor) -> tf.Tensor:
+    """Bytes [skip, 8) of each word set; ``skip`` int32, clipped to 0..8 (8: none)."""
+    skip = tf.clip_by_value(skip, 0, 8)
+    shift = tf.cast(8 * tf.minimum(skip, 7), tf.uint64)
+    return tf.where(skip >= 8, _u64(0), tf.bitwise.left_shift(_u64(_ALL), shift))
+
+
+def _pack_decimal8(digits: tf.Tensor) -> tf.Tensor:
+    """Value of 8 right-aligned decimal digit bytes (``preproc.parse._pack_decimal8``)."""
+    x = (digits * _u64(10) + tf.bitwise.right_shift(digits, _u64(8))) & _u64(0x00FF00FF00FF00FF)
+    x = (x * _u64(100) + tf.bitwise.right_shift(x, _u64(16))) & _u64(0x0000FFFF0000FFFF)
+    return (x * _u64(10000) + tf.bitwise.right_shift(x, _u64(32))) & _u64(0xFFFFFFFF)
+
+
+def _lengths(columns: Sequence[tf.Tensor]) -> tf.Tensor:
+    """Bytes of each field, int32 [B, C]."""
+    return tf.stack([tf.strings.length(c) for c in columns], axis=1)
+
+
+def _right_aligned(
+    columns: Sequence[tf.Tensor], length: tf.Tensor, width: int
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """``(words uint64 [B, C, width / 8], first byte [B, C])``.
+
+    Each field's bytes (its first ``width``: longer fields are refused anyway) end at the
+    end of a ``width``-byte window, zeros before them, as 64-bit little-endian words (the
+    window's first byte lowest). The columns are decoded one by one, so no string is
+    copied; the alignment is a shift of the whole window, word by word.
+    """
+    raw = tf.stack([tf.io.decode_raw(c, tf.uint8, fixed_length=width) for c in columns], axis=1)
+    words = width // 8
+    shape = tf.concat([tf.shape(raw)[:2], [words, 8]], axis=0)
+    left = tf.bitcast(tf.reshape(raw, shape), tf.uint64)  # [B, C, words], field at the start
+    # Shift the window up by `gap` bytes: `whole` words, then `part` bytes of a word.
+    gap = width - tf.minimum(length, width)
+    whole, part = gap // 8, tf.cast(8 * (gap % 8), tf.uint64)
+    zero = tf.zeros_like(left[:, :, 0])
+
+    def word(index: int, offset: int) -> tf.Tensor | None:
+        """Word ``index - whole - offset`` of the unshifted window (zero outside it)."""
+        out = None
+        for w in range(words + 1):  # whole is 0..words
+            source = index - w - offset
+            if 0 <= source < words:
+                picked = left[:, :, source]
+                out = tf.where(tf.equal(whole, w), picked, zero if out is None else out)
+        return out
+
+    aligned = []
+    for index in range(words):
+        shifted = tf.bitwise.left_shift(word(index, 0), part)
+        below = word(index, 1)
+        if below is not None:
+            carried = tf.bitwise.right_shift(below, _u64(64) - part)
+            shifted |= tf.where(tf.equal(part, 0), zero, carried)
+        aligned.append(shifted)
+    return tf.stack(aligned, axis=2), raw[:, :, 0]
+
+
+def _integers(
+    columns: Sequence[tf.Tensor], length: tf.Tensor, width: int
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """``(values int64, bad)`` of integer fields in a ``width``-byte window."""
+    words, first = _right_aligned(columns, length, width)
+    negative = (length > 0) & tf.equal(first, ord("-"))
+    bad = (length > MAX_INTEGER_CHARS) | (negative & tf.equal(length, 1))
+    first_digit = width - tf.minimum(length, width) + tf.cast(negative, tf.int32)
+    values = tf.zeros_like(words[:, :, 0])
+    for group in range(0, width, 8):
+        x = words[:, :, group // 8]
+        mask = _tail_mask(first_digit - group)
+        non_digit = ~_bytes_in_range(x, 0x30, 0x39) & _u64(_HIGH) & mask
+        bad |= tf.not_equal(non_digit, 0)
+        values = values * _u64(10**8) + _pack_decimal8(x & _u64(_LOW_NIBBLES) & mask)
+    values = tf.bitcast(values, tf.int64)
+    return tf.where(negative, -values, values), bad
+
+
+def criteo_integers(columns: Sequence[tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """``(values int64 [B, C], missing, bad)`` of Criteo integer columns (tf.string [B] each);
+    values are 0 where missing or bad (``preproc.parse.decode_integers``).
+
+    As there, the window is 8, 16 or 24 bytes, the fewest that hold the batch's longest
+    field (up to ``MAX_INTEGER_CHARS``): Criteo's integers rarely pass 8 characters.
+    """
+    length = _lengths(columns)
+    longest = tf.reduce_max(length)
+    values, bad = tf.cond(
+        longest <= 8,
+        lambda: _integers(columns, length, 8),
+        lambda: tf.cond(
+            longest <= 16,
+            lambda: _integers(columns, length, 16),
+            lambda: _integers(columns, length, 8 * -(-MAX_INTEGER_CHARS // 8)),
+        ),
+    )
+    return tf.where(bad, tf.constant(0, tf.int64), values), tf.equal(length, 0), bad
+
+
+def criteo_hex(columns: Sequence[tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """``(values int64 [B, C] in [0, 2**32), missing, bad)`` of Criteo categorical columns
+    (tf.string [B] each; ``preproc.parse.decode_hex``)."""
+    length = _lengths(columns)
+    words, _ = _right_aligned(columns, length, HEX_DIGITS)
+    x = words[:, :, 0]
+    mask = _tail_mask(HEX_DIGITS - tf.minimum(length, HEX_DIGITS))
+    ascii_ = ~x & _u64(_HIGH)  # the range tests need bytes below 0x80
+    lower = x | _ones(0x20)
+    valid = (_bytes_in_range(x, 0x30, 0x39) | _bytes_in_range(lower, 0x61, 0x66)) & ascii_
+    bad = (length > HEX_DIGITS) | tf.not_equal(~valid & _u64(_HIGH) & mask, 0)
+    # '0'-'9' -> low nibble; letters have bit 6 set and low nibble 1..6 -> +9.
+    bit6 = tf.bitwise.right_shift(x, _u64(6)) & _ones(1)
+    nibbles = (x & _u64(_LOW_NIBBLES)) + _u64(9) * bit6  # zero bytes before the field: 0
+    pairs = (
+        tf.bitwise.left_shift(nibbles, _u64(4)) | tf.bitwise.right_shift(nibbles, _u64(8))
+    ) & _u64(0x00FF00FF00FF00FF)
+    quads = (
+        tf.bitwise.left_shift(pairs, _u64(8)) | tf.bitwise.right_shift(pairs, _u64(16))
+    ) & _u64(0x0000FFFF0000FFFF)
+    values = tf.bitwise.left_shift(quads & _u64(0xFFFF), _u64(16)) | tf.bitwise.right_shift(
+        quads, _u64(32)
+    )
+    values = tf.where(bad, _u64(0), values)
+    return tf.bitcast(values, tf.int64), tf.equal(length, 0), bad
 
 
 def schema_numbers(fields: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:

@@ -324,9 +324,8 @@ class RawPreprocessor(tf.Module):
         numerical_fields = [columns[c.input] for c in self.spec.numerical]
         rows = tf.shape(columns[self.spec.columns[0].input])[0]
         if self.criteo:
-            ints, int_missing, int_bad = sf.criteo_integers(tf.stack(numerical_fields, axis=1))
-            hexes = tf.stack([columns[c.input] for c in self.spec.tables], axis=1)
-            values, missing, hex_bad = sf.criteo_hex(hexes)
+            ints, int_missing, int_bad = sf.criteo_integers(numerical_fields)
+            values, missing, hex_bad = sf.criteo_hex([columns[c.input] for c in self.spec.tables])
             numerical = self.transforms(ints, int_missing)
             categorical = self._ids(values, missing)
             # preproc reports a row's first bad field: the integers come first.

@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from models.serving import fields as sf
@@ -22,14 +23,13 @@ def _random_text(rng: random.Random, alphabet: str, longest: int) -> str:
     return "".join(rng.choice(alphabet) for _ in range(rng.randint(0, longest)))
 
 
-def _criteo_fields(rng: random.Random, n: int) -> list[list[str]]:
-    """Rows of 13 integer and 26 hex fields: mostly valid, some of every invalid kind."""
+def _criteo_fields(rng: random.Random, n: int, longest: int) -> list[list[str]]:
+    """Rows of 13 integer and 26 hex fields: mostly valid, some of every invalid kind;
+    integer fields of at most ``longest`` characters (the decode's window follows it)."""
     rows = []
     for i in range(n):
-        ints = [
-            str(rng.randint(-(10**17) + 1, 10**18 - 1) // 10 ** rng.randint(0, 17))
-            for _ in range(NUM_NUMERICAL)
-        ]
+        ints = [str(rng.randint(-(10**17) + 1, 10**18 - 1) // 10 ** rng.randint(0, 17))[:longest]
+                for _ in range(NUM_NUMERICAL)]  # fmt: skip
         hexes = [f"{rng.getrandbits(32):x}"[: rng.randint(1, 8)] for _ in range(NUM_CATEGORICAL)]
         for j in range(NUM_NUMERICAL):
             if rng.random() < 0.1:
@@ -40,22 +40,26 @@ def _criteo_fields(rng: random.Random, n: int) -> list[list[str]]:
             elif rng.random() < 0.2:
                 hexes[j] = hexes[j].upper()
         if i % 5 == 1:
-            ints[rng.randrange(NUM_NUMERICAL)] = _random_text(rng, _INT_ALPHABET, 20)
+            ints[rng.randrange(NUM_NUMERICAL)] = _random_text(rng, _INT_ALPHABET, longest)
         if i % 5 == 2:
             hexes[rng.randrange(NUM_CATEGORICAL)] = _random_text(rng, _HEX_ALPHABET, 10)
         if i % 11 == 3:  # the longest accepted and the shortest refused
-            ints[0] = rng.choice(["9" * 18, "-" + "9" * 17, "1" * 19, "-" + "1" * 18, "-", "-0"])
+            edges = ["9" * 18, "-" + "9" * 17, "1" * 19, "-" + "1" * 18, "-", "-0", "9" * 8]
+            ints[0] = rng.choice([e for e in edges if len(e) <= longest])
         rows.append(ints + hexes)
     return rows
 
 
-def test_criteo_fields_as_preproc_parse_reads_them():
-    rows = _criteo_fields(random.Random(4), 6000)
+@pytest.mark.parametrize("longest", [8, 16, 25])
+def test_criteo_fields_as_preproc_parse_reads_them(longest):
+    # The decode's window is 8, 16 or 24 bytes after the batch's longest integer field.
+    rows = _criteo_fields(random.Random(longest), 6000, longest)
     data = "".join("1\t" + "\t".join(r) + "\n" for r in rows).encode("latin-1")
     parsed = parse_block(data, labeled=True)
     fields = tf.constant([[f.encode("latin-1") for f in r] for r in rows])
-    ints, int_missing, int_bad = sf.criteo_integers(fields[:, :NUM_NUMERICAL])
-    hexes, hex_missing, hex_bad = sf.criteo_hex(fields[:, NUM_NUMERICAL:])
+    columns = tf.unstack(fields, axis=1)
+    ints, int_missing, int_bad = sf.criteo_integers(columns[:NUM_NUMERICAL])
+    hexes, hex_missing, hex_bad = sf.criteo_hex(columns[NUM_NUMERICAL:])
     int_bad, hex_bad = int_bad.numpy().any(1), hex_bad.numpy().any(1)
     reasons = np.full(len(rows), "", object)
     reasons[hex_bad] = "bad_categorical"
