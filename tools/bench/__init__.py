@@ -50,6 +50,11 @@ BENCHMARKS: dict[str, Benchmark] = {
     "preproc": Benchmark(
         "tools.bench.preproc", False, "python -m preproc against the same transform in pandas"
     ),
+    "serving": Benchmark(
+        "tools.bench.serving",
+        True,
+        "serving latency of a SavedModel's id and raw-input signatures, fresh process each",
+    ),
     "train": Benchmark(
         "tools.bench.train", True, "our DLRM training step against plain Keras and the bound"
     ),
