@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from models.serving import fields as sf
-from preproc.csv_parse import CsvParser
+from preproc.csv_parse import CsvParser, parsed_dtype, widen
 from preproc.parse import parse_block
 from preproc.schema import NUM_CATEGORICAL, NUM_NUMERICAL, REASONS
 from preproc.user_schema import parse_schema
@@ -182,13 +182,13 @@ def test_categorical_and_multi_hot_keys_as_csv_parse():
     user_missing = (users == b"").numpy()
     tags, absent = sf.multi_hot_values(tf.constant([r[1] for r in raw]), "|", hotness)
     tag_keys, absent = sf.string_keys(tags).numpy(), absent.numpy()
-    slots = block.rows["categorical"].astype(np.int64)
-    missing = block.rows["categorical_missing"].astype(bool)
-    np.testing.assert_array_equal(missing[:, 0], user_missing)
-    np.testing.assert_array_equal(slots[:, 0][~user_missing], user_keys[~user_missing])
-    for start, modulo in ((1, None), (1 + hotness, buckets)):
-        want = slots[:, start : start + hotness]
-        np.testing.assert_array_equal(missing[:, start : start + hotness], absent)
+    rows = widen(block.rows, parsed_dtype(schema, (1, hotness, hotness)))
+    user_slot = rows["values_0"][:, 0].astype(np.int64)
+    np.testing.assert_array_equal(rows["missing_0"][:, 0].astype(bool), user_missing)
+    np.testing.assert_array_equal(user_slot[~user_missing], user_keys[~user_missing])
+    for table, modulo in ((1, None), (2, buckets)):
+        want = rows[f"values_{table}"].astype(np.int64)
+        np.testing.assert_array_equal(rows[f"missing_{table}"].astype(bool), absent)
         keys = tag_keys % modulo if modulo else tag_keys
         np.testing.assert_array_equal(keys[~absent], want[~absent])
     assert absent.all(1).any() and (~absent).all(1).any()  # empty and full lists occur
