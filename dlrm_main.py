@@ -38,7 +38,7 @@ from models.distributed.comm import make_communicator
 from models.distributed.peers import lost_peer_message
 from models.run.budget import plan_tables
 from models.run.checkpoint_model import model_from_checkpoint
-from models.run.checks import check_launcher, check_outputs, check_world
+from models.run.checks import check_launcher, check_outputs, check_world, raw_input_root
 from models.run.data import RunData
 from models.run.model import build_model, restore_or_sync
 from models.run.modes import Job, export, run_mode
@@ -64,6 +64,7 @@ def run(config: Config) -> dict[str, Any]:
         # Model settings the command line does not give come from the checkpoint.
         config = model_from_checkpoint(config)
     check_outputs(config)
+    raw_input = raw_input_root(config)
     check_launcher(config.device.use_horovod, os.environ)
     comm = make_communicator(config.device.use_horovod)
     check_world(config, comm.size)
@@ -101,7 +102,7 @@ def run(config: Config) -> dict[str, Any]:
     if config.output.export_saved_model_path:
         # A training run that kept its best checkpoint exports that one, not the last weights.
         best = results.get("best_checkpoint") if config.output.keep_best_checkpoint else None
-        export(model, config.output.export_saved_model_path, parallel, weights_from=best)
+        export(model, config.output.export_saved_model_path, parallel, raw_input, weights_from=best)
     logger.result(results)
     logger.close()
     return results

@@ -119,6 +119,9 @@ class OutputConfig:
     log_path: str = "dlrm_tf_log.json"
     tensorboard_log_dir: str | None = None
     export_saved_model_path: str | None = None
+    # None: the raw-input signature whenever the dataset has vocabularies.
+    export_raw_input: bool | None = None
+    eval_scores_path: str | None = None
     use_performance: bool = False
     keep_best_checkpoint: bool = False  # also keep <save_checkpoint_path>/best
 

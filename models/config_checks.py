@@ -178,6 +178,15 @@ def _validate_output(c: Config, problems: list[str]) -> None:
             f"--checkpoint_every_n_steps={out.checkpoint_every_n_steps} needs "
             "--save_checkpoint_path"
         )
+    if out.export_raw_input and not out.export_saved_model_path:
+        problems.append("--export_raw_input needs --export_saved_model_path")
+    if out.export_raw_input and c.data.dataset_type != "raw":
+        problems.append(
+            f"--export_raw_input needs a dataset written by python -m preproc "
+            f"(--dataset_type=raw), got --dataset_type={c.data.dataset_type}"
+        )
+    if out.eval_scores_path and c.run.mode != "eval":
+        problems.append(f"--eval_scores_path needs --mode=eval, got --mode={c.run.mode}")
     if prof.enabled:
         _positive(problems, profiler_start_step=prof.start_step, profiler_steps=prof.num_steps)
         _non_negative(problems, profiled_rank=prof.rank)

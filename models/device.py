@@ -32,7 +32,7 @@ DEVICE_TYPES = {"mlu": "MLU", "gpu": "GPU", "cpu": "CPU"}
 # `auto` takes the first kind of this list that has a visible device.
 AUTO_PREFERENCE = ("mlu", "gpu", "cpu")
 KINDS = ("auto", *DEVICE_TYPES)
-# What --amp cost on a CPU without native bfloat16: tools/bench_train, bf16 against fp32
+# What --amp cost on a CPU without native bfloat16: python -m tools.bench train, bf16 against fp32
 # samples/s (6,105 against 6,488-7,270), same config, fresh processes, 2-core AMD EPYC (Zen 3).
 AMP_COST_WITHOUT_NATIVE_BF16 = "measured 0.84-0.94x the FP32 throughput on an AMD EPYC Zen 3"
 

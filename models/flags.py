@@ -303,7 +303,20 @@ def _define_output_flags() -> None:
     flags.DEFINE_string(
         "export_saved_model_path",
         _OUT.export_saved_model_path,
-        "(new) Write a serving SavedModel (raw features -> click probability) here.",
+        "(new) Write a serving SavedModel (model inputs -> click probability) here.",
+    )
+    flags.DEFINE_bool(
+        "export_raw_input",
+        _OUT.export_raw_input,
+        "(new) Also give the SavedModel the serve_raw signature (a log's raw fields -> click "
+        "probability, preproc's steps inside the graph), from the dataset's vocab/. Unset: "
+        "whenever the dataset has them; true: a dataset without them is an error.",
+    )
+    flags.DEFINE_string(
+        "eval_scores_path",
+        _OUT.eval_scores_path,
+        "(new) --mode=eval: write each evaluated row's click probability here (float32 .npy, "
+        "in the test split's row order).",
     )
     flags.DEFINE_bool(
         "use_profiler", _PROF.enabled, "Record a tf.profiler trace of a window of steps."
@@ -440,6 +453,8 @@ def config_from_flags(flag_values: flags.FlagValues) -> Config:
             log_path=f.log_path,
             tensorboard_log_dir=f.tensorboard_log_dir,
             export_saved_model_path=f.export_saved_model_path,
+            export_raw_input=f.export_raw_input,
+            eval_scores_path=f.eval_scores_path,
             use_performance=f.use_performance,
             keep_best_checkpoint=f.keep_best_checkpoint,
         ),

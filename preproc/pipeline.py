@@ -76,7 +76,7 @@ def _check_header(config: PreprocConfig) -> None:
             )
 
 
-def _check_layout(config: PreprocConfig) -> None:
+def check_layout(config: PreprocConfig) -> None:
     """Fails early when a file clearly has (or lacks) the label column, or its header
     disagrees with the schema."""
     if config.schema is not None:
@@ -374,7 +374,7 @@ def _run_locked(config: PreprocConfig, hook: TaskHook, engine: Engine | None) ->
         print(f"{config.output_dir} is already a complete dataset ({METADATA_FILE} exists)")
         return metadata
     inputs = [{"path": p, **identity(p)} for p in config.input_files]
-    _check_layout(config)
+    check_layout(config)
     _prepare_workdir(config, workdir)
     timings: dict[str, float] = {}
     started = time.perf_counter()

@@ -85,7 +85,10 @@ def check_python(args: list[str], cwd: Path, where: str, parse_values: bool) -> 
     if args[:1] == ["-m"] and len(args) > 1:
         if module_path(args[1]) is None:
             return [f"{where}: no module {args[1]} in the repository"]
-        return check_flags_in_help((sys.executable, "-m", args[1]), args[2:], where)
+        program, rest = (sys.executable, "-m", args[1]), args[2:]
+        if args[1] == "tools.bench" and rest and not rest[0].startswith("-"):
+            program, rest = (*program, rest[0]), rest[1:]  # the benchmark's own --help
+        return check_flags_in_help(program, rest, where)
     if not args or not args[0].endswith(".py"):
         return [f"{where}: cannot check `python {' '.join(args)}`"]
     path = (cwd / args[0]).resolve()

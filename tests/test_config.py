@@ -138,6 +138,12 @@ def test_inference_defaults_to_1000_steps() -> None:
         (["--epochs=0"], "--epochs must be positive, got 0"),
         (["--model_type=dcnv2", "--num_cross_layers=0"], "--num_cross_layers must be positive"),
         (["--cross_layer_projection_dim=-1"], "--cross_layer_projection_dim must be >= 0, got -1"),
+        (["--export_raw_input"], "--export_raw_input needs --export_saved_model_path"),
+        (
+            ["--export_raw_input", "--export_saved_model_path=/m", "--dataset_type=synthetic"],
+            "--export_raw_input needs a dataset written by python -m preproc",
+        ),
+        (["--eval_scores_path=/s.npy"], "--eval_scores_path needs --mode=eval, got --mode=train"),
     ],
 )
 def test_invalid_combinations_name_flags_and_values(args: list[str], expected: str) -> None:

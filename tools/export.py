@@ -1,14 +1,18 @@
-"""Export a checkpoint as a serving SavedModel, without the data or the training flags.
+"""Export a checkpoint as a serving SavedModel, without the training data or flags.
 
-    python -m tools.export CHECKPOINT OUTPUT_DIR
+    python -m tools.export CHECKPOINT OUTPUT_DIR [--dataset DATASET_DIR]
 
 CHECKPOINT is a checkpoint directory or the directory holding them (its
 latest complete one is used). The model is rebuilt from the configuration the
 checkpoint records (dims, tables, model type), restored in one process with
 all its tables and written as in ``dlrm_main.py --export_saved_model_path``
-(see ``models/export.py`` for the signature). The SavedModel computes in
-float32 whatever precision the model was trained in (the weights are float32
-either way). Errors are one line ``tools.export: ...`` with exit status 2.
+(see ``models/export.py`` for the signatures). With ``--dataset``, the
+dataset the model was trained on (written by ``python -m preproc``; only its
+``metadata.json``, ``feature_spec.yaml`` and ``vocab/`` are read) also gives
+it the ``serve_raw`` signature, which takes a log's raw fields. The
+SavedModel computes in float32 whatever precision the model was trained in
+(the weights are float32 either way). Errors are one line ``tools.export:
+...`` with exit status 2.
 """
 
 from __future__ import annotations
@@ -32,11 +36,16 @@ from models.run.checkpoint_model import adopt_checkpoint_model, saved_model_conf
 from models.run.checks import check_outputs
 from models.run.data import DatasetShape
 from models.run.model import build_model
+from models.serving.raw_input import RawInputError, RawInputSpec
 from models.training import checkpoint as ckpt
 
 
-def export_checkpoint(checkpoint: str | Path, output: str | Path) -> Path:
+def export_checkpoint(
+    checkpoint: str | Path, output: str | Path, dataset: str | Path | None = None
+) -> Path:
     """Rebuilds the model ``checkpoint`` describes, restores it and exports it to ``output``.
+
+    ``dataset``: the training dataset, whose vocabularies give the ``serve_raw`` signature.
 
     Returns:
         The checkpoint directory that was exported.
@@ -46,8 +55,12 @@ def export_checkpoint(checkpoint: str | Path, output: str | Path) -> Path:
             usable model configuration.
         CheckpointError: the checkpoint is missing, damaged (checksums) or
             does not match its record.
+        RawInputError: ``dataset`` lacks its metadata or vocabularies, or does not
+            match the model.
     """
     directory = ckpt.resolve_checkpoint(checkpoint)
+    # Before the model is restored: a missing vocabulary fails in a second, not minutes.
+    raw_input = None if dataset is None else RawInputSpec.from_dataset(dataset)
     check_outputs(Config(output=OutputConfig(export_saved_model_path=str(output))))
     record = saved_model_config(ckpt.read_metadata(directory))
     if "cardinalities" not in record:
@@ -67,7 +80,7 @@ def export_checkpoint(checkpoint: str | Path, output: str | Path) -> Path:
     placement = plan_placement(embedding_table_bytes(cardinalities, config.model.embedding_dim), 1)
     model, _ = build_model(config, shape, comm, placement)
     ckpt.restore_checkpoint(directory, ckpt.TrainingState(model, range(len(cardinalities))), comm)
-    export_saved_model(model, str(output))
+    export_saved_model(model, str(output), raw_input)
     return directory
 
 
@@ -75,13 +88,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.export", description=__doc__)
     parser.add_argument("checkpoint", help="checkpoint directory (or the directory holding them)")
     parser.add_argument("output", help="SavedModel directory to write (replaced if it exists)")
+    parser.add_argument(
+        "--dataset",
+        help="the training dataset (python -m preproc's output): adds the serve_raw signature, "
+        "which takes a log's raw fields",
+    )
     args = parser.parse_args(argv)
     try:
-        directory = export_checkpoint(args.checkpoint, args.output)
-    except (ConfigError, ckpt.CheckpointError) as error:
+        directory = export_checkpoint(args.checkpoint, args.output, args.dataset)
+    except (ConfigError, ckpt.CheckpointError, RawInputError) as error:
         print(f"tools.export: {error}", file=sys.stderr)
         return 2
-    print(f"exported {directory} to {args.output}")
+    signatures = "id and raw-input signatures" if args.dataset else "id-input signature"
+    print(f"exported {directory} to {args.output} ({signatures})")
     return 0
 
 

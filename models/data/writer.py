@@ -1,7 +1,7 @@
 """Writes arrays as a binary dataset (the format of ``models/data/feature_spec.py``).
 
 The real datasets come from ``preproc/``; this small writer exists so that
-tests and ``tools/bench_input.py`` can build datasets of known content with
+tests and ``tools/bench/input.py`` can build datasets of known content with
 numpy, in our layout or in NVIDIA's (only ``model_size.json``).
 """
 

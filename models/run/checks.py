@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 from models.config import Config, ConfigError
+from models.serving.raw_input import raw_input_missing
 
 
 def check_launcher(use_horovod: bool, environ: Mapping[str, str]) -> None:
@@ -72,3 +74,24 @@ def _check_writable_dir(directory: str, flag: str) -> None:
             f"{flag}={directory}: cannot write there ({error.strerror or error}); "
             "nothing was trained"
         ) from error
+
+
+def raw_input_root(config: Config) -> str | None:
+    """The dataset whose vocabularies give the export its ``serve_raw`` signature, or None.
+
+    Checked at start, so that an explicit ``--export_raw_input`` with a dataset
+    lacking ``metadata.json`` or ``vocab/`` fails before training; unset, such a
+    dataset (or synthetic data) exports the id-input signature only, with a warning.
+    """
+    out, data = config.output, config.data
+    if not out.export_saved_model_path or out.export_raw_input is False:
+        return None
+    if data.dataset_type != "raw" or not data.dataset_path:
+        return None  # synthetic data has no raw rows; an explicit request failed validation
+    reason = raw_input_missing(data.dataset_path)
+    if reason is None:
+        return data.dataset_path
+    if out.export_raw_input:
+        raise ConfigError(f"--export_raw_input: {reason}")
+    logging.warning("the SavedModel will have the id-input signature only: %s", reason)
+    return None

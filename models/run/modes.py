@@ -7,6 +7,9 @@ import logging
 import os
 from typing import Any
 
+import numpy as np
+import tensorflow as tf
+
 from models.config import Config, RunConfig
 from models.device import DeviceSetup
 from models.distributed.comm import Communicator
@@ -17,6 +20,7 @@ from models.ranking import RankingModel
 from models.run.data import RunData
 from models.run.hooks import LoopHooks, ProgressFactory
 from models.run.xla import xla_mode
+from models.serving.raw_input import RawInputSpec
 from models.training import checkpoint as ckpt
 from models.training.early_stopping import BestSoFar
 from models.training.evaluator import Evaluator
@@ -226,6 +230,8 @@ def evaluate(job: Job) -> dict[str, Any]:
             watchdog.stop()
     else:
         evaluation = evaluator.evaluate(batches, progress=progress)
+    if job.config.output.eval_scores_path and evaluation.logits is not None:
+        write_scores(job.config.output.eval_scores_path, evaluation.logits)
     return {
         "auc": evaluation.auc,
         "validation_loss": evaluation.log_loss,
@@ -233,6 +239,17 @@ def evaluate(job: Job) -> dict[str, Any]:
         "throughput": evaluation.samples_per_second,
         "step": job.state.step,
     }
+
+
+def write_scores(path: str, logits: np.ndarray) -> None:
+    """Click probabilities of the evaluated rows (float32 .npy), as the SavedModel computes
+    them from the logits (``tf.sigmoid``), so the two can be compared bit for bit."""
+    probabilities = tf.sigmoid(tf.constant(logits, tf.float32)).numpy()
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    with open(path, "wb") as out:
+        np.save(out, probabilities)
+    logging.info("wrote %d click probabilities to %s", probabilities.size, path)
 
 
 def inference(job: Job) -> dict[str, Any]:
@@ -263,11 +280,13 @@ def export(
     model: RankingModel,
     path: str,
     parallel: HybridParallel,
+    raw_input_root: str | None = None,
     weights_from: str | None = None,
 ) -> None:
     """Writes the SavedModel (one process only: each rank holds only its own tables).
 
     Args:
+        raw_input_root: the dataset whose vocabularies give the ``serve_raw`` signature.
         weights_from: a checkpoint whose weights are exported instead of the
             model's current ones (a training run's kept best checkpoint).
     """
@@ -283,7 +302,8 @@ def export(
     if weights_from is not None:
         state = ckpt.TrainingState(model, parallel.owned_tables, row_ranges=parallel.row_ranges)
         ckpt.restore_checkpoint(weights_from, state, comm)
-    export_saved_model(model, path)
-    logging.info(
-        "exported SavedModel to %s%s", path, f" (weights of {weights_from})" if weights_from else ""
-    )
+    raw_input = None if raw_input_root is None else RawInputSpec.from_dataset(raw_input_root)
+    export_saved_model(model, path, raw_input)
+    signatures = "ids and raw-input signatures" if raw_input else "id-input signature"
+    weights = f" (weights of {weights_from})" if weights_from else ""
+    logging.info("exported SavedModel (%s) to %s%s", signatures, path, weights)

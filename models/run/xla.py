@@ -22,7 +22,7 @@ def xla_mode(enable_xla: bool, world: int, device: DeviceSetup) -> str:
     if device.kind == "cpu" and device.policy_name == "mixed_bfloat16":
         logging.warning(
             "--enable_xla with --amp on CPU: XLA's bfloat16 matmuls are slow here (the "
-            "tools/bench_train --xla step ran at a third of the uncompiled one); drop "
+            "tools/bench/train --xla step ran at a third of the uncompiled one); drop "
             "--enable_xla for bfloat16 training on CPU"
         )
     if world == 1:

@@ -59,6 +59,8 @@ class EvalResult:
     log_loss: float | None
     samples: int
     seconds: float
+    # Rank 0: the float32 logit of every evaluated row, in the split's order.
+    logits: np.ndarray | None = dataclasses.field(default=None, repr=False)
 
     @property
     def samples_per_second(self) -> float:
@@ -153,4 +155,6 @@ class Evaluator:
             )
         log_loss = float(auc_metrics.log_loss_from_logits(all_y, all_logits))
         auc = self._share(auc)
-        return EvalResult(auc=auc, log_loss=log_loss, samples=int(all_y.size), seconds=seconds)
+        return EvalResult(
+            auc=auc, log_loss=log_loss, samples=int(all_y.size), seconds=seconds, logits=all_logits
+        )

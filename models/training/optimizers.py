@@ -198,7 +198,7 @@ class SparseSGD(SparseOptimizer):
             intra-op threads with per-row locks, which contends with the dense
             part's matmuls. With ``jit_compile`` a training step was 11% faster
             in bfloat16 and 5% in float32 at batch 4096 on a 2-core CPU
-            (``tools/bench_train`` configuration). Same values up to the
+            (``tools/bench/train`` configuration). Same values up to the
             order in which duplicate ids of a batch are summed. The tables are
             updated in place: the compiled update stays O(batch) (timed the
             same on 200k- and 4M-row tables).

@@ -4,7 +4,7 @@
 `summarize` reduces such times to mean, p50/p90/p95/p99, min/max and
 samples/s, excluding the first ``warmup_steps`` steps (graph tracing, first
 touches of the tables, input pipeline fill). The training loop
-(``--use_performance``), the inference benchmark and `tools/bench_train` time
+(``--use_performance``), the inference benchmark and `tools/bench/train` time
 their steps with them; `TrainingClock` is the loop's running total that
 leaves out evaluations, checkpoints and warm-up.
 

@@ -5,7 +5,7 @@ from models.data.metadata import load_metadata
 from models.data.synthetic import SyntheticDataset
 from models.data.writer import SplitArrays, write_dataset, write_split
 from tests.data.conftest import CARDINALITIES, random_split
-from tools import bench_input
+from tools.bench import input as bench_input
 
 
 def test_appended_chunks_equal_one_write(tmp_path):

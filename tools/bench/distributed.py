@@ -1,6 +1,6 @@
 """Hybrid-parallel benchmark: the real `dlrm_main.py` on 1 process and under horovodrun.
 
-    python -m tools.bench_distributed [--ranks 1,2] [--steps 40] [--bf16] [--json out.json]
+    python -m tools.bench distributed [--ranks 1,2] [--steps 40] [--bf16] [--json out.json]
         [--first_table_rows N] [--memory_limit_gb G]
         [--dense_allreduce grouped,top_first] [--repeats R]
 
@@ -17,7 +17,7 @@ that table 0 is split by rows over the ranks; the split tables' id and vector
 exchange is printed as an upper bound (every id sent to another rank).
 
 Overlap of the collectives with compute: ``--dense_allreduce`` names variants
-of the dense-gradient allreduce (``tools.bench_overlap``: ``grouped`` is
+of the dense-gradient allreduce (``tools.bench.overlap``: ``grouped`` is
 ``dlrm_main.py`` as it is, ``top_first`` reduces the top MLP's gradients
 first); with several, and ``--repeats``, the multi-rank jobs alternate
 between them (A, B, A, B, ...) so that both see the same load on a shared
@@ -36,11 +36,10 @@ import tempfile
 from pathlib import Path
 
 from models.data.criteo import BENCH_CARDINALITIES
-from models.huge_pages import restart_with_huge_pages
-from tools.bench_overlap import VARIANTS
+from tools.bench.overlap import VARIANTS
 from tools.machine import describe_machine, format_machine
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def command(
@@ -56,7 +55,7 @@ def command(
     """The dlrm_main command line of one benchmark job.
 
     ``dense_allreduce`` other than ``grouped`` runs ``dlrm_main`` through
-    ``tools.bench_overlap`` with that variant.
+    ``tools.bench.overlap`` with that variant.
     """
     threads = max(1, (os.cpu_count() or 1) // world)
     cardinalities = list(BENCH_CARDINALITIES)
@@ -65,7 +64,7 @@ def command(
     if dense_allreduce == "grouped":
         program = [str(REPO_ROOT / "dlrm_main.py")]
     else:
-        program = ["-m", "tools.bench_overlap", dense_allreduce]
+        program = ["-m", "tools.bench", "overlap", dense_allreduce]
     args = [
         sys.executable,
         *program,
@@ -141,7 +140,9 @@ def variant_ratios(rows: list[dict], variants: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.bench distributed", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--ranks", default="1,2", help="world sizes to run, e.g. 1,2")
     parser.add_argument("--steps", type=int, default=40, help="training steps per job")
     parser.add_argument("--warmup_steps", type=int, default=10, help="steps not timed")
@@ -155,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         "--dense_allreduce",
         default="grouped",
         help=f"variants of the dense-gradient allreduce to time, of {VARIANTS} "
-        "(tools.bench_overlap); several alternate job by job",
+        "(tools.bench.overlap); several alternate job by job",
     )
     parser.add_argument(
         "--repeats", type=int, default=1, help="jobs per world size and variant (alternated)"
@@ -229,8 +230,3 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump({"machine": machine, "bf16": args.bf16, "runs": rows}, f, indent=2)
     return 0
-
-
-if __name__ == "__main__":
-    restart_with_huge_pages()  # its header then shows the state its dlrm_main jobs run with
-    sys.exit(main())

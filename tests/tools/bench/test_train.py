@@ -1,4 +1,4 @@
-"""tools.bench_train: FLOP count by hand, the baseline's interaction, a tiny end-to-end run."""
+"""tools.bench.train: FLOP count by hand, the baseline's interaction, a tiny end-to-end run."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tools.bench_train import PlainDotInteraction, flops_per_sample, main
-from tools.bench_train.bound import step_matmuls
-from tools.bench_train.processes import child_argv, format_processes, summarize_processes
+from tools.bench.train import PlainDotInteraction, flops_per_sample, main
+from tools.bench.train.bound import step_matmuls
+from tools.bench.train.processes import child_argv, format_processes, summarize_processes
 
 
 def test_reference_flops_per_sample_by_hand() -> None:
@@ -245,8 +245,8 @@ def test_failing_child_is_reported_without_traceback(
 
 
 def test_the_config_takes_every_flag_named_like_a_field() -> None:
-    from tools.bench_train.cli import _parse_args
-    from tools.bench_train.setup import config_from_args
+    from tools.bench.train.cli import _parse_args
+    from tools.bench.train.setup import config_from_args
 
     config = config_from_args(
         _parse_args(["--num_tables=2", "--max_rows=9", "--xla", "--pipeline_batches=3", "--seed=4"])

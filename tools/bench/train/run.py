@@ -12,10 +12,10 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from tools.bench_train.bound import StepMatmuls, flops_per_sample, matmul_gflops, step_matmuls
-from tools.bench_train.plain_keras import build_plain_keras, train_plain_keras
-from tools.bench_train.report import summarize_rounds, targets
-from tools.bench_train.setup import (
+from tools.bench.train.bound import StepMatmuls, flops_per_sample, matmul_gflops, step_matmuls
+from tools.bench.train.plain_keras import build_plain_keras, train_plain_keras
+from tools.bench.train.report import summarize_rounds, targets
+from tools.bench.train.setup import (
     PRECISIONS,
     BenchConfig,
     OursSetup,
@@ -24,7 +24,7 @@ from tools.bench_train.setup import (
     pipeline_rate,
     train_ours,
 )
-from tools.bench_train.step_profile import profile_ours
+from tools.bench.train.step_profile import profile_ours
 from tools.machine import describe_machine
 
 

@@ -1,7 +1,7 @@
 """Embedding lookups and sparse updates with and without huge pages (`models.huge_pages`).
 
-    python -m tools.bench_lookup                       # 26 tables of 200k x 128, batch 4096
-    python -m tools.bench_lookup --rows 2000000 --tables 8 --json out.json
+    python -m tools.bench lookup                       # 26 tables of 200k x 128, batch 4096
+    python -m tools.bench lookup --rows 2000000 --tables 8 --json out.json
 
 For each id law (``uniform``: every row equally likely, as hashed ids;
 ``powerlaw``: the synthetic data's bounded log-uniform law, frequent ids
@@ -25,13 +25,13 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from models.huge_pages import restart_with_huge_pages
-
 LAWS = ("uniform", "powerlaw")
 
 
 def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.bench lookup", description=__doc__.splitlines()[0], allow_abbrev=False
+    )
     parser.add_argument("--tables", type=int, default=26)
     parser.add_argument("--rows", type=int, default=200_000, help="rows of each table")
     parser.add_argument("--dim", type=int, default=128)
@@ -120,7 +120,7 @@ def _child_run(argv: Sequence[str], law: str, huge_pages: bool) -> dict[str, Any
     env = {**os.environ, "DLRM_HUGE_PAGES": "1" if huge_pages else "0"}
     if not huge_pages:
         env.pop("GLIBC_TUNABLES", None)
-    command = [sys.executable, "-m", "tools.bench_lookup", *argv, f"--child={law}"]
+    command = [sys.executable, "-m", "tools.bench", "lookup", *argv, f"--child={law}"]
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
@@ -164,9 +164,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump({"machine": machine, "config": vars(args), "runs": runs}, f, indent=2)
     return 0
-
-
-if __name__ == "__main__":
-    # As dlrm_main.py does (children started with DLRM_HUGE_PAGES=0 stay as they are).
-    restart_with_huge_pages()
-    sys.exit(main())

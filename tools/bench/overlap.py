@@ -1,6 +1,6 @@
 """``dlrm_main.py`` with a variant of the dense-gradient allreduce, for benchmarks only.
 
-    python -m tools.bench_overlap {grouped,top_first} [dlrm_main.py flags]
+    python -m tools.bench overlap {grouped,top_first} [dlrm_main.py flags]
 
 ``grouped`` runs ``dlrm_main.py`` as it is. Its collectives run in program
 order (``models/distributed/comm.py``): the forward all-to-all, the backward
@@ -15,21 +15,19 @@ top MLP's allreduce, most of the dense bytes, comes before the backward
 all-to-all in the order of collectives and runs while the interaction, the
 bottom MLP and the lookups' backward compute. The other dense gradients and
 the flag follow in a second allreduce.
-``tools.bench_distributed --dense_allreduce grouped,top_first`` times the
+``tools.bench.distributed --dense_allreduce grouped,top_first`` times the
 two; it is not a ``dlrm_main.py`` option (docs/performance.md, "Overlap of
 collectives with compute": the measured difference).
 """
 
 from __future__ import annotations
 
-import sys
-
 VARIANTS = ("grouped", "top_first")
 
 
 def top_first_step(self, features, labels):
     """``TrainStep._step`` with the top MLP's gradients taken and reduced first."""
-    # TensorFlow is imported here: tools.bench_distributed reads VARIANTS without it.
+    # TensorFlow is imported here: tools.bench.distributed reads VARIANTS without it.
     import tensorflow as tf
 
     from models.training.train_step import bce_with_logits
@@ -65,20 +63,14 @@ def top_first_step(self, features, labels):
     return self.apply_if_finite(loss, dense_gradients, embedding_gradients, reduced[-1])
 
 
-def main(argv: list[str]) -> None:
-    if len(argv) < 2 or argv[1] not in VARIANTS:
-        raise SystemExit(f"usage: python -m tools.bench_overlap {{{','.join(VARIANTS)}}} FLAGS")
+def main(argv: list[str]) -> int:
+    """``argv``: the variant, then ``dlrm_main.py``'s flags."""
+    if not argv or argv[0] not in VARIANTS:
+        raise SystemExit(f"usage: python -m tools.bench overlap {{{','.join(VARIANTS)}}} FLAGS")
     import dlrm_main
     from models.training.train_step import TrainStep
 
-    if argv[1] == "top_first":
+    if argv[0] == "top_first":
         TrainStep._step = top_first_step
-    dlrm_main.main(["dlrm_main.py", *argv[2:]])
-
-
-if __name__ == "__main__":
-    # As dlrm_main.py does, before TensorFlow loads: both variants run the same set-up.
-    from models.huge_pages import restart_with_huge_pages
-
-    restart_with_huge_pages()
-    main(sys.argv)
+    dlrm_main.main(["dlrm_main.py", *argv[1:]])
+    return 0

@@ -1,6 +1,6 @@
 """Benchmark ``python -m preproc`` against the same transform written plainly with pandas.
 
-``python -m tools.bench_preproc [--num_rows 2000000] [--work_dir DIR]`` generates
+``python -m tools.bench preproc [--num_rows 2000000] [--work_dir DIR]`` generates
 a Criteo-format dataset (cached in ``--work_dir``), then runs, each in its own
 process with its peak resident memory (process tree) sampled:
 
@@ -110,7 +110,7 @@ def pandas_preprocess(inputs: list[str], output_dir: str, threshold: int) -> Non
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.bench_preproc", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tools.bench preproc", description=__doc__)
     parser.add_argument("--num_rows", type=int, default=2_000_000)
     parser.add_argument("--num_days", type=int, default=4)
     parser.add_argument("--work_dir", default="/tmp/dlrm_bench_preproc")
@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(out, ignore_errors=True)
     results["pandas"] = (
         sizes["full"],
-        *measure([py, "-m", "tools.bench_preproc", "--pandas_only", out, *inputs["full"]]),
+        *measure([py, "-m", "tools.bench", "preproc", "--pandas_only", out, *inputs["full"]]),
     )
     shutil.rmtree(out, ignore_errors=True)
 
@@ -210,7 +210,3 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump({"machine": machine, "runs": runs}, f, indent=2)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

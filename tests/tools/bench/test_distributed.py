@@ -2,17 +2,19 @@
 
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
 
 from models.data.criteo import BENCH_CARDINALITIES
-from tools import bench_distributed
+from tools.bench import distributed as bench_distributed
 
 
 def test_one_rank_runs_dlrm_main_directly_and_two_under_horovodrun(tmp_path):
     one = bench_distributed.command(1, 40, 10, False, tmp_path / "a.json")
     two = bench_distributed.command(2, 40, 10, True, tmp_path / "b.json")
-    assert one[1].endswith("dlrm_main.py") and "--use_horovod" not in one
+    assert one[1] == str(bench_distributed.REPO_ROOT / "dlrm_main.py") and Path(one[1]).is_file()
+    assert "--use_horovod" not in one
     assert two[0].endswith("horovodrun") and two[1:4] == ["-np", "2", "--gloo"]
     assert "--use_horovod" in two and "--amp" in two and "--amp" not in one
     cards = "--synthetic_dataset_cardinalities=" + ",".join(map(str, BENCH_CARDINALITIES))
@@ -114,9 +116,10 @@ def test_dense_allreduce_variants_alternate_and_their_ratios_are_printed(
     # One process twice (no allreduce, no variant), then 2 ranks A, B, A, B.
     variants = [r["dense_allreduce"] for r in json.loads(out.read_text())["runs"]]
     assert variants == ["grouped", "grouped", "grouped", "top_first", "grouped", "top_first"]
-    programs = [c[c.index("--gloo") + 2 :][:3] if "--gloo" in c else c[1:2] for c in commands]
-    assert programs[3] == ["-m", "tools.bench_overlap", "top_first"]
-    assert programs[2][0].endswith("dlrm_main.py") and programs[0][0].endswith("dlrm_main.py")
+    programs = [c[c.index("--gloo") + 2 :][:4] if "--gloo" in c else c[1:2] for c in commands]
+    assert programs[3] == ["-m", "tools.bench", "overlap", "top_first"]
+    assert programs[2][0] == programs[0][0] == str(bench_distributed.REPO_ROOT / "dlrm_main.py")
+    assert Path(programs[0][0]).is_file()
     printed = capsys.readouterr().out
     assert "2 ranks, top_first / grouped: 1.100, 1.100 (median 1.100)" in printed
 

@@ -1,7 +1,7 @@
 """Training throughput of DLRM and DCNv2 on one configuration, against each one's compute bound.
 
 Both models train through the real `TrainStep` under `Trainer.fit` (as in
-`tools.bench_train`, whose set-up, batches and matmul probe this reuses), on
+`tools.bench.train`, whose set-up, batches and matmul probe this reuses), on
 the same configuration: batch 4096, D = 128, bottom MLP 512-256-128, top
 (deep) MLP 1024-1024-512-256-1, the 26 Criteo threshold-15 tables capped at
 200,000 rows, SGD; DCNv2 adds MLPerf's cross network (3 cross layers of rank
@@ -14,8 +14,8 @@ measures the matmul rate and one window of each model back to back; the
 figures are medians of the rounds, and the DCNv2/DLRM ratio is the median of
 per-round ratios.
 
-    python -m tools.bench_models                            # both precisions
-    python -m tools.bench_models --precisions fp32 --steps 20 --json out.json
+    python -m tools.bench models                            # both precisions
+    python -m tools.bench models --precisions fp32 --steps 20 --json out.json
 """
 
 from __future__ import annotations
@@ -34,14 +34,13 @@ import keras
 
 from models.data.criteo import CRITEO_FT15_CARDINALITIES
 from models.device import apply_threading
-from models.huge_pages import restart_with_huge_pages
-from tools.bench_train.bound import (
+from tools.bench.train.bound import (
     FlopCount,
     dcnv2_flops_per_sample,
     flops_per_sample,
     matmul_gflops,
 )
-from tools.bench_train.setup import (
+from tools.bench.train.setup import (
     PRECISIONS,
     BenchConfig,
     bench_batches,
@@ -183,7 +182,9 @@ def _ints(text: str) -> tuple[int, ...]:
 
 
 def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.bench models", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--steps", type=int, default=30, help="timed steps per model")
     parser.add_argument("--warmup_steps", type=int, default=5, help="untimed first steps")
     parser.add_argument("--window_steps", type=int, default=5, help="steps per timed window")
@@ -234,8 +235,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         with open(args.json, "w", encoding="utf-8") as out:
             json.dump(results, out, indent=2)
     return 0
-
-
-if __name__ == "__main__":
-    restart_with_huge_pages()  # as dlrm_main.py does: measure the default set-up
-    sys.exit(main())

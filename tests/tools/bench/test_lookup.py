@@ -1,4 +1,4 @@
-"""tools.bench_lookup: id laws, and a tiny run of both processes per law."""
+"""tools.bench.lookup: id laws, and a tiny run of both processes per law."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tests.test_huge_pages import _restarts_here
-from tools.bench_lookup import _ids, main
+from tools.bench.lookup import _ids, main
 
 
 def test_id_laws_stay_in_the_table_and_differ_in_skew() -> None:

@@ -1,4 +1,4 @@
-"""Command line of `python -m tools.bench_train`."""
+"""Command line of `python -m tools.bench train`."""
 
 from __future__ import annotations
 
@@ -11,15 +11,15 @@ from pathlib import Path
 
 from models.data.criteo import CRITEO_FT15_CARDINALITIES
 from models.device import apply_threading
-from tools.bench_train.processes import (
+from tools.bench.train.processes import (
     ChildFailedError,
     format_processes,
     run_processes,
     summarize_processes,
 )
-from tools.bench_train.report import format_report
-from tools.bench_train.run import run_benchmark
-from tools.bench_train.setup import PRECISIONS, config_from_args
+from tools.bench.train.report import format_report
+from tools.bench.train.run import run_benchmark
+from tools.bench.train.setup import PRECISIONS, config_from_args
 from tools.machine import describe_machine, format_machine
 
 
@@ -28,11 +28,11 @@ def _ints(text: str) -> tuple[int, ...]:
 
 
 def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    from tools import bench_train  # the package, loaded by now; its docstring describes it
+    # The package, loaded by now: its docstring describes it.
+    from tools.bench import train as bench_train
 
-    # The usage line of the single-file tool this package was, unchanged.
     parser = argparse.ArgumentParser(
-        prog="bench_train.py",
+        prog="python -m tools.bench train",
         description=bench_train.__doc__.split("\n\n")[0],
         allow_abbrev=False,  # --processes passes the other flags on to its children verbatim
     )

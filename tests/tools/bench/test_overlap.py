@@ -6,7 +6,7 @@ from models.distributed.comm import LocalCommunicator
 from models.training.optimizers import make_optimizers
 from models.training.train_step import TrainStep
 from tests.distributed import parity_setup as ps
-from tools import bench_overlap
+from tools.bench import overlap as bench_overlap
 
 
 class _RecordingComm(LocalCommunicator):

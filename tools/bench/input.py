@@ -7,13 +7,13 @@ ops), in shuffled batch order (``os.preadv`` in ``tf.numpy_function``) and
 with ``read_batch`` alone in one Python thread, and one pass of
 ``SyntheticDataset`` (power-law and constant) for each batch size, and
 prints samples/s against the target: 20x what a train step consumes
-(``tools.bench_train`` FP32 at batch 4096, ~23k samples/s, so >= 460k).
+(``tools.bench.train`` FP32 at batch 4096, ~23k samples/s, so >= 460k).
 
 The dataset has just been written, so its files are in the page cache: this
 measures the pipeline (reads, conversions, tf.data), not the disk.
 
-    python -m tools.bench_input                       # 3M rows, batches 4096 and 65536
-    python -m tools.bench_input --rows 500000 --batch_sizes 4096 --json out.json
+    python -m tools.bench input                       # 3M rows, batches 4096 and 65536
+    python -m tools.bench input --rows 500000 --batch_sizes 4096 --json out.json
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ from models.data.binary import BinaryDataset
 from models.data.criteo import BENCH_CARDINALITIES
 from models.data.synthetic import SyntheticDataset
 from models.data.writer import SplitArrays, write_metadata, write_split
-from models.huge_pages import restart_with_huge_pages
 from tools.machine import describe_machine, format_machine
 
 TARGET_SAMPLES_PER_SECOND = 460_000
@@ -86,7 +85,9 @@ def time_numpy(dataset: BinaryDataset) -> tuple[int, int, float, float]:
 
 
 def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.bench input", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--rows", type=int, default=3_000_000, help="rows of the binary dataset")
     parser.add_argument(
         "--batch_sizes",
@@ -177,8 +178,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump({"machine": machine, "rows": args.rows, "runs": rows}, f, indent=2)
     return 0
-
-
-if __name__ == "__main__":
-    restart_with_huge_pages()  # as dlrm_main.py does: measure the default set-up
-    sys.exit(main())

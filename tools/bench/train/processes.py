@@ -18,9 +18,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from tools.bench_train.report import TARGET_RATIO
+from tools.bench.train.report import TARGET_RATIO
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 # Flags of the parent only: each child writes its own JSON file and runs once.
 _PARENT_FLAGS = ("--processes", "--json")
 # Throughput that holds in every process: the slowest within 15% of the fastest.
@@ -48,7 +48,7 @@ def child_argv(argv: Sequence[str]) -> list[str]:
 def run_processes(
     argv: Sequence[str], processes: int, directory: Path, log: Callable[[str], None] = print
 ) -> list[dict[str, Any]]:
-    """Runs ``python -m tools.bench_train ARGV`` ``processes`` times; returns their results.
+    """Runs ``python -m tools.bench train ARGV`` ``processes`` times; returns their results.
 
     Children run one after another (never two at once: they would share the
     cores) with this interpreter, from the repository root; their output is
@@ -60,7 +60,7 @@ def run_processes(
     runs = []
     for index in range(processes):
         out = directory / f"process_{index}.json"
-        command = [sys.executable, "-m", "tools.bench_train", *child_argv(argv), f"--json={out}"]
+        command = [sys.executable, "-m", "tools.bench", "train", *child_argv(argv), f"--json={out}"]
         log(f"--- process {index + 1} of {processes}: {' '.join(command[1:])}")
         sys.stdout.flush()  # the child writes to the same stdout
         done = subprocess.run(command, cwd=REPO_ROOT, check=False)

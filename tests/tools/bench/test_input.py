@@ -1,4 +1,4 @@
-"""tools.bench_input: the machine header and the JSON output (the rows are tested in tests/data)."""
+"""tools.bench.input: the machine header and the JSON output (the rows are tested in tests/data)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tools import bench_input
+from tools.bench import input as bench_input
 
 
 def test_json_holds_the_machine_and_every_printed_row(

@@ -9,7 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from models.training.lr_schedule import DLRMSchedule
-from tools.bench_train.setup import PRECISIONS, BenchConfig
+from tools.bench.train.setup import PRECISIONS, BenchConfig
 
 
 class PlainDotInteraction(keras.layers.Layer):

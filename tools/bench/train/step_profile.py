@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from models.training.timing import StepTimer
 from models.training.train_step import bce_with_logits
-from tools.bench_train.setup import OursSetup
+from tools.bench.train.setup import OursSetup
 
 
 def interleaved_median_ms(parts: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:

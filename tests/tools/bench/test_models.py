@@ -1,4 +1,4 @@
-"""tools.bench_models: DCNv2's FLOP count by hand and a tiny run of both models."""
+"""tools.bench.models: DCNv2's FLOP count by hand and a tiny run of both models."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tools.bench_models import main
-from tools.bench_train import dcnv2_flops_per_sample
+from tools.bench.models import main
+from tools.bench.train import dcnv2_flops_per_sample
 
 
 def test_mlperf_dcnv2_flops_per_sample_by_hand() -> None:

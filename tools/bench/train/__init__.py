@@ -25,10 +25,10 @@ bound uses the matmul rate of the same rounds. With ``--profile_steps`` it
 also times parts of our step (forward pieces, interaction backward, each
 optimizer) and traces it with ``tf.profiler`` to list where the time goes.
 
-    python -m tools.bench_train                              # the issue-4 benchmark
-    python -m tools.bench_train --precisions fp32 --steps 30 --json out.json
-    python -m tools.bench_train --inter_op 1 --intra_op 2   # TF thread pools (both models)
-    python -m tools.bench_train --processes 6 --profile_steps 0  # 6 fresh processes
+    python -m tools.bench train                              # the issue-4 benchmark
+    python -m tools.bench train --precisions fp32 --steps 30 --json out.json
+    python -m tools.bench train --inter_op 1 --intra_op 2   # TF thread pools (both models)
+    python -m tools.bench train --processes 6 --profile_steps 0  # 6 fresh processes
 
 Every report starts with the machine it ran on (`tools.machine`: CPU model and
 flags, cores, memory, TensorFlow, oneDNN, allocator, load), also stored in the
@@ -43,21 +43,21 @@ table sizes of Criteo 1TB preprocessed with frequency threshold 15.
 Modules: `setup` (configuration, batches, our model and loop), `bound` (FLOP
 per sample, matmul rate), `plain_keras` (the baseline), `step_profile` (parts
 of our step, op-type trace), `run` (the rounds), `report` (ratios, targets,
-table), `processes` (``--processes``) and `cli`. `tools.bench_models` compares
+table), `processes` (``--processes``) and `cli`. `tools.bench.models` compares
 DLRM and DCNv2 with the same set-up.
 """
 
-from tools.bench_train.bound import (
+from tools.bench.train.bound import (
     FlopCount,
     dcnv2_flops_per_sample,
     flops_per_sample,
     matmul_gflops,
 )
-from tools.bench_train.cli import main
-from tools.bench_train.plain_keras import PlainDotInteraction, build_plain_keras
-from tools.bench_train.report import format_report, summarize_rounds
-from tools.bench_train.run import run_benchmark
-from tools.bench_train.setup import BenchConfig, build_ours
+from tools.bench.train.cli import main
+from tools.bench.train.plain_keras import PlainDotInteraction, build_plain_keras
+from tools.bench.train.report import format_report, summarize_rounds
+from tools.bench.train.run import run_benchmark
+from tools.bench.train.setup import BenchConfig, build_ours
 
 __all__ = [
     "BenchConfig",
