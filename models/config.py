@@ -78,6 +78,12 @@ class ModelConfig:
     num_cross_layers: int = 3
     cross_layer_projection_dim: int = 512  # 0: full-rank cross layers
     dropout: float = 0.0  # MLP dropout rate between layers (training only)
+    linear: bool = False  # per-id weights summed into the logit (Wide & Deep's wide part)
+
+    @property
+    def table_width(self) -> int:
+        """Columns of each table row: D, plus the linear part's per-id weight."""
+        return self.embedding_dim + int(self.linear)
 
 
 @dataclass(frozen=True)

@@ -191,6 +191,13 @@ def _define_model_flags() -> None:
         "(new) Dropout rate between the layers of the bottom and top MLPs, in training "
         "only (not after an MLP's last layer); 0: none.",
     )
+    flags.DEFINE_bool(
+        "linear",
+        _MODEL.linear,
+        "(new) Add a linear part: one weight per id (an extra column of each table), summed "
+        "into the logit, as the wide half of Wide & Deep. Helps small logs with strong per-id "
+        "effects (docs/small_data.md).",
+    )
 
 
 def _define_optimizer_flags() -> None:
@@ -424,6 +431,7 @@ def config_from_flags(flag_values: flags.FlagValues) -> Config:
             num_cross_layers=f.num_cross_layers,
             cross_layer_projection_dim=f.cross_layer_projection_dim,
             dropout=f.dropout,
+            linear=f.linear,
         ),
         optimizer=OptimizerConfig(
             name=f.optimizer,

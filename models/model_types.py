@@ -27,7 +27,7 @@ def build_model(
             ``embedding_dim``, ``bottom_mlp_dims``, ``top_mlp_dims``,
             ``num_numerical_features`` and, for DCNv2, ``num_cross_layers`` and
             ``cross_layer_projection_dim`` (0: full-rank cross layers); ``dropout``
-            if it has one (0 otherwise).
+            and ``linear`` if it has them (0 and False otherwise).
         cardinalities: rows of each table.
         table_ids: the tables this process holds (None: all).
         seed: seed of the table initialisers.
@@ -51,6 +51,7 @@ def build_model(
         table_ids=table_ids,
         seed=seed,
         dropout=getattr(model, "dropout", 0.0),
+        linear=getattr(model, "linear", False),
         **tables,
     )
     if model.model_type == "dcnv2":

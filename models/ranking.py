@@ -72,6 +72,12 @@ class RankingModel(keras.Model):
             sample's valid ids (:func:`~models.layers.pooling.pooled_lookup`).
         combiners: pooling of each multi-hot table, ``"sum"`` or ``"mean"``;
             one string for all tables. Ignored for tables of hotness 1.
+        dropout: rate of the dropout between MLP layers (training only).
+        linear: a linear part, as the wide half of Wide & Deep: each table row
+            gets one more column, a per-id weight, and the weights of a
+            sample's ids (pooled as its vectors are) are added to the logit.
+            The tables are then ``D + 1`` wide (:attr:`table_width`); the
+            interaction sees the first D columns only.
 
     Tables stay float32 under a mixed-precision policy; the dense part runs in
     the compute dtype and returns float32 logits.
@@ -94,9 +100,11 @@ class RankingModel(keras.Model):
         hotness: Sequence[int] | None = None,
         combiners: str | Sequence[str] = "sum",
         dropout: float = 0.0,
+        linear: bool = False,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
+        self.linear = bool(linear)
         label = type(self).__name__
         if not isinstance(dropout, int | float) or not 0.0 <= dropout < 1.0:
             raise ValueError(f"{label} dropout must be in [0, 1), got {dropout!r}")
@@ -115,6 +123,8 @@ class RankingModel(keras.Model):
                 f"got {num_numerical_features!r}"
             )
         self.num_numerical_features = num_numerical_features
+        #: Columns of every table: D, plus the per-id weight of the linear part.
+        self.table_width = self.embedding_dim + int(self.linear)
         if num_numerical_features and self.bottom_mlp_dims[-1] != self.embedding_dim:
             raise ValueError(
                 f"the last bottom_mlp_dims entry ({self.bottom_mlp_dims[-1]}) must equal "
@@ -155,7 +165,7 @@ class RankingModel(keras.Model):
         self._held_layers = [
             EmbeddingTable(
                 self.cardinalities[t],
-                self.embedding_dim,
+                self.table_width,
                 seed=None if seed is None else _table_seed(seed, t),
                 row_start=self.row_ranges.get(t, (0, None))[0],
                 row_end=self.row_ranges.get(t, (0, None))[1],
@@ -215,7 +225,7 @@ class RankingModel(keras.Model):
             table_ids: indices into :attr:`tables`.
 
         Returns:
-            T float32 tensors ``[B, D]``, in ``table_ids`` order.
+            T float32 tensors ``[B, W]`` (W = :attr:`table_width`), in ``table_ids`` order.
         """
         table_ids = list(table_ids)
         bad = [t for t in table_ids if not 0 <= t < self.num_tables]
@@ -261,10 +271,10 @@ class RankingModel(keras.Model):
         Args:
             numerical: ``[b, N]`` float.
             embeddings: every table's vectors for this batch slice, in table
-                order: one ``[b, F, D]`` tensor, or pieces ``[b, D]`` (one
-                table, e.g. the output of :meth:`lookup`) or ``[b, k, D]``
-                (k consecutive tables). Any float dtype; the interaction
-                casts to the compute dtype.
+                order: one ``[b, F, W]`` tensor, or pieces ``[b, W]`` (one
+                table, e.g. the output of :meth:`lookup`) or ``[b, k, W]``
+                (k consecutive tables), W = :attr:`table_width`. Any float
+                dtype; the interaction casts to the compute dtype.
             training: apply the MLPs' dropout (a training step); no other
                 layer behaves differently in training.
 
@@ -282,9 +292,25 @@ class RankingModel(keras.Model):
                 f"{self.num_numerical_features} numerical features expected, "
                 f"got shape {numerical.shape}"
             )
+        linear_logits = None
+        if self.linear:
+            embeddings, linear_logits = self._split_linear(pieces, is_pieces)
         bottom = self.bottom_mlp(numerical, training=training) if self.bottom_mlp else None
         logits = self.top_mlp(self.interaction(bottom, embeddings), training=training)
-        return tf.cast(logits, tf.float32)
+        logits = tf.cast(logits, tf.float32)
+        return logits if linear_logits is None else logits + linear_logits
+
+    def _split_linear(self, pieces: list[tf.Tensor], is_pieces: bool) -> tuple[Any, tf.Tensor]:
+        """The interaction's D columns of ``pieces`` (in the caller's form) and ``[b, 1]``
+        float32: the sum of every table's per-id weight (the last column)."""
+        dim = self.embedding_dim
+        vectors = [p[..., :dim] for p in pieces]
+        # One [b, F] tensor of weights however the tables arrive, so that the sum (and its
+        # rounding) is the same on one process and on N ranks.
+        columns = [p[:, dim:] if len(p.shape) == 2 else p[:, :, dim] for p in pieces]
+        weights = tf.concat([tf.cast(c, tf.float32) for c in columns], axis=1)
+        total = tf.reduce_sum(weights, axis=1, keepdims=True)
+        return (vectors if is_pieces else vectors[0]), total
 
     def call(self, inputs: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
         """``{"numerical": [B, N], "categorical": [B, C]}`` -> ``[B, 1]`` float32 logits.
@@ -334,6 +360,8 @@ class RankingModel(keras.Model):
             config["combiners"] = list(self.combiners)
         if self.dropout:  # only a model trained with dropout
             config["dropout"] = self.dropout
+        if self.linear:  # only a model with a linear part
+            config["linear"] = True
         if self.row_ranges:  # only a rank of a row-split job has any
             config["row_ranges"] = {str(t): list(r) for t, r in self.row_ranges.items()}
         return config

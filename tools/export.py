@@ -77,7 +77,7 @@ def export_checkpoint(
         tuple(record.get("combiners", [config.model.multi_hot_combiner] * len(cardinalities))),
     )
     comm = LocalCommunicator()
-    placement = plan_placement(embedding_table_bytes(cardinalities, config.model.embedding_dim), 1)
+    placement = plan_placement(embedding_table_bytes(cardinalities, config.model.table_width), 1)
     model, _ = build_model(config, shape, comm, placement)
     ckpt.restore_checkpoint(directory, ckpt.TrainingState(model, range(len(cardinalities))), comm)
     export_saved_model(model, str(output), raw_input)

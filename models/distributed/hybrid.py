@@ -125,7 +125,8 @@ class HybridParallel:
         self.comm = comm
         self.placement = placement
         self.global_batch_size = global_batch_size
-        self.embedding_dim = int(model.embedding_dim)
+        # Columns of a table row (D, plus the linear part's weight when the model has one).
+        self.vector_width = int(getattr(model, "table_width", model.embedding_dim))
         compute_dtype = tf.as_dtype(getattr(model, "compute_dtype", None) or tf.float32)
         self.transport_dtype = compute_dtype if compute_dtype in _HALF_DTYPES else tf.float32
         self.owned_tables: tuple[int, ...] = placement.tables_per_rank[comm.rank]
@@ -242,7 +243,7 @@ class HybridParallel:
         own consecutive tables (no reordering needed), else one ``[b, D]``
         vector per table.
         """
-        dim = self.embedding_dim
+        dim = self.vector_width
         if owned:
             # Each vector is cast before the stack, not the stacked tensor after:
             # the same values, but the stack (and its Unpack gradient) then moves
@@ -397,7 +398,7 @@ class HybridParallel:
         Forward plus backward (the same amount), in :attr:`transport_dtype`,
         excluding the chunk each rank keeps for itself.
         """
-        world, dim = self.comm.size, self.embedding_dim
+        world, dim = self.comm.size, self.vector_width
         total = 0
         for sender, count in enumerate(self._tables_per_rank):
             for receiver in range(world):

@@ -75,7 +75,8 @@ class RowSplitLookup:
         self.comm = comm
         self.layout = layout
         self.transport_dtype = transport_dtype
-        self.embedding_dim = int(model.embedding_dim)
+        # Columns of a table row (D, plus the linear part's weight when the model has one).
+        self.vector_width = int(getattr(model, "table_width", model.embedding_dim))
         hotness = getattr(model, "hotness", (1,) * model.num_tables)
         combiners = getattr(model, "combiners", ("sum",) * model.num_tables)
         self.hotness = tuple(int(hotness[t]) for t in layout.tables)
@@ -101,7 +102,7 @@ class RowSplitLookup:
         count = len(self.layout.tables)
         virtual = tf.cast(ids, tf.int64) + tf.constant(self.layout.bases, tf.int64)
         vectors = self._exchange(tf.reshape(virtual, [-1]))
-        vectors = tf.reshape(vectors, [-1, count, self.embedding_dim])
+        vectors = tf.reshape(vectors, [-1, count, self.vector_width])
         return tf.unstack(vectors, num=count, axis=1)
 
     def _pooled(self, ids: tf.Tensor) -> list[tf.Tensor]:
@@ -130,7 +131,7 @@ class RowSplitLookup:
         pooled = tf.math.unsorted_segment_sum(
             tf.cast(vectors, tf.float32), tf.concat(bags, axis=0), rows * count
         )
-        pooled = tf.unstack(tf.reshape(pooled, [-1, count, self.embedding_dim]), count, axis=1)
+        pooled = tf.unstack(tf.reshape(pooled, [-1, count, self.vector_width]), count, axis=1)
         out = []
         for vector, combiner, valid_count in zip(pooled, self.combiners, valid_counts, strict=True):
             if valid_count is not None and combiner == "mean":
@@ -159,7 +160,7 @@ class RowSplitLookup:
         """``[m, D]`` float32 rows of this rank's shards for virtual ``ids [m]``."""
         local = self.layout.local
         if not local:  # no shard here, so nothing was routed here
-            return tf.zeros([0, self.embedding_dim], tf.float32)
+            return tf.zeros([0, self.vector_width], tf.float32)
         tables = [self.model.tables[t] for t, *_ in local]
         if len(local) == 1:
             return tables[0](ids - local[0][3])
@@ -181,5 +182,5 @@ class RowSplitLookup:
         """
         if self.comm.size == 1 or not self.layout.tables:
             return 0
-        per_id = 8 + 2 * self.embedding_dim * self.transport_dtype.size
+        per_id = 8 + 2 * self.vector_width * self.transport_dtype.size
         return global_batch_size * sum(self.hotness) * per_id

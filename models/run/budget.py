@@ -28,7 +28,7 @@ def plan_tables(
     optimizer's slots in training; eval and inference hold the weights only.
     A table larger than the budget is split by rows over several ranks.
     """
-    table_bytes = embedding_table_bytes(cardinalities, config.model.embedding_dim)
+    table_bytes = embedding_table_bytes(cardinalities, config.model.table_width)
     limit_gb = config.device.memory_limit_gb
     if limit_gb is None:
         return plan_placement(table_bytes, world)

@@ -121,6 +121,17 @@ def split_multi_hot(comm: HorovodCommunicator, out_dir: Path) -> None:
     print(f"rank {comm.rank}: split multi-hot runs written", flush=True)
 
 
+def split_linear(comm: HorovodCommunicator, out_dir: Path) -> None:
+    """A model with a linear part, multi-hot tables split by rows:
+    DIR/split_linear_{opt}_rank{r}.npz."""
+    from tests.distributed.parity_setup import MULTI_HOT, run_hybrid, split_multi_hot_placement
+
+    for optimizer in ("sgd", "adagrad", "adam"):
+        result = run_hybrid(comm, split_multi_hot_placement(), optimizer, MULTI_HOT, linear=True)
+        np.savez(out_dir / f"split_linear_{optimizer}_rank{comm.rank}.npz", **result)
+    print(f"rank {comm.rank}: split linear runs written", flush=True)
+
+
 def loop(comm: HorovodCommunicator, out_dir: Path) -> None:
     """Trains forever; reports how a collective fails once a peer is gone."""
     from tests.distributed import parity_setup as ps
@@ -152,6 +163,8 @@ def main(argv: list[str]) -> None:
         multi_hot(comm, Path(argv[2]))
     elif mode == "split_multi_hot":
         split_multi_hot(comm, Path(argv[2]))
+    elif mode == "split_linear":
+        split_linear(comm, Path(argv[2]))
     elif mode == "loop":
         loop(comm, Path(argv[2]))
     else:

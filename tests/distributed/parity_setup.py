@@ -34,13 +34,15 @@ def build_model(
     table_ids: tuple[int, ...] | None = None,
     row_ranges: dict[int, tuple[int, int]] | None = None,
     hotness: tuple[int, ...] | None = None,
+    linear: bool = False,
 ) -> DLRM:
     """The DLRM with weights drawn from numpy, identical in every process.
 
     With ``table_ids``/``row_ranges`` (a rank of a model-parallel job), only
     those tables, or rows of them, are built; they get the rows the whole
     model would have. With ``hotness`` (:data:`MULTI_HOT`) the tables of
-    hotness > 1 are multi-hot, pooled by :data:`MULTI_HOT_COMBINERS`.
+    hotness > 1 are multi-hot, pooled by :data:`MULTI_HOT_COMBINERS`. With
+    ``linear`` the model has a linear part (tables ``DIM + 1`` wide).
     """
     model = DLRM(
         CARDINALITIES,
@@ -52,10 +54,12 @@ def build_model(
         row_ranges=row_ranges,
         hotness=hotness,
         combiners=MULTI_HOT_COMBINERS if hotness else "sum",
+        linear=linear,
     )
     rng = np.random.default_rng(seed)
     for table, variable in enumerate(model.embedding_variables):
-        full = rng.uniform(-0.5, 0.5, size=(CARDINALITIES[table], DIM)).astype(np.float32)
+        shape = (CARDINALITIES[table], model.table_width)
+        full = rng.uniform(-0.5, 0.5, size=shape).astype(np.float32)
         if variable is not None:
             start, end = (row_ranges or {}).get(table, (0, CARDINALITIES[table]))
             variable.assign(full[start:end])
@@ -65,13 +69,14 @@ def build_model(
 
 
 def build_rank_model(
-    placement: Placement, rank: int, hotness: tuple[int, ...] | None = None
+    placement: Placement, rank: int, hotness: tuple[int, ...] | None = None, linear: bool = False
 ) -> DLRM:
     """:func:`build_model` holding what ``placement`` gives ``rank``."""
     return build_model(
         table_ids=placement.tables_per_rank[rank],
         row_ranges=placement.row_ranges(rank),
         hotness=hotness,
+        linear=linear,
     )
 
 
@@ -259,18 +264,19 @@ def run_hybrid(
     placement: Placement | None = None,
     optimizer: str | None = None,
     hotness: tuple[int, ...] | None = None,
+    linear: bool = False,
 ) -> dict[str, np.ndarray]:
     """Trains and evaluates with HybridParallel; returns what this rank knows.
 
     A table this rank holds only rows of is returned as those rows, with
     ``table_{t}_rows`` = ``[start, end]`` and ``shapes_{t}``, the shapes of
     the variable and of its optimizer slots. ``hotness``: the multi-hot
-    variant of model and data (:data:`MULTI_HOT`).
+    variant of model and data (:data:`MULTI_HOT`); ``linear``: the model with a linear part.
     """
     if placement is None:
-        model = build_model(hotness=hotness)
+        model = build_model(hotness=hotness, linear=linear)
     else:
-        model = build_rank_model(placement, comm.rank, hotness)
+        model = build_rank_model(placement, comm.rank, hotness, linear)
     hp = make_hybrid(comm, model, placement)
     hp.broadcast_dense_variables()
     step = hybrid_train_step(hp, optimizer)
@@ -295,10 +301,10 @@ def run_hybrid(
 
 
 def run_reference(
-    optimizer: str | None = None, hotness: tuple[int, ...] | None = None
+    optimizer: str | None = None, hotness: tuple[int, ...] | None = None, linear: bool = False
 ) -> dict[str, np.ndarray]:
     """The single-process reference of :func:`run_hybrid` (plain model call)."""
-    model = build_model(hotness=hotness)
+    model = build_model(hotness=hotness, linear=linear)
     step = reference_train_step(model, optimizer)
     losses = [
         float(step(*(tf.constant(a) for a in batch)))

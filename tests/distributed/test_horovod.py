@@ -105,7 +105,11 @@ def test_multi_hot_tables_on_two_ranks_match_one_process(tmp_path):
 
 
 def _assert_split_parity(
-    tmp_path: Path, prefix: str, placement, hotness: tuple[int, ...] | None = None
+    tmp_path: Path,
+    prefix: str,
+    placement,
+    hotness: tuple[int, ...] | None = None,
+    linear: bool = False,
 ) -> list[dict[str, np.ndarray]]:
     """Checks a split run (``{prefix}_{optimizer}_rank{r}.npz``) against one process.
 
@@ -116,7 +120,7 @@ def _assert_split_parity(
     """
     references = {}
     for optimizer, rtol in (("sgd", 1e-5), ("adagrad", 1e-5), ("adam", 1e-4)):
-        reference = references[optimizer] = ps.run_reference(optimizer, hotness)
+        reference = references[optimizer] = ps.run_reference(optimizer, hotness, linear)
         ranks = [dict(np.load(tmp_path / f"{prefix}_{optimizer}_rank{r}.npz")) for r in range(2)]
         for rank, result in enumerate(ranks):
             np.testing.assert_allclose(result["losses"], reference["losses"], rtol=rtol)
@@ -130,7 +134,8 @@ def _assert_split_parity(
             for table, (start, end) in placement.row_ranges(rank).items():
                 assert result[f"table_{table}_rows"].tolist() == [start, end]
                 slots = {"sgd": 0, "adagrad": 1, "adam": 2}[optimizer]
-                assert result[f"shapes_{table}"].tolist() == [[end - start, ps.DIM]] * (1 + slots)
+                width = ps.DIM + int(linear)
+                assert result[f"shapes_{table}"].tolist() == [[end - start, width]] * (1 + slots)
             for table in placement.tables_per_rank[rank]:
                 start, end = result.get(f"table_{table}_rows", (0, ps.CARDINALITIES[table]))
                 np.testing.assert_allclose(
@@ -195,6 +200,20 @@ def test_multi_hot_tables_split_by_rows_match_one_process(tmp_path):
         assert rank1["table_0_rows"].tolist() == [4, 7]
         np.testing.assert_array_equal(rank0["table_1"][7 - 5], initial[1].numpy()[7])
         np.testing.assert_array_equal(rank1["table_0"][6 - 4], initial[0].numpy()[6])
+
+
+@pytest.mark.slow
+def test_a_linear_part_on_two_ranks_matches_one_process(tmp_path):
+    """--linear: the per-id weight column travels with the vectors, pooled as they are,
+    through whole and row-split tables, one-hot and multi-hot."""
+    _run("tests.distributed.hvd_program", "split_linear", str(tmp_path))
+    references = _assert_split_parity(
+        tmp_path, "split_linear", ps.split_multi_hot_placement(), ps.MULTI_HOT, linear=True
+    )
+    initial = ps.build_model(hotness=ps.MULTI_HOT, linear=True).embedding_variables
+    for reference in references.values():
+        # The weight column was trained too.
+        assert not np.allclose(initial[2].numpy()[:, -1], reference["table_2"][:, -1])
 
 
 def test_two_local_host_names_run_as_two_nodes(tmp_path):

@@ -56,6 +56,15 @@ def test_world_one_matches_plain_model_with_multi_hot_tables(optimizer):
         np.testing.assert_allclose(hybrid[key], expected, rtol=1e-6, atol=1e-7, err_msg=key)
 
 
+@pytest.mark.parametrize("hotness", [None, ps.MULTI_HOT], ids=["one_hot", "multi_hot"])
+def test_world_one_matches_plain_model_with_a_linear_part(hotness):
+    hybrid = ps.run_hybrid(LocalCommunicator(), optimizer="adam", hotness=hotness, linear=True)
+    reference = ps.run_reference("adam", hotness=hotness, linear=True)
+    assert reference["table_0"].shape[1] == ps.DIM + 1
+    for key, expected in reference.items():
+        np.testing.assert_allclose(hybrid[key], expected, rtol=1e-6, atol=1e-7, err_msg=key)
+
+
 def test_split_lookup_pools_multi_hot_bags_like_the_model():
     """RowSplitLookup on one process (the all-to-alls are the identity) against
     the model's own pooled lookup: values, and the gradient's rows."""

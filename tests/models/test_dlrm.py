@@ -214,3 +214,27 @@ def test_dense_forward_takes_lookups_as_pieces():
     np.testing.assert_array_equal(model.dense_forward(numerical, blocks).numpy(), stacked)
     with pytest.raises(ValueError, match="must hold 4 tables"):
         model.dense_forward(numerical, vectors[:3])
+
+
+def test_a_linear_part_adds_each_ids_weight_to_the_logit():
+    """--linear: the tables' last column is a per-id weight outside the interaction."""
+    model = DLRM(CARDINALITIES, seed=3, linear=True, **DIMS)
+    assert model.table_width == 5 and all(v.shape[1] == 5 for v in model.embedding_variables)
+    # The same model without the linear part, from the first D columns of the tables.
+    plain = DLRM(CARDINALITIES, seed=3, **DIMS)
+    for source, target in zip(model.embedding_variables, plain.embedding_variables, strict=True):
+        target.assign(source[:, :4])
+    for source, target in zip(model.dense_variables, plain.dense_variables, strict=True):
+        target.assign(source)
+    inputs = _inputs(batch=7, seed=2)
+    weights = sum(
+        model.embedding_variables[t].numpy()[inputs["categorical"][:, t], 4]
+        for t in range(len(CARDINALITIES))
+    )
+    expected = _numpy_dlrm(plain, inputs) + weights[:, None]
+    np.testing.assert_allclose(model(inputs).numpy(), expected, rtol=1e-5, atol=1e-6)
+    # The weights move the logit one for one: they are not seen by the interaction.
+    model.embedding_variables[0].assign_add(tf.one_hot([4] * 5, 5) * 0.25)
+    np.testing.assert_allclose(model(inputs).numpy(), expected + 0.25, rtol=1e-5, atol=1e-6)
+    rebuilt = DLRM.from_config(model.get_config())
+    assert rebuilt.linear and "linear" not in plain.get_config()

@@ -27,8 +27,8 @@ MODEL_DIM_KEYS = (
     "num_numerical_features",
     "cardinalities",
 )
-# Recorded only for the model types that have them (DCNv2's cross network).
-CROSS_DIM_KEYS = ("num_cross_layers", "cross_layer_projection_dim")
+# Recorded only for the models that have them (DCNv2's cross network, a linear part).
+OPTIONAL_DIM_KEYS = ("num_cross_layers", "cross_layer_projection_dim", "linear")
 # What a checkpoint written before the model type was recorded holds.
 LEGACY_MODEL_TYPE = "dlrm"
 

@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 
 from models.training.checkpoint.layout import (
-    CROSS_DIM_KEYS,
     LEGACY_MODEL_TYPE,
     METADATA_FILE,
     MODEL_DIM_KEYS,
+    OPTIONAL_DIM_KEYS,
     CheckpointError,
     open_saved_array,
     read_metadata,
@@ -175,7 +175,7 @@ def _dim_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> li
             f"{current['model_type']} (--model_type={saved_type} restores it)"
         ]
     problems = []
-    for key in (*MODEL_DIM_KEYS[:-1], *CROSS_DIM_KEYS):
+    for key in (*MODEL_DIM_KEYS[:-1], *OPTIONAL_DIM_KEYS):
         if key not in saved and key not in current:
             continue
         if saved.get(key) != current.get(key):

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from models.training.checkpoint.layout import CROSS_DIM_KEYS, LEGACY_MODEL_TYPE, MODEL_DIM_KEYS
+from models.training.checkpoint.layout import LEGACY_MODEL_TYPE, MODEL_DIM_KEYS, OPTIONAL_DIM_KEYS
 
 
 class Communicator(Protocol):
@@ -115,7 +115,7 @@ def model_dims(model: Any) -> dict[str, Any]:
     dims.update({k: config[k] for k in MODEL_DIM_KEYS})
     for key in ("bottom_mlp_dims", "top_mlp_dims", "cardinalities"):
         dims[key] = [int(v) for v in dims[key]]
-    dims.update({k: config[k] for k in CROSS_DIM_KEYS if k in config})
+    dims.update({k: config[k] for k in OPTIONAL_DIM_KEYS if k in config})
     return dims
 
 
