@@ -221,6 +221,18 @@ def test_dcnv2_records_its_type_and_cross_dims(tmp_path: Path) -> None:
     assert "cross_layer_projection_dim: checkpoint None, model 2" in str(err.value)
 
 
+@pytest.mark.parametrize(("saved", "run"), [(False, True), (True, False)])
+def test_a_linear_part_on_one_side_only_is_named(tmp_path: Path, saved, run) -> None:
+    """A checkpoint without a linear part records no ``linear``: it reads as False."""
+    save_checkpoint(tmp_path, make_state(linear=saved), LocalComm())
+    other = make_state(linear=run)
+    before = snapshot(other)
+    with pytest.raises(CheckpointError) as err:
+        restore_checkpoint(tmp_path, other, LocalComm())
+    assert f"linear: checkpoint {saved}, model {run}" in str(err.value)
+    assert_same(snapshot(other), before)
+
+
 @pytest.mark.parametrize(("saved_cls", "run_cls"), [(DCNv2, DLRM), (DLRM, DCNv2)])
 def test_restoring_into_the_other_model_type_names_both(tmp_path: Path, saved_cls, run_cls):
     save_checkpoint(tmp_path, make_state(model_cls=saved_cls), LocalComm())

@@ -29,6 +29,8 @@ MODEL_DIM_KEYS = (
 )
 # Recorded only for the models that have them (DCNv2's cross network, a linear part).
 OPTIONAL_DIM_KEYS = ("num_cross_layers", "cross_layer_projection_dim", "linear")
+# What an optional key that is not recorded means (None: the model has no such part).
+ABSENT_DIMS = {"linear": False}
 # What a checkpoint written before the model type was recorded holds.
 LEGACY_MODEL_TYPE = "dlrm"
 

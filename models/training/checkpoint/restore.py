@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from models.training.checkpoint.layout import (
+    ABSENT_DIMS,
     LEGACY_MODEL_TYPE,
     METADATA_FILE,
     MODEL_DIM_KEYS,
@@ -178,8 +179,9 @@ def _dim_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> li
     for key in (*MODEL_DIM_KEYS[:-1], *OPTIONAL_DIM_KEYS):
         if key not in saved and key not in current:
             continue
-        if saved.get(key) != current.get(key):
-            problems.append(f"{key}: checkpoint {saved.get(key)}, model {current.get(key)}")
+        was, now = saved.get(key, ABSENT_DIMS.get(key)), current.get(key, ABSENT_DIMS.get(key))
+        if was != now:
+            problems.append(f"{key}: checkpoint {was}, model {now}")
     saved_rows, rows = saved["cardinalities"], current["cardinalities"]
     if len(saved_rows) != len(rows):
         problems.append(f"number of tables: checkpoint {len(saved_rows)}, model {len(rows)}")
