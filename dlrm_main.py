@@ -87,6 +87,7 @@ def run(config: Config) -> dict[str, Any]:
         jit_embedding_update=xla_available(device.kind),
         embedding_l2=opt.embedding_l2,
         dense_weight_decay=opt.dense_weight_decay,
+        embedding_weight_decay=opt.embedding_weight_decay,
     )
     # Before the model exists: tables that cannot fit fail here, not at allocation.
     placement = plan_tables(config, data.cardinalities, comm.size, embedding_optimizer)

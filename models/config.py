@@ -98,6 +98,7 @@ class OptimizerConfig:
     loss_scale: float = 1024.0
     embedding_l2: float = 0.0  # lazy L2 on the rows a batch looks up
     dense_weight_decay: float = 0.0  # decoupled weight decay of the MLP kernels
+    embedding_weight_decay: float = 0.0  # decoupled weight decay of the whole tables
 
 
 @dataclass(frozen=True)

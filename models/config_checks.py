@@ -143,7 +143,17 @@ def _validate_optimizer(c: Config, problems: list[str]) -> None:
         decay_steps=opt.decay_steps,
         embedding_l2=opt.embedding_l2,
         dense_weight_decay=opt.dense_weight_decay,
+        embedding_weight_decay=opt.embedding_weight_decay,
     )
+    for flag_name, decay in (
+        ("dense_weight_decay", opt.dense_weight_decay),
+        ("embedding_weight_decay", opt.embedding_weight_decay),
+    ):
+        if opt.learning_rate * decay >= 1:
+            problems.append(
+                f"--{flag_name} ({decay}) times --learning_rate ({opt.learning_rate}) must be "
+                "below 1: it is the fraction of each weight a step takes away"
+            )
     if opt.decay_steps > 0 and opt.decay_start_step < opt.warmup_steps:
         problems.append(
             f"--decay_start_step ({opt.decay_start_step}) must not be before the end of the "

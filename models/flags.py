@@ -234,6 +234,13 @@ def _define_optimizer_flags() -> None:
         "(new) Decoupled weight decay of the MLP kernels (AdamW style: each step shrinks "
         "them by learning_rate * this, biases excluded); 0: none.",
     )
+    flags.DEFINE_float(
+        "embedding_weight_decay",
+        _OPT.embedding_weight_decay,
+        "(new) Decoupled weight decay of the embedding tables: each step shrinks every row, "
+        "looked up or not, by learning_rate * this (one pass over the tables per step: "
+        "for small logs, see docs/small_data.md); 0: none.",
+    )
     flags.DEFINE_integer(
         "auc_thresholds",
         8000,
@@ -442,6 +449,7 @@ def config_from_flags(flag_values: flags.FlagValues) -> Config:
             loss_scale=float(f.loss_scale),
             embedding_l2=f.embedding_l2,
             dense_weight_decay=f.dense_weight_decay,
+            embedding_weight_decay=f.embedding_weight_decay,
         ),
         device=DeviceConfig(
             device=f.device,

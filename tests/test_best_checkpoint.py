@@ -35,8 +35,14 @@ MODEL = [
     "--seed=3",
 ]
 PATIENCE = 2
-# All three regularisers, under mixed precision.
-REGULARISED = ["--dropout=0.2", "--embedding_l2=0.01", "--dense_weight_decay=0.01", "--use_amp"]
+# All four regularisers, under mixed precision.
+REGULARISED = [
+    "--dropout=0.2",
+    "--embedding_l2=0.01",
+    "--embedding_weight_decay=0.5",
+    "--dense_weight_decay=0.01",
+    "--use_amp",
+]
 # Adam's two slots: int(3e-6 GiB x 0.75) // 3 = 805 bytes of weights per rank, less than
 # table 3 (64 x 4 x 4 = 1024 bytes): it is split by rows over the two ranks.
 SPLIT_LIMIT = "--tf_mlu_memory_limit_gb=0.000003"
@@ -196,7 +202,8 @@ def test_regularisers_shrink_the_weights_and_resume_with_the_checkpoints_dropout
     _write_noise_dataset(tmp_path / "data")
     common = ["--epochs=2", "--evals_per_epoch=1", "--use_amp"]
     _main(*_args(tmp_path, "plain"), *common, f"--save_checkpoint_path={tmp_path / 'plain'}")
-    strong = ["--dropout=0.3", "--embedding_l2=2", "--dense_weight_decay=2"]
+    # The tables shrink by the whole-table decay (lazy L2 is checked in the optimizer tests).
+    strong = ["--dropout=0.3", "--embedding_weight_decay=4", "--dense_weight_decay=2"]
     _main(*_args(tmp_path, "reg"), *common, *strong, f"--save_checkpoint_path={tmp_path / 'reg'}")
     plain = _arrays(tmp_path / "plain" / "ckpt-000000008")
     reg = _arrays(tmp_path / "reg" / "ckpt-000000008")
@@ -223,6 +230,8 @@ def test_regularisers_shrink_the_weights_and_resume_with_the_checkpoints_dropout
     assert evaluated["step"] == 12 and 0 < evaluated["auc"] < 1
     with pytest.raises(ConfigError, match=r"--dropout must be in \[0, 1\), got 1.0"):
         _main(*_args(tmp_path, "bad"), "--dropout=1")
+    with pytest.raises(ConfigError, match=r"--embedding_weight_decay \(20.0\) times"):
+        _main(*_args(tmp_path, "bad"), "--embedding_weight_decay=20")
 
 
 def test_the_flags_need_evaluations_and_a_checkpoint_path(tmp_path) -> None:

@@ -12,21 +12,30 @@ embeddings; their formulas otherwise match Keras' (``epsilon`` placement,
 bias correction folded into the rate), so touched rows equal dense Keras on
 a first step. Duplicate ids of a batch are summed before the update.
 
-Regularisation (both off by default):
+Regularisation (all off by default):
 
 - ``embedding_l2`` (``--embedding_l2``) is lazy L2 on the rows a batch looks
   up: each distinct row of the step's gradient gets ``l2 * row`` added to its
   (summed) gradient before the update, once per step whatever its count in the
-  batch, i.e. the gradient of ``l2 / 2 * sum ||row||^2`` over those rows. A
-  dense L2 over whole tables would touch every row at every step (O(table),
-  what the row-sparse optimizers exist to avoid) and shrink rows the data no
-  longer sees; this is the mini-batch-aware form (Zhou et al., 2018, DIN)
-  without its frequency weighting. It goes through the optimizer like the
+  batch, i.e. the gradient of ``l2 / 2 * sum ||row||^2`` over those rows. It
+  keeps the step O(batch x D); it is the mini-batch-aware form (Zhou et al.,
+  2018, DIN) without its frequency weighting, so a rare row is penalised only
+  at the few steps that see it. It goes through the optimizer like the
   data gradient (moments, accumulators), as L2 in a loss would.
 - ``dense_weight_decay`` (``--dense_weight_decay``) is decoupled weight decay
   of the MLP kernels (Loshchilov & Hutter, 2019, AdamW): Keras' optimizers
-  shrink each kernel by ``lr * wd`` after the update, outside the adaptive
+  shrink each kernel by ``lr * wd`` besides the update, outside the adaptive
   scaling, which an L2 gradient would go through; biases are not decayed.
+- ``embedding_weight_decay`` (``--embedding_weight_decay``) is the same
+  decoupled decay for the embedding tables: at each step every row of every
+  table (looked up or not) shrinks by ``lr * wd`` besides its update. It is
+  not lazy: it costs one pass over the tables per step, which a small log's
+  tables afford and Criteo 1TB's do not. It is what a small log needs and
+  lazy L2 cannot give: a row looked up in a few batches of an epoch gets
+  ``embedding_l2`` a few times and memorises its rows, but is decayed at
+  every step, as an L2 prior over all ids (logistic regression's) shrinks the
+  rarest ids the most. Each rank decays the rows it holds, so N ranks and
+  row-split tables decay exactly as one process; it keeps no state.
 """
 
 from __future__ import annotations
@@ -84,18 +93,27 @@ class SparseOptimizer(tf.Module, abc.ABC):
             already applied (as Keras optimizers do).
         l2: lazy L2 on the rows of each step's gradient (see the module
             docstring); 0 for none.
+        weight_decay: decoupled decay of every row of the step's tables by
+            ``lr * weight_decay`` besides the update (module docstring); 0 for none.
     """
 
     slot_initial_values: dict[str, float] = {}
 
     def __init__(
-        self, learning_rate: LearningRate, name: str | None = None, l2: float = 0.0
+        self,
+        learning_rate: LearningRate,
+        name: str | None = None,
+        l2: float = 0.0,
+        weight_decay: float = 0.0,
     ) -> None:
         super().__init__(name=name)
         if l2 < 0:
             raise ValueError(f"embedding L2 must be >= 0, got {l2}")
+        if weight_decay < 0:
+            raise ValueError(f"embedding weight decay must be >= 0, got {weight_decay}")
         self.learning_rate = learning_rate
         self.l2 = float(l2)
+        self.weight_decay = float(weight_decay)
         self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False, name="iterations")
         self._slots: dict[str, dict[str, tf.Variable]] = {}
 
@@ -142,6 +160,7 @@ class SparseOptimizer(tf.Module, abc.ABC):
         lr = self.current_learning_rate()
         step = tf.cast(self.iterations + 1, tf.float32)
         updates = []
+        tables = [backing_variable(variable) for _, variable in pairs]
         for grad, variable in pairs:
             if grad is None:
                 continue
@@ -159,6 +178,12 @@ class SparseOptimizer(tf.Module, abc.ABC):
                 values += self.l2 * tf.gather(table, indices)
             slots = self._slots[_variable_key(variable)]
             updates.append(_RowUpdate(table, slots, indices, values))
+        if self.weight_decay:
+            # Before the row updates (whose gradients and L2 saw the old rows), as AdamW:
+            # row <- row * (1 - lr * wd) - lr * update.
+            keep = 1.0 - lr * self.weight_decay
+            for table in tables:
+                table.assign(table * tf.cast(keep, table.dtype))
         self._apply_updates(updates, lr, step)
         self.iterations.assign_add(1)
 
@@ -210,8 +235,9 @@ class SparseSGD(SparseOptimizer):
         name: str | None = None,
         jit_compile: bool = False,
         l2: float = 0.0,
+        weight_decay: float = 0.0,
     ) -> None:
-        super().__init__(learning_rate, name=name, l2=l2)
+        super().__init__(learning_rate, name=name, l2=l2, weight_decay=weight_decay)
         self.jit_compile = jit_compile
         # One compiled function per list of tables (traced once per batch size).
         self._compiled: dict[tuple[int, ...], Callable] = {}
@@ -257,8 +283,9 @@ class SparseAdam(SparseOptimizer):
         epsilon: float = 1e-7,
         name: str | None = None,
         l2: float = 0.0,
+        weight_decay: float = 0.0,
     ) -> None:
-        super().__init__(learning_rate, name=name, l2=l2)
+        super().__init__(learning_rate, name=name, l2=l2, weight_decay=weight_decay)
         self.beta_1, self.beta_2, self.epsilon = beta_1, beta_2, epsilon
 
     def _update_rows(self, table, slots, indices, values, lr, step) -> None:
@@ -281,8 +308,9 @@ class SparseAdagrad(SparseOptimizer):
         epsilon: float = 1e-7,
         name: str | None = None,
         l2: float = 0.0,
+        weight_decay: float = 0.0,
     ) -> None:
-        super().__init__(learning_rate, name=name, l2=l2)
+        super().__init__(learning_rate, name=name, l2=l2, weight_decay=weight_decay)
         self.slot_initial_values = {"accumulator": float(initial_accumulator_value)}
         self.epsilon = epsilon
 
@@ -299,6 +327,7 @@ def make_optimizers(
     jit_embedding_update: bool = False,
     embedding_l2: float = 0.0,
     dense_weight_decay: float = 0.0,
+    embedding_weight_decay: float = 0.0,
 ) -> tuple[keras.optimizers.Optimizer, SparseOptimizer]:
     """The dense Keras optimizer and the embedding optimizer of one kind.
 
@@ -315,6 +344,7 @@ def make_optimizers(
             no faster with it).
         embedding_l2: lazy L2 of the looked-up rows (module docstring); 0: none.
         dense_weight_decay: decoupled weight decay of the MLP kernels; 0: none.
+        embedding_weight_decay: decoupled decay of the whole tables; 0: none.
     """
     dense_classes = {
         "sgd": keras.optimizers.SGD,
@@ -328,12 +358,13 @@ def make_optimizers(
     dense = dense_classes[name](learning_rate=lr_schedule, weight_decay=dense_weight_decay or None)
     if dense_weight_decay:
         dense.exclude_from_weight_decay(var_names=["bias"])
+    regularisation = {"l2": embedding_l2, "weight_decay": embedding_weight_decay}
     if name == "sgd":
         sparse: SparseOptimizer = SparseSGD(
-            lr_schedule, jit_compile=jit_embedding_update, l2=embedding_l2
+            lr_schedule, jit_compile=jit_embedding_update, **regularisation
         )
     elif name == "adam":
-        sparse = SparseAdam(lr_schedule, l2=embedding_l2)
+        sparse = SparseAdam(lr_schedule, **regularisation)
     else:
-        sparse = SparseAdagrad(lr_schedule, l2=embedding_l2)
+        sparse = SparseAdagrad(lr_schedule, **regularisation)
     return dense, sparse

@@ -122,12 +122,19 @@ def split_multi_hot(comm: HorovodCommunicator, out_dir: Path) -> None:
 
 
 def split_linear(comm: HorovodCommunicator, out_dir: Path) -> None:
-    """A model with a linear part, multi-hot tables split by rows:
-    DIR/split_linear_{opt}_rank{r}.npz."""
-    from tests.distributed.parity_setup import MULTI_HOT, run_hybrid, split_multi_hot_placement
+    """A model with a linear part and every optimizer regulariser, multi-hot tables
+    split by rows: DIR/split_linear_{opt}_rank{r}.npz."""
+    from tests.distributed import parity_setup as ps
 
     for optimizer in ("sgd", "adagrad", "adam"):
-        result = run_hybrid(comm, split_multi_hot_placement(), optimizer, MULTI_HOT, linear=True)
+        result = ps.run_hybrid(
+            comm,
+            ps.split_multi_hot_placement(),
+            optimizer,
+            ps.MULTI_HOT,
+            linear=True,
+            regularisation=ps.REGULARISATION,
+        )
         np.savez(out_dir / f"split_linear_{optimizer}_rank{comm.rank}.npz", **result)
     print(f"rank {comm.rank}: split linear runs written", flush=True)
 

@@ -24,6 +24,8 @@ TRAIN_BATCHES = (16, 16, 13, 16)
 EVAL_BATCHES = (16, 9)
 GLOBAL_BATCH = 16
 LEARNING_RATE = 0.5
+# make_optimizers keywords of the regularised runs (strong enough to change every result).
+REGULARISATION = {"embedding_l2": 0.1, "embedding_weight_decay": 0.4, "dense_weight_decay": 0.2}
 # The multi-hot variant: ids per row of each table (padded bags) and their pooling.
 MULTI_HOT = (1, 3, 1, 2, 4)
 MULTI_HOT_COMBINERS = ("sum", "mean", "sum", "sum", "mean")
@@ -191,13 +193,22 @@ def make_hybrid(
     return HybridParallel(model, comm, placement, GLOBAL_BATCH)
 
 
-def hybrid_train_step(hp: HybridParallel, optimizer: str | None = None):
+def _optimizers(optimizer: str | None, regularisation: dict[str, float] | None):
+    if optimizer is None:
+        return None
+    return make_optimizers(optimizer, LEARNING_RATE, **(regularisation or {}))
+
+
+def hybrid_train_step(
+    hp: HybridParallel, optimizer: str | None = None, regularisation: dict | None = None
+):
     """A tf.function step on the hybrid model; returns the global mean loss.
 
     ``optimizer`` None: plain SGD by assignment; else the training optimizers
-    (``make_optimizers``: Keras for the MLPs, row-sparse for the tables).
+    (``make_optimizers``: Keras for the MLPs, row-sparse for the tables), with
+    the ``regularisation`` keywords of ``make_optimizers``.
     """
-    optimizers = make_optimizers(optimizer, LEARNING_RATE) if optimizer else None
+    optimizers = _optimizers(optimizer, regularisation)
 
     @tf.function
     def step(numerical, categorical, labels):
@@ -227,9 +238,11 @@ def _apply(optimizers, embedding_grads, embedding_vars, dense_grads, dense_vars)
     embedding_optimizer.apply_gradients(zip(embedding_grads, embedding_vars, strict=True))
 
 
-def reference_train_step(model: DLRM, optimizer: str | None = None):
+def reference_train_step(
+    model: DLRM, optimizer: str | None = None, regularisation: dict | None = None
+):
     """The same step on the whole global batch in one process, no distribution code."""
-    optimizers = make_optimizers(optimizer, LEARNING_RATE) if optimizer else None
+    optimizers = _optimizers(optimizer, regularisation)
     embedding_vars = [v for v in model.embedding_variables if v is not None]
 
     @tf.function
@@ -265,13 +278,15 @@ def run_hybrid(
     optimizer: str | None = None,
     hotness: tuple[int, ...] | None = None,
     linear: bool = False,
+    regularisation: dict[str, float] | None = None,
 ) -> dict[str, np.ndarray]:
     """Trains and evaluates with HybridParallel; returns what this rank knows.
 
     A table this rank holds only rows of is returned as those rows, with
     ``table_{t}_rows`` = ``[start, end]`` and ``shapes_{t}``, the shapes of
     the variable and of its optimizer slots. ``hotness``: the multi-hot
-    variant of model and data (:data:`MULTI_HOT`); ``linear``: the model with a linear part.
+    variant of model and data (:data:`MULTI_HOT`); ``linear``: the model with a linear part;
+    ``regularisation``: ``make_optimizers`` keywords (:data:`REGULARISATION`).
     """
     if placement is None:
         model = build_model(hotness=hotness, linear=linear)
@@ -279,7 +294,7 @@ def run_hybrid(
         model = build_rank_model(placement, comm.rank, hotness, linear)
     hp = make_hybrid(comm, model, placement)
     hp.broadcast_dense_variables()
-    step = hybrid_train_step(hp, optimizer)
+    step = hybrid_train_step(hp, optimizer, regularisation)
     losses = [
         float(step(*rank_view(batch, hp)))
         for batch in make_batches(TRAIN_BATCHES, seed=1, hotness=hotness)
@@ -301,11 +316,14 @@ def run_hybrid(
 
 
 def run_reference(
-    optimizer: str | None = None, hotness: tuple[int, ...] | None = None, linear: bool = False
+    optimizer: str | None = None,
+    hotness: tuple[int, ...] | None = None,
+    linear: bool = False,
+    regularisation: dict[str, float] | None = None,
 ) -> dict[str, np.ndarray]:
     """The single-process reference of :func:`run_hybrid` (plain model call)."""
     model = build_model(hotness=hotness, linear=linear)
-    step = reference_train_step(model, optimizer)
+    step = reference_train_step(model, optimizer, regularisation)
     losses = [
         float(step(*(tf.constant(a) for a in batch)))
         for batch in make_batches(TRAIN_BATCHES, seed=1, hotness=hotness)

@@ -110,7 +110,8 @@ def _assert_split_parity(
     placement,
     hotness: tuple[int, ...] | None = None,
     linear: bool = False,
-) -> list[dict[str, np.ndarray]]:
+    regularisation: dict[str, float] | None = None,
+) -> dict[str, dict[str, np.ndarray]]:
     """Checks a split run (``{prefix}_{optimizer}_rank{r}.npz``) against one process.
 
     Per optimizer: per-step losses, predictions, dense weights and every
@@ -120,7 +121,9 @@ def _assert_split_parity(
     """
     references = {}
     for optimizer, rtol in (("sgd", 1e-5), ("adagrad", 1e-5), ("adam", 1e-4)):
-        reference = references[optimizer] = ps.run_reference(optimizer, hotness, linear)
+        reference = references[optimizer] = ps.run_reference(
+            optimizer, hotness, linear, regularisation
+        )
         ranks = [dict(np.load(tmp_path / f"{prefix}_{optimizer}_rank{r}.npz")) for r in range(2)]
         for rank, result in enumerate(ranks):
             np.testing.assert_allclose(result["losses"], reference["losses"], rtol=rtol)
@@ -203,17 +206,28 @@ def test_multi_hot_tables_split_by_rows_match_one_process(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_linear_part_on_two_ranks_matches_one_process(tmp_path):
+def test_a_regularised_linear_part_on_two_ranks_matches_one_process(tmp_path):
     """--linear: the per-id weight column travels with the vectors, pooled as they are,
-    through whole and row-split tables, one-hot and multi-hot."""
+    through whole and row-split tables, one-hot and multi-hot; lazy L2 and the weight
+    decays of tables and MLPs (each rank decays the rows it holds) give one process's
+    result too."""
     _run("tests.distributed.hvd_program", "split_linear", str(tmp_path))
     references = _assert_split_parity(
-        tmp_path, "split_linear", ps.split_multi_hot_placement(), ps.MULTI_HOT, linear=True
+        tmp_path,
+        "split_linear",
+        ps.split_multi_hot_placement(),
+        ps.MULTI_HOT,
+        linear=True,
+        regularisation=ps.REGULARISATION,
     )
     initial = ps.build_model(hotness=ps.MULTI_HOT, linear=True).embedding_variables
+    unregularised = ps.run_reference("adam", ps.MULTI_HOT, linear=True)
     for reference in references.values():
         # The weight column was trained too.
         assert not np.allclose(initial[2].numpy()[:, -1], reference["table_2"][:, -1])
+    # The regularisers changed the result (the parity above is not that of plain runs).
+    for key in ("table_2", "dense_0"):
+        assert not np.allclose(unregularised[key], references["adam"][key], rtol=1e-3)
 
 
 def test_two_local_host_names_run_as_two_nodes(tmp_path):

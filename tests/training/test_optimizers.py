@@ -33,18 +33,20 @@ def _summed(ids, values):
     return out
 
 
-def _numpy_reference(kind, table, grads, lr, l2=0.0):
+def _numpy_reference(kind, table, grads, lr, l2=0.0, weight_decay=0.0):
     """Lazy updates on a float64 copy: returns the table and the slots.
 
     ``l2``: lazy L2, ``l2 * row`` added once to each distinct row's summed gradient.
+    ``weight_decay``: every row shrinks by ``lr * weight_decay`` before the updates.
     """
     table = table.astype(np.float64).copy()
     m = np.zeros_like(table)
     v = np.zeros_like(table)
     acc = np.full_like(table, 0.1)
     for t, (ids, values) in enumerate(zip(STEPS, grads, strict=True), start=1):
-        for row, g in _summed(ids, values).items():
-            g = g + l2 * table[row]
+        summed = {row: g + l2 * table[row] for row, g in _summed(ids, values).items()}
+        table *= 1.0 - lr * weight_decay
+        for row, g in summed.items():
             if kind == "sgd":
                 table[row] -= lr * g
             elif kind == "adam":
@@ -58,11 +60,12 @@ def _numpy_reference(kind, table, grads, lr, l2=0.0):
     return table, {"sgd": {}, "adam": {"m": m, "v": v}, "adagrad": {"accumulator": acc}}[kind]
 
 
-def _make(kind, lr, jit_compile=False, l2=0.0):
+def _make(kind, lr, jit_compile=False, l2=0.0, weight_decay=0.0):
     if kind == "sgd":
-        return SparseSGD(lr, jit_compile=jit_compile, l2=l2)
+        return SparseSGD(lr, jit_compile=jit_compile, l2=l2, weight_decay=weight_decay)
     assert not jit_compile, "only the SGD update is compiled"
-    return {"adam": SparseAdam, "adagrad": SparseAdagrad}[kind](lr, l2=l2)
+    classes = {"adam": SparseAdam, "adagrad": SparseAdagrad}
+    return classes[kind](lr, l2=l2, weight_decay=weight_decay)
 
 
 # (kind, jit_compile): every optimizer uncompiled, and SGD's compiled update.
@@ -111,6 +114,33 @@ def test_touched_rows_match_numpy_and_untouched_rows_and_slots_do_not_move(
             slot.numpy()[TOUCHED], want_slots[name][TOUCHED], rtol=1e-5, atol=1e-7
         )
     assert int(optimizer.iterations) == 2
+
+
+@pytest.mark.parametrize(("kind", "jit_compile"), KINDS)
+@pytest.mark.parametrize("l2", [0.0, 0.3])
+def test_embedding_weight_decay_shrinks_every_row_besides_the_update(kind, jit_compile, l2):
+    """Untouched rows shrink by (1 - lr * wd) per step; touched ones also get their update."""
+    keras.utils.set_random_seed(0)
+    variable = EmbeddingTable(ROWS, DIM, name="table").embeddings
+    before = variable.numpy().copy()
+    grads = _gradients(1)
+    optimizer = _make(kind, 0.05, jit_compile, l2, weight_decay=2.0)
+
+    @tf.function(reduce_retracing=True)
+    def step(ids, values):
+        slices = tf.IndexedSlices(values, ids, dense_shape=tf.constant([ROWS, DIM]))
+        optimizer.apply_gradients([(slices, variable)])
+
+    for ids, values in zip(STEPS, grads, strict=True):
+        step(tf.constant(ids, tf.int32), tf.constant(values))
+
+    after = variable.numpy()
+    want, _ = _numpy_reference(kind, before, grads, 0.05, l2, weight_decay=2.0)
+    without, _ = _numpy_reference(kind, before, grads, 0.05, l2)
+    untouched = np.setdiff1d(np.arange(ROWS), TOUCHED)
+    np.testing.assert_allclose(after[untouched], before[untouched] * 0.9**2, rtol=1e-6)
+    np.testing.assert_allclose(after, want, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(without[TOUCHED], want[TOUCHED], rtol=1e-3)
 
 
 def test_lazy_adam_first_step_equals_dense_keras_adam_on_touched_rows():
@@ -332,3 +362,5 @@ def test_regularisation_strengths_are_checked():
         make_optimizers("adam", 0.1, embedding_l2=-1.0)
     with pytest.raises(ValueError, match=r"dense weight decay must be >= 0, got -0\.5"):
         make_optimizers("adam", 0.1, dense_weight_decay=-0.5)
+    with pytest.raises(ValueError, match=r"embedding weight decay must be >= 0, got -2"):
+        make_optimizers("adam", 0.1, embedding_weight_decay=-2.0)
