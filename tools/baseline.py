@@ -1,14 +1,20 @@
 """A logistic-regression baseline on a binary dataset: the linear model to beat.
 
     python -m tools.baseline DATASET_DIR [--max_train_rows N] [--tune_fraction F]
-                                         [--c_grid 0.01,0.1,1] [--json OUT]
+                                         [--c_grid 0.01,0.1,1] [--crosses 4:23,7:17]
+                                         [--json OUT]
 
 Reads the ``train`` and ``test`` splits of the binary dataset through the
 project's own reader (`models.data.binary.BinaryDataset`), so it sees exactly
 the rows, ids and stored numericals a DLRM run trains and evaluates on. The
 features are one indicator column per (table, id) -- a multi-hot row sets one
 column per valid id -- plus the stored numericals standardised with the
-training mean and deviation, in one sparse matrix. scikit-learn's
+training mean and deviation, in one sparse matrix. ``--crosses A:B,...`` adds,
+for each pair of one-hot tables, one indicator per (id of A, id of B) pair
+seen in train (a pair train never saw gets none): Wide & Deep's
+cross-product features, the linear model told which crosses exist (on
+generated rows, the ceiling of a model that knows the click model's form).
+scikit-learn's
 `LogisticRegression` (L2) is fitted on the first ``1 - F`` of the training rows
 for every inverse regularisation strength ``C`` of the grid; the ``C`` with the
 best AUC on the last ``F`` of them (the tuning slice) is refitted on all
@@ -68,6 +74,7 @@ class BaselineResult:
     test_rows: int
     features: int
     seconds: float
+    crosses: list[list[int]] = dataclasses.field(default_factory=list)
 
 
 def read_split(root: str | Path, split: str, max_rows: int | None = None) -> Split:
@@ -97,11 +104,46 @@ def one_hot(categorical: np.ndarray, hotness: Sequence[int], cardinalities: Sequ
     return sp.csr_matrix((values, (rows, columns)), shape=shape)
 
 
-def _design(split: Split, hotness, cardinalities, mean, std):
+def check_crosses(crosses: Sequence[tuple[int, int]], hotness: Sequence[int]) -> None:
+    """Each pair names two different one-hot tables of the dataset."""
+    for a, b in crosses:
+        for table in (a, b):
+            if not 0 <= table < len(hotness):
+                raise ValueError(
+                    f"--crosses {a}:{b}: table {table} is not one of the dataset's "
+                    f"{len(hotness)} tables (0..{len(hotness) - 1})"
+                )
+            if hotness[table] != 1:
+                raise ValueError(
+                    f"--crosses {a}:{b}: table {table} is multi-hot (hotness "
+                    f"{hotness[table]}); only one-hot tables can be crossed"
+                )
+        if a == b:
+            raise ValueError(f"--crosses {a}:{b}: a table is not crossed with itself")
+
+
+def cross_keys(categorical: np.ndarray, pair: tuple[int, int], cardinalities) -> np.ndarray:
+    """``id_a * cardinality_b + id_b`` per row (one-hot tables: column = table)."""
+    a, b = pair
+    return categorical[:, a].astype(np.int64) * int(cardinalities[b]) + categorical[:, b]
+
+
+def cross_indicators(keys: np.ndarray, seen: np.ndarray):
+    """``[n, len(seen)]`` CSR: a 1 at the position of each row's key in ``seen`` (sorted)."""
+    position = np.minimum(np.searchsorted(seen, keys), max(seen.size - 1, 0))
+    found = seen[position] == keys if seen.size else np.zeros(keys.size, bool)
+    rows = np.flatnonzero(found)
+    values = np.ones(rows.size, np.float64)
+    return sp.csr_matrix((values, (rows, position[found])), shape=(keys.size, seen.size))
+
+
+def _design(split: Split, hotness, cardinalities, mean, std, crosses=(), seen=()):
     numerical = (split.numerical - mean) / std
-    return sp.hstack(
-        [one_hot(split.categorical, hotness, cardinalities), sp.csr_matrix(numerical)]
-    ).tocsr()
+    blocks = [one_hot(split.categorical, hotness, cardinalities), sp.csr_matrix(numerical)]
+    for pair, pair_seen in zip(crosses, seen, strict=True):
+        keys = cross_keys(split.categorical, pair, cardinalities)
+        blocks.append(cross_indicators(keys, pair_seen))
+    return sp.hstack(blocks).tocsr()
 
 
 def _fit(x, y, c: float, seed: int) -> LogisticRegression:
@@ -115,8 +157,12 @@ def run_baseline(
     tune_fraction: float = 0.2,
     max_train_rows: int | None = None,
     seed: int = 0,
+    crosses: Sequence[tuple[int, int]] = (),
 ) -> BaselineResult:
-    """Tunes ``C`` on a slice of train, refits on all of train, scores test."""
+    """Tunes ``C`` on a slice of train, refits on all of train, scores test.
+
+    ``crosses``: pairs of one-hot tables whose id pairs become features too.
+    """
     if not 0 < tune_fraction < 1:
         raise ValueError(f"--tune_fraction must be in (0, 1), got {tune_fraction}")
     if not c_grid or any(c <= 0 for c in c_grid):
@@ -133,8 +179,10 @@ def run_baseline(
     mean = train.numerical.mean(axis=0) if train.numerical.size else 0.0
     std = np.maximum(train.numerical.std(axis=0), 1e-6) if train.numerical.size else 1.0
     hotness, cardinalities = spec.hotness, spec.cardinalities
-    x_train = _design(train, hotness, cardinalities, mean, std)
-    x_test = _design(test, hotness, cardinalities, mean, std)
+    check_crosses(crosses, hotness)
+    seen = [np.unique(cross_keys(train.categorical, p, cardinalities)) for p in crosses]
+    x_train = _design(train, hotness, cardinalities, mean, std, crosses, seen)
+    x_test = _design(test, hotness, cardinalities, mean, std, crosses, seen)
 
     # Tune on the last rows of train (preproc shuffles rows, so a tail is a fair sample).
     cut = round(train.labels.size * (1 - tune_fraction))
@@ -157,6 +205,7 @@ def run_baseline(
         test_rows=int(test.labels.size),
         features=int(x_train.shape[1]),
         seconds=time.perf_counter() - start,
+        crosses=[[int(a), int(b)] for a, b in crosses],
     )
 
 
@@ -169,6 +218,20 @@ def _floats(text: str) -> list[float]:
         ) from None
 
 
+def _pairs(text: str) -> list[tuple[int, int]]:
+    pairs = []
+    for item in (p for p in text.split(",") if p):
+        parts = item.split(":")
+        try:
+            a, b = (int(v) for v in parts)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected table pairs A:B separated by commas (e.g. 4:23,7:17), got {item!r}"
+            ) from None
+        pairs.append((a, b))
+    return pairs
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.baseline", description=__doc__)
     parser.add_argument("dataset", help="binary dataset directory (train and test splits)")
@@ -176,11 +239,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tune_fraction", type=float, default=0.2)
     parser.add_argument("--max_train_rows", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--crosses",
+        type=_pairs,
+        default=[],
+        help="pairs of one-hot tables (0-based, as cat_N) whose id pairs become features too",
+    )
     parser.add_argument("--json", help="also write the result as JSON here")
     args = parser.parse_args(argv)
     try:
         result = run_baseline(
-            args.dataset, args.c_grid, args.tune_fraction, args.max_train_rows, args.seed
+            args.dataset,
+            args.c_grid,
+            args.tune_fraction,
+            args.max_train_rows,
+            args.seed,
+            args.crosses,
         )
     except (DatasetError, ValueError, OSError) as error:
         print(f"tools.baseline: {error}", file=sys.stderr)
@@ -188,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     tuned = ", ".join(f"C={c}: {auc:.4f}" for c, auc in result.tuning_aucs.items())
     print(
         f"logistic regression on {result.train_rows} train rows, {result.features} features "
-        f"(one-hot ids + {fs.NUMERICAL_DTYPE.name} numericals)\n"
+        f"(one-hot ids + {fs.NUMERICAL_DTYPE.name} numericals{_crossed(result.crosses)})\n"
         f"tuning-slice AUC: {tuned}; chosen C={result.best_c:g}\n"
         f"test AUC {result.test_auc:.6f} on {result.test_rows} rows "
         f"(exact AUC check: sklearn roc_auc_score {result.test_auc_sklearn:.6f}, "
@@ -201,6 +275,12 @@ def main(argv: list[str] | None = None) -> int:
         print("tools.baseline: the exact AUC disagrees with scikit-learn's", file=sys.stderr)
         return 1
     return 0
+
+
+def _crossed(crosses: list[list[int]]) -> str:
+    if not crosses:
+        return ""
+    return " + id pairs of tables " + ", ".join(f"{a}:{b}" for a, b in crosses)
 
 
 if __name__ == "__main__":

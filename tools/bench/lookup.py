@@ -10,7 +10,9 @@ processes, one with ``DLRM_HUGE_PAGES=0`` and one restarted with glibc's
 huge-page tunable as ``dlrm_main.py`` is, and reports the median time of
 the compiled lookup (one gather per table) and of the sparse SGD update
 (one scatter-subtract per table), and how much of the process's memory the
-kernel put on huge pages.
+kernel put on huge pages. The last column is the training optimizer's SGD
+step (`SparseSGD`) with ``--embedding_weight_decay`` on: the row update plus
+the decay of every row, the per-step price of that flag at this table size.
 """
 
 from __future__ import annotations
@@ -77,6 +79,7 @@ def measure(args: argparse.Namespace, law: str) -> dict[str, Any]:
     import tensorflow as tf
 
     from models.huge_pages import huge_pages_state
+    from models.training.optimizers import SparseSGD
 
     tables = [
         tf.Variable(tf.random.uniform([args.rows, args.dim]), name=f"table_{t}")
@@ -98,6 +101,17 @@ def measure(args: argparse.Namespace, law: str) -> dict[str, Any]:
             table.scatter_sub(tf.IndexedSlices(update, i))
         return tf.constant(0)
 
+    decaying = SparseSGD(1e-3, weight_decay=1e-3)
+
+    @tf.function
+    def decayed_sgd() -> tf.Tensor:
+        rows = tf.constant([args.rows, args.dim], tf.int64)
+        decaying.apply_gradients(
+            (tf.IndexedSlices(update, i, dense_shape=rows), table)
+            for table, i in zip(tables, ids, strict=True)
+        )
+        return tf.constant(0)
+
     def median_ms(fn: Any) -> float:
         tf.nest.map_structure(lambda t: t.numpy(), fn())  # traces, warms up
         times = []
@@ -113,6 +127,7 @@ def measure(args: argparse.Namespace, law: str) -> dict[str, Any]:
         "anon_huge_pages_kib": _huge_kib(),
         "lookup_ms": median_ms(lookup),
         "update_ms": median_ms(sparse_sgd),
+        "decayed_update_ms": median_ms(decayed_sgd),
     }
 
 
@@ -146,13 +161,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{args.tables} tables of {args.rows} x {args.dim} float32, batch {args.batch_size}, "
         f"median of {args.repeats}; each row: a fresh process"
     )
-    print(f"{'ids':<10}{'huge pages':<52}{'on huge pages':>15}{'lookup ms':>11}{'update ms':>11}")
+    print(
+        f"{'ids':<10}{'huge pages':<52}{'on huge pages':>15}{'lookup ms':>11}{'update ms':>11}"
+        f"{'with decay ms':>15}"
+    )
     for run in runs:
         kib = run["anon_huge_pages_kib"]
         on_huge = "unknown" if kib is None else f"{kib / 1024:,.0f} MiB"
         print(
             f"{run['law']:<10}{run['huge_pages']:<52}{on_huge:>15}"
             f"{run['lookup_ms']:>11.2f}{run['update_ms']:>11.2f}"
+            f"{run['decayed_update_ms']:>15.2f}"
         )
     for law in args.laws:
         off, on = (r for r in runs if r["law"] == law)
