@@ -122,16 +122,25 @@ def check_crosses(crosses: Sequence[tuple[int, int]], hotness: Sequence[int]) ->
             raise ValueError(f"--crosses {a}:{b}: a table is not crossed with itself")
 
 
-def cross_keys(categorical: np.ndarray, pair: tuple[int, int], cardinalities) -> np.ndarray:
-    """``id_a * cardinality_b + id_b`` per row (one-hot tables: column = table)."""
+def cross_keys(
+    categorical: np.ndarray, pair: tuple[int, int], hotness: Sequence[int], cardinalities
+) -> np.ndarray:
+    """``id_a * cardinality_b + id_b`` per row of two one-hot tables.
+
+    A table's column in ``categorical`` is the sum of the hotness of the
+    tables before it (a multi-hot table takes several columns).
+    """
     a, b = pair
-    return categorical[:, a].astype(np.int64) * int(cardinalities[b]) + categorical[:, b]
+    column = np.concatenate([[0], np.cumsum(hotness)])
+    ids_a = categorical[:, column[a]].astype(np.int64)
+    return ids_a * int(cardinalities[b]) + categorical[:, column[b]]
 
 
 def cross_indicators(keys: np.ndarray, seen: np.ndarray):
-    """``[n, len(seen)]`` CSR: a 1 at the position of each row's key in ``seen`` (sorted)."""
-    position = np.minimum(np.searchsorted(seen, keys), max(seen.size - 1, 0))
-    found = seen[position] == keys if seen.size else np.zeros(keys.size, bool)
+    """``[n, len(seen)]`` CSR: a 1 at the position of each row's key in ``seen``
+    (sorted, not empty: the keys of the training rows)."""
+    position = np.minimum(np.searchsorted(seen, keys), seen.size - 1)
+    found = seen[position] == keys
     rows = np.flatnonzero(found)
     values = np.ones(rows.size, np.float64)
     return sp.csr_matrix((values, (rows, position[found])), shape=(keys.size, seen.size))
@@ -141,7 +150,7 @@ def _design(split: Split, hotness, cardinalities, mean, std, crosses=(), seen=()
     numerical = (split.numerical - mean) / std
     blocks = [one_hot(split.categorical, hotness, cardinalities), sp.csr_matrix(numerical)]
     for pair, pair_seen in zip(crosses, seen, strict=True):
-        keys = cross_keys(split.categorical, pair, cardinalities)
+        keys = cross_keys(split.categorical, pair, hotness, cardinalities)
         blocks.append(cross_indicators(keys, pair_seen))
     return sp.hstack(blocks).tocsr()
 
@@ -180,7 +189,7 @@ def run_baseline(
     std = np.maximum(train.numerical.std(axis=0), 1e-6) if train.numerical.size else 1.0
     hotness, cardinalities = spec.hotness, spec.cardinalities
     check_crosses(crosses, hotness)
-    seen = [np.unique(cross_keys(train.categorical, p, cardinalities)) for p in crosses]
+    seen = [np.unique(cross_keys(train.categorical, p, hotness, cardinalities)) for p in crosses]
     x_train = _design(train, hotness, cardinalities, mean, std, crosses, seen)
     x_test = _design(test, hotness, cardinalities, mean, std, crosses, seen)
 

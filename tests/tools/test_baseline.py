@@ -75,8 +75,11 @@ def test_errors_are_one_line_naming_the_problem(tmp_path, capsys) -> None:
 
 def test_cross_indicators_mark_the_pairs_train_saw() -> None:
     categorical = np.array([[1, 9, 2], [3, 9, 5], [1, 0, 2], [2, 0, 0]])
-    keys = baseline.cross_keys(categorical, (0, 2), CARDINALITIES)
+    keys = baseline.cross_keys(categorical, (0, 2), (1, 1, 1), CARDINALITIES)
     assert keys.tolist() == [8, 23, 8, 12]
+    # Table 1 multi-hot (hotness 2, -1 padding): table 2 is the fourth column.
+    multi_hot = np.array([[1, 9, -1, 2], [3, 9, 4, 5]])
+    assert baseline.cross_keys(multi_hot, (0, 2), (1, 2, 1), CARDINALITIES).tolist() == [8, 23]
     seen = np.unique(keys[:2])  # "train": the first two rows
     matrix = baseline.cross_indicators(keys, seen).toarray()
     assert matrix.tolist() == [[1, 0], [0, 1], [1, 0], [0, 0]]  # (2, 0) was never seen
