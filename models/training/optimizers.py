@@ -160,7 +160,6 @@ class SparseOptimizer(tf.Module, abc.ABC):
         lr = self.current_learning_rate()
         step = tf.cast(self.iterations + 1, tf.float32)
         updates = []
-        tables = [backing_variable(variable) for _, variable in pairs]
         for grad, variable in pairs:
             if grad is None:
                 continue
@@ -182,7 +181,8 @@ class SparseOptimizer(tf.Module, abc.ABC):
             # Before the row updates (whose gradients and L2 saw the old rows), as AdamW:
             # row <- row * (1 - lr * wd) - lr * update.
             keep = 1.0 - lr * self.weight_decay
-            for table in tables:
+            for _, variable in pairs:
+                table = backing_variable(variable)
                 table.assign(table * tf.cast(keep, table.dtype))
         self._apply_updates(updates, lr, step)
         self.iterations.assign_add(1)
